@@ -1,0 +1,430 @@
+// Package db opens souk's database — an SQLite file or a PostgreSQL server — and
+// smooths over the few differences between the two.
+//
+// Queries are written once, PostgreSQL style, with $1..$n placeholders; on SQLite
+// they are rebound to ?1..?n. Write transactions on SQLite begin IMMEDIATE so that
+// two writers never deadlock on a lock upgrade, and Tx retries on the transient
+// errors of both backends (PostgreSQL serialization failures and deadlocks,
+// SQLITE_BUSY/LOCKED). Migrate applies embedded, versioned SQL files once each.
+// See docs/storage.md.
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"modernc.org/sqlite" // also registers the database/sql driver "sqlite"
+)
+
+// Dialect names the SQL backend behind a DB.
+type Dialect int
+
+// The supported backends.
+const (
+	SQLite Dialect = iota + 1
+	Postgres
+)
+
+// String returns "sqlite" or "postgres".
+func (d Dialect) String() string {
+	switch d {
+	case SQLite:
+		return "sqlite"
+	case Postgres:
+		return "postgres"
+	}
+	return fmt.Sprintf("Dialect(%d)", int(d))
+}
+
+// DB is an open database. The embedded *sql.DB is available for anything not
+// covered here; its *Context methods do NOT rebind placeholders.
+type DB struct {
+	*sql.DB
+	Dialect Dialect
+}
+
+// SQLite connection defaults. busy_timeout makes a writer wait (rather than fail)
+// while another holds the write lock; Tx still retries if it runs out.
+const (
+	sqliteBusyTimeoutMS = 10000
+	sqliteMaxOpenConns  = 8
+	pgMaxOpenConns      = 16
+	pgMaxIdleConns      = 4
+)
+
+// Open opens the database named by dsn.
+//
+// "postgres://…" or "postgresql://…" (or a libpq keyword/value string starting with
+// "host=", "dbname=" or "user=") opens PostgreSQL through pgx's database/sql driver.
+// Anything else is an SQLite file path, optionally prefixed "sqlite:" or "file:"
+// and optionally followed by "?" and extra modernc.org/sqlite DSN parameters.
+// SQLite is opened with WAL, synchronous=FULL, foreign_keys=on, a busy timeout and
+// immediate write transactions. Open pings the database before returning.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	if dsn == "" {
+		return nil, errors.New("db: empty DSN")
+	}
+	var (
+		d   *DB
+		err error
+	)
+	if isPostgresDSN(dsn) {
+		d, err = openPostgres(dsn)
+	} else {
+		d, err = openSQLite(dsn)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := d.PingContext(ctx); err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("db: connect to %s: %w", Redact(dsn), err)
+	}
+	return d, nil
+}
+
+func isPostgresDSN(dsn string) bool {
+	l := strings.ToLower(dsn)
+	if strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://") {
+		return true
+	}
+	for _, p := range []string{"host=", "dbname=", "user="} {
+		if strings.HasPrefix(l, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func openPostgres(dsn string) (*DB, error) {
+	sdb, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("db: open postgres %s: %w", Redact(dsn), err)
+	}
+	sdb.SetMaxOpenConns(pgMaxOpenConns)
+	sdb.SetMaxIdleConns(pgMaxIdleConns)
+	sdb.SetConnMaxIdleTime(5 * time.Minute)
+	sdb.SetConnMaxLifetime(30 * time.Minute)
+	return &DB{DB: sdb, Dialect: Postgres}, nil
+}
+
+// sqliteDSN turns a path (with optional prefix and parameters) into the DSN given
+// to modernc.org/sqlite, adding souk's defaults for keys the caller did not set.
+func sqliteDSN(dsn string) (string, error) {
+	p := dsn
+	for _, pre := range []string{"sqlite://", "sqlite:", "file:"} {
+		if strings.HasPrefix(p, pre) {
+			p = p[len(pre):]
+			break
+		}
+	}
+	path, rawQuery, _ := strings.Cut(p, "?")
+	if path == "" {
+		return "", fmt.Errorf("db: SQLite DSN %q has no file path", dsn)
+	}
+	if path == ":memory:" || strings.Contains(rawQuery, "mode=memory") {
+		return "", errors.New("db: in-memory SQLite is not supported (each pooled connection would see its own database); use a file")
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return "", fmt.Errorf("db: SQLite DSN parameters: %w", err)
+	}
+	pragmas := map[string]bool{}
+	for _, v := range q["_pragma"] {
+		name, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(v)), "(")
+		name, _, _ = strings.Cut(name, "=")
+		pragmas[strings.TrimSpace(name)] = true
+	}
+	add := func(pragma, value string) {
+		if !pragmas[pragma] {
+			q.Add("_pragma", pragma+"("+value+")")
+		}
+	}
+	add("busy_timeout", fmt.Sprint(sqliteBusyTimeoutMS))
+	add("journal_mode", "WAL")
+	add("synchronous", "FULL")
+	add("foreign_keys", "1")
+	if q.Get("_txlock") == "" {
+		q.Set("_txlock", "immediate")
+	}
+	return path + "?" + q.Encode(), nil
+}
+
+func openSQLite(dsn string) (*DB, error) {
+	full, err := sqliteDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	sdb, err := sql.Open("sqlite", full)
+	if err != nil {
+		return nil, fmt.Errorf("db: open sqlite %s: %w", dsn, err)
+	}
+	// WAL lets readers run beside the single writer; several connections keep a
+	// long read from blocking writes, and busy_timeout queues the writers.
+	sdb.SetMaxOpenConns(sqliteMaxOpenConns)
+	sdb.SetMaxIdleConns(sqliteMaxOpenConns)
+	sdb.SetConnMaxIdleTime(0)
+	sdb.SetConnMaxLifetime(0)
+	return &DB{DB: sdb, Dialect: SQLite}, nil
+}
+
+// Rebind rewrites $n placeholders for the dialect (no-op on PostgreSQL).
+func (d *DB) Rebind(query string) string { return rebind(d.Dialect, query) }
+
+// Exec runs a statement written with $1..$n placeholders.
+func (d *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return d.ExecContext(ctx, rebind(d.Dialect, query), args...)
+}
+
+// Query runs a query written with $1..$n placeholders.
+func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return d.QueryContext(ctx, rebind(d.Dialect, query), args...)
+}
+
+// QueryRow runs a query expected to return at most one row.
+func (d *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.QueryRowContext(ctx, rebind(d.Dialect, query), args...)
+}
+
+// Tx is a transaction; Exec, Query and QueryRow rebind $n placeholders.
+type Tx struct {
+	*sql.Tx
+	Dialect Dialect
+}
+
+// Exec runs a statement written with $1..$n placeholders in the transaction.
+func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.ExecContext(ctx, rebind(t.Dialect, query), args...)
+}
+
+// Query runs a query written with $1..$n placeholders in the transaction.
+func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.QueryContext(ctx, rebind(t.Dialect, query), args...)
+}
+
+// QueryRow runs a query expected to return at most one row in the transaction.
+func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.QueryRowContext(ctx, rebind(t.Dialect, query), args...)
+}
+
+// Retry policy of Tx.
+const (
+	txMaxAttempts = 10
+	txBaseBackoff = 2 * time.Millisecond
+	txMaxBackoff  = 250 * time.Millisecond
+)
+
+// Tx runs fn in a transaction: it commits when fn returns nil and rolls back
+// otherwise, returning fn's error. When fn or the commit fails with a transient
+// error (PostgreSQL serialization failure 40001 or deadlock 40P01, SQLITE_BUSY or
+// SQLITE_LOCKED) the whole transaction is retried, a bounded number of times with
+// short jittered backoff, so fn must be safe to run again (no side effects outside
+// the transaction). On SQLite the transaction begins IMMEDIATE: it takes the write
+// lock up front, which is what makes concurrent writers safe.
+func (d *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	return d.TxOptions(ctx, nil, fn)
+}
+
+// TxOptions is Tx with explicit options (for example sql.LevelSerializable on
+// PostgreSQL, or ReadOnly, which on SQLite begins a deferred read transaction).
+func (d *DB) TxOptions(ctx context.Context, opts *sql.TxOptions, fn func(tx *Tx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = d.txOnce(ctx, opts, fn)
+		if err == nil || !IsRetryable(err) || attempt >= txMaxAttempts {
+			return err
+		}
+		if werr := sleepCtx(ctx, txBackoff(attempt)); werr != nil {
+			return fmt.Errorf("%w (gave up retrying: %w)", err, werr)
+		}
+	}
+}
+
+func txBackoff(attempt int) time.Duration {
+	b := txBaseBackoff << min(attempt-1, 16)
+	b = min(b, txMaxBackoff)
+	// full jitter in [b/2, b]
+	return b/2 + rand.N(b/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (d *DB) txOnce(ctx context.Context, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
+	stx, err := d.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("db: begin: %w", err)
+	}
+	tx := &Tx{Tx: stx, Dialect: d.Dialect}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = stx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		if rerr := stx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			return errors.Join(err, fmt.Errorf("db: rollback: %w", rerr))
+		}
+		return err
+	}
+	if err := stx.Commit(); err != nil {
+		return fmt.Errorf("db: commit: %w", err)
+	}
+	return nil
+}
+
+// SQLite primary and extended result codes used below.
+const (
+	sqliteBusy                 = 5
+	sqliteLocked               = 6
+	sqliteConstraint           = 19
+	sqliteConstraintPrimaryKey = 1555
+	sqliteConstraintUnique     = 2067
+)
+
+// IsRetryable reports whether err is a transient conflict that a retry of the
+// whole transaction may resolve.
+func IsRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		c := sqErr.Code() & 0xff
+		return c == sqliteBusy || c == sqliteLocked
+	}
+	return false
+}
+
+// IsUniqueViolation reports whether err is a unique (or primary key) constraint
+// violation on either backend.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23505"
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		switch sqErr.Code() {
+		case sqliteConstraintUnique, sqliteConstraintPrimaryKey:
+			return true
+		case sqliteConstraint:
+			return strings.Contains(sqErr.Error(), "UNIQUE constraint failed")
+		}
+	}
+	return false
+}
+
+// Redact returns dsn with any password masked, for logs.
+func Redact(dsn string) string {
+	if strings.Contains(dsn, "://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "<unparseable DSN>"
+		}
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+		}
+		q := u.Query()
+		changed := false
+		for k := range q {
+			if isSecretParam(k) {
+				q.Set(k, "xxxxx")
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	if isPostgresDSN(dsn) {
+		return redactKeyValue(dsn)
+	}
+	return dsn
+}
+
+func isSecretParam(k string) bool {
+	k = strings.ToLower(k)
+	return k == "password" || k == "sslpassword" || k == "passfile_password"
+}
+
+// redactKeyValue masks password=… in a libpq keyword/value string, honouring
+// single-quoted values.
+func redactKeyValue(s string) string {
+	var b strings.Builder
+	i := 0
+	for i < len(s) {
+		// copy whitespace
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n') {
+			b.WriteByte(s[i])
+			i++
+		}
+		if i >= len(s) {
+			break
+		}
+		eq := strings.IndexByte(s[i:], '=')
+		if eq < 0 {
+			b.WriteString(s[i:])
+			break
+		}
+		key := strings.TrimSpace(s[i : i+eq])
+		b.WriteString(s[i : i+eq+1])
+		i += eq + 1
+		for i < len(s) && s[i] == ' ' {
+			b.WriteByte(' ')
+			i++
+		}
+		start := i
+		if i < len(s) && s[i] == '\'' {
+			i++
+			for i < len(s) {
+				if s[i] == '\\' && i+1 < len(s) {
+					i += 2
+					continue
+				}
+				if s[i] == '\'' {
+					i++
+					break
+				}
+				i++
+			}
+		} else {
+			for i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' {
+				i++
+			}
+		}
+		if isSecretParam(key) {
+			b.WriteString("xxxxx")
+		} else {
+			b.WriteString(s[start:i])
+		}
+	}
+	return b.String()
+}
