@@ -21,7 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	"modernc.org/sqlite" // also registers the database/sql driver "sqlite"
+	"modernc.org/sqlite"               // also registers the database/sql driver "sqlite"
 )
 
 // Dialect names the SQL backend behind a DB.
