@@ -1,0 +1,184 @@
+package idp
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/soukhq/souk/db"
+)
+
+// session is a signed-in member at the IdP.
+type session struct {
+	hash     string
+	tenantID string
+	memberID string
+}
+
+func (p *IdP) createSession(ctx context.Context, tenantID, memberID string) (string, error) {
+	tok, err := NewSecret()
+	if err != nil {
+		return "", err
+	}
+	now := p.clock.Now()
+	_, err = p.db.Exec(ctx, `INSERT INTO idp_sessions (id_hash, tenant_id, member_id, created_at, expires_at) VALUES ($1,$2,$3,$4,$5)`,
+		HashSecret(tok), tenantID, memberID, ms(now), ms(now.Add(p.sessionTTL)))
+	if err != nil {
+		return "", fmt.Errorf("idp: create session: %w", err)
+	}
+	return tok, nil
+}
+
+// lookupSession returns the live session named by the cookie value, or ok=false.
+func (p *IdP) lookupSession(ctx context.Context, tok string) (session, bool, error) {
+	if tok == "" {
+		return session{}, false, nil
+	}
+	s := session{hash: HashSecret(tok)}
+	var exp, revoked int64
+	err := p.db.QueryRow(ctx, `SELECT tenant_id, member_id, expires_at, revoked_at FROM idp_sessions WHERE id_hash = $1`, s.hash).
+		Scan(&s.tenantID, &s.memberID, &exp, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return session{}, false, nil
+	}
+	if err != nil {
+		return session{}, false, fmt.Errorf("idp: session: %w", err)
+	}
+	if revoked != 0 || exp <= ms(p.clock.Now()) {
+		return session{}, false, nil
+	}
+	return s, true, nil
+}
+
+func (p *IdP) revokeSession(ctx context.Context, hash string) error {
+	_, err := p.db.Exec(ctx, `UPDATE idp_sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at = 0`, ms(p.clock.Now()), hash)
+	if err != nil {
+		return fmt.Errorf("idp: revoke session: %w", err)
+	}
+	return nil
+}
+
+func (p *IdP) issueCode(ctx context.Context, clientID, memberID, redirectURI string) (string, error) {
+	code, err := NewSecret()
+	if err != nil {
+		return "", err
+	}
+	now := p.clock.Now()
+	_, err = p.db.Exec(ctx, `INSERT INTO idp_codes (code_hash, client_id, member_id, redirect_uri, scope, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
+		HashSecret(code), clientID, memberID, redirectURI, Scope, ms(now), ms(now.Add(p.codeTTL)))
+	if err != nil {
+		return "", fmt.Errorf("idp: issue code: %w", err)
+	}
+	return code, nil
+}
+
+type codeRow struct {
+	hash, clientID, memberID, redirectURI, scope string
+	expiresAt, usedAt                            int64
+}
+
+func (p *IdP) loadCode(ctx context.Context, code string) (codeRow, bool, error) {
+	c := codeRow{hash: HashSecret(code)}
+	err := p.db.QueryRow(ctx, `SELECT client_id, member_id, redirect_uri, scope, expires_at, used_at FROM idp_codes WHERE code_hash = $1`, c.hash).
+		Scan(&c.clientID, &c.memberID, &c.redirectURI, &c.scope, &c.expiresAt, &c.usedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return codeRow{}, false, nil
+	}
+	if err != nil {
+		return codeRow{}, false, fmt.Errorf("idp: code: %w", err)
+	}
+	return c, true, nil
+}
+
+type tokenRow struct {
+	hash, kind, clientID, memberID, scope, grantID string
+	expiresAt, revokedAt                           int64
+}
+
+func (p *IdP) loadToken(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) *sql.Row
+}, tok string) (tokenRow, bool, error) {
+	t := tokenRow{hash: HashSecret(tok)}
+	err := q.QueryRow(ctx, `SELECT kind, client_id, member_id, scope, grant_id, expires_at, revoked_at FROM idp_tokens WHERE token_hash = $1`, t.hash).
+		Scan(&t.kind, &t.clientID, &t.memberID, &t.scope, &t.grantID, &t.expiresAt, &t.revokedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return tokenRow{}, false, nil
+	}
+	if err != nil {
+		return tokenRow{}, false, fmt.Errorf("idp: token: %w", err)
+	}
+	return t, true, nil
+}
+
+// tokenPair is what the token endpoint returns.
+type tokenPair struct {
+	access, refresh string
+}
+
+// insertTokens stores a new access and refresh token of grant in tx.
+func (p *IdP) insertTokens(ctx context.Context, tx *db.Tx, now time.Time, clientID, memberID, scope, grantID string) (tokenPair, error) {
+	var tp tokenPair
+	var err error
+	if tp.access, err = NewSecret(); err != nil {
+		return tokenPair{}, err
+	}
+	if tp.refresh, err = NewSecret(); err != nil {
+		return tokenPair{}, err
+	}
+	const q = `INSERT INTO idp_tokens (token_hash, kind, client_id, member_id, scope, grant_id, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`
+	if _, err := tx.Exec(ctx, q, HashSecret(tp.access), "access", clientID, memberID, scope, grantID, ms(now), ms(now.Add(p.accessTTL))); err != nil {
+		return tokenPair{}, fmt.Errorf("idp: store access token: %w", err)
+	}
+	if _, err := tx.Exec(ctx, q, HashSecret(tp.refresh), "refresh", clientID, memberID, scope, grantID, ms(now), ms(now.Add(p.refreshTTL))); err != nil {
+		return tokenPair{}, fmt.Errorf("idp: store refresh token: %w", err)
+	}
+	return tp, nil
+}
+
+// revokeGrant revokes every token of a grant (code replay, refresh-token reuse).
+func (p *IdP) revokeGrant(ctx context.Context, grantID string) error {
+	_, err := p.db.Exec(ctx, `UPDATE idp_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at = 0`, ms(p.clock.Now()), grantID)
+	if err != nil {
+		return fmt.Errorf("idp: revoke grant: %w", err)
+	}
+	return nil
+}
+
+// RevokeMember revokes every session and token of a member. The buyer center
+// need not call it (every use re-checks the member), but it makes the effect
+// visible in the tables at once.
+func (p *IdP) RevokeMember(ctx context.Context, memberID string) error {
+	now := ms(p.clock.Now())
+	return p.db.Tx(ctx, func(tx *db.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE idp_tokens SET revoked_at = $1 WHERE member_id = $2 AND revoked_at = 0`, now, memberID); err != nil {
+			return fmt.Errorf("idp: revoke member tokens: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE idp_sessions SET revoked_at = $1 WHERE member_id = $2 AND revoked_at = 0`, now, memberID); err != nil {
+			return fmt.Errorf("idp: revoke member sessions: %w", err)
+		}
+		return nil
+	})
+}
+
+// Purge deletes sessions, codes and tokens that expired before the clock's
+// now minus keep (keep > 0 leaves recently expired rows for inspection).
+// It returns how many rows it removed.
+func (p *IdP) Purge(ctx context.Context, keep time.Duration) (int64, error) {
+	cut := ms(p.clock.Now().Add(-keep))
+	var n int64
+	for _, q := range []string{
+		`DELETE FROM idp_sessions WHERE expires_at < $1`,
+		`DELETE FROM idp_codes WHERE expires_at < $1`,
+		`DELETE FROM idp_tokens WHERE expires_at < $1`,
+	} {
+		res, err := p.db.Exec(ctx, q, cut)
+		if err != nil {
+			return n, fmt.Errorf("idp: purge: %w", err)
+		}
+		k, _ := res.RowsAffected()
+		n += k
+	}
+	return n, nil
+}
