@@ -1,0 +1,673 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/jobs"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func setup(t *testing.T, backend string) *db.DB {
+	t.Helper()
+	d := dbtest.Open(t, backend)
+	if err := jobs.Migrate(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func enqueue(t *testing.T, d *db.DB, now time.Time, n jobs.New) int64 {
+	t.Helper()
+	var id int64
+	err := d.Tx(context.Background(), func(tx *db.Tx) error {
+		var err error
+		id, _, err = jobs.Enqueue(context.Background(), tx, now, n)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func get(t *testing.T, d *db.DB, id int64) jobs.Job {
+	t.Helper()
+	all, err := jobs.List(context.Background(), d, jobs.Filter{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range all {
+		if j.ID == id {
+			return j
+		}
+	}
+	t.Fatalf("job %d not found", id)
+	return jobs.Job{}
+}
+
+func runDue(t *testing.T, r *jobs.Runner) int {
+	t.Helper()
+	n, err := r.RunDue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestEnqueueAndRunDueVirtualClock(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			var ran []string
+			r := &jobs.Runner{DB: d, Clock: v, Handlers: map[string]jobs.Handler{
+				"say": func(ctx context.Context, j *jobs.Job) error {
+					ran = append(ran, string(j.Payload))
+					if j.Attempt != 1 {
+						t.Errorf("attempt = %d, want 1", j.Attempt)
+					}
+					return nil
+				},
+				"parent": func(ctx context.Context, j *jobs.Job) error {
+					ran = append(ran, "parent")
+					// a handler enqueuing work due now: RunDue runs it in the same call
+					return d.Tx(ctx, func(tx *db.Tx) error {
+						_, _, err := jobs.Enqueue(ctx, tx, v.Now(), jobs.New{Kind: "say", Payload: []byte("child")})
+						return err
+					})
+				},
+			}}
+			enqueue(t, d, v.Now(), jobs.New{Kind: "say", Payload: []byte("later"), DueAt: t0.Add(time.Hour)})
+			enqueue(t, d, v.Now(), jobs.New{Kind: "say", Payload: []byte("b"), DueAt: t0.Add(-time.Minute)})
+			enqueue(t, d, v.Now(), jobs.New{Kind: "say", Payload: []byte("a"), DueAt: t0.Add(-2 * time.Minute)})
+			enqueue(t, d, v.Now(), jobs.New{Kind: "parent"})
+			enqueue(t, d, v.Now(), jobs.New{Kind: "unhandled"})
+
+			if n := runDue(t, r); n != 4 {
+				t.Fatalf("RunDue ran %d, want 4", n)
+			}
+			if got := strings.Join(ran, ","); got != "a,b,parent,child" {
+				t.Fatalf("order = %s", got)
+			}
+			if n := runDue(t, r); n != 0 {
+				t.Fatalf("second RunDue ran %d, want 0", n)
+			}
+			next, ok, err := jobs.NextDue(ctx, d)
+			if err != nil || !ok || !next.Equal(t0) { // the unhandled job is still pending, due t0
+				t.Fatalf("NextDue = %v %v %v", next, ok, err)
+			}
+			v.Advance(59 * time.Minute)
+			if n := runDue(t, r); n != 0 {
+				t.Fatalf("ran %d before due", n)
+			}
+			v.Advance(time.Minute)
+			if n := runDue(t, r); n != 1 || ran[len(ran)-1] != "later" {
+				t.Fatalf("ran %d %v", n, ran)
+			}
+			c, err := jobs.Counts(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c[jobs.StateDone] != 5 || c[jobs.StatePending] != 1 || c[jobs.StateDead] != 0 {
+				t.Fatalf("counts = %v", c)
+			}
+			done, err := jobs.List(ctx, d, jobs.Filter{Kind: "say", State: jobs.StateDone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(done) != 4 || done[0].CompletedAt.IsZero() || done[0].ID < done[1].ID {
+				t.Fatalf("done list = %+v", done)
+			}
+		})
+	}
+}
+
+func TestRetryBackoffDeadAndRetry(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			fail := true
+			var attempts []int
+			var lastErrs []string
+			r := &jobs.Runner{DB: d, Clock: v, MaxAttempts: 3,
+				Backoff: func(kind string, attempt int) time.Duration { return time.Duration(attempt) * 10 * time.Minute },
+				Handlers: map[string]jobs.Handler{"flaky": func(ctx context.Context, j *jobs.Job) error {
+					attempts = append(attempts, j.Attempt)
+					lastErrs = append(lastErrs, j.LastError)
+					if fail {
+						return fmt.Errorf("boom %d", j.Attempt)
+					}
+					return nil
+				}}}
+			id := enqueue(t, d, v.Now(), jobs.New{Kind: "flaky"})
+			if n := runDue(t, r); n != 1 {
+				t.Fatalf("ran %d", n)
+			}
+			j := get(t, d, id)
+			if j.State != jobs.StatePending || !j.DueAt.Equal(t0.Add(10*time.Minute)) || j.LastError != "boom 1" || j.Attempt != 1 {
+				t.Fatalf("after 1st failure: %+v", j)
+			}
+			v.Advance(10*time.Minute - time.Millisecond)
+			if n := runDue(t, r); n != 0 {
+				t.Fatal("ran before backoff elapsed")
+			}
+			v.Advance(time.Millisecond)
+			runDue(t, r)
+			if j := get(t, d, id); !j.DueAt.Equal(t0.Add(30 * time.Minute)) {
+				t.Fatalf("2nd backoff due %v", j.DueAt)
+			}
+			v.Advance(20 * time.Minute)
+			runDue(t, r)
+			j = get(t, d, id)
+			if j.State != jobs.StateDead || j.LastError != "boom 3" || j.CompletedAt.IsZero() {
+				t.Fatalf("after MaxAttempts: %+v", j)
+			}
+			if fmt.Sprint(attempts) != "[1 2 3]" || fmt.Sprint(lastErrs) != "[ boom 1 boom 2]" {
+				t.Fatalf("attempts %v lastErrs %q", attempts, lastErrs)
+			}
+			v.Advance(24 * time.Hour)
+			if n := runDue(t, r); n != 0 {
+				t.Fatal("dead job ran")
+			}
+			// Retry brings it back with fresh attempts.
+			fail = false
+			if err := jobs.Retry(ctx, d, v.Now(), id); err != nil {
+				t.Fatal(err)
+			}
+			if n := runDue(t, r); n != 1 {
+				t.Fatalf("after Retry ran %d", n)
+			}
+			if j := get(t, d, id); j.State != jobs.StateDone || j.Attempt != 1 {
+				t.Fatalf("after Retry: %+v", j)
+			}
+			if err := jobs.Retry(ctx, d, v.Now(), id); !errors.Is(err, jobs.ErrNotRetryable) {
+				t.Fatalf("Retry(done) = %v", err)
+			}
+			if err := jobs.Retry(ctx, d, v.Now(), 999999); !errors.Is(err, jobs.ErrNotFound) {
+				t.Fatalf("Retry(unknown) = %v", err)
+			}
+		})
+	}
+}
+
+func TestHandlerOutcomes(t *testing.T) {
+	sentinel := errors.New("sentinel")
+	for _, tc := range []struct {
+		name      string
+		handler   jobs.Handler
+		wantState string
+		wantDue   time.Duration // relative to t0, for pending
+		wantErr   string
+	}{
+		{"nil is done", func(context.Context, *jobs.Job) error { return nil }, jobs.StateDone, 0, ""},
+		{"permanent is dead", func(context.Context, *jobs.Job) error { return jobs.Permanent(sentinel) }, jobs.StateDead, 0, "sentinel"},
+		{"permanent nil", func(context.Context, *jobs.Job) error { return jobs.Permanent(nil) }, jobs.StateDead, 0, "permanent failure"},
+		{"retry at", func(context.Context, *jobs.Job) error { return jobs.RetryAt(t0.Add(42*time.Minute), sentinel) }, jobs.StatePending, 42 * time.Minute, "sentinel"},
+		{"retry at nil error", func(context.Context, *jobs.Job) error { return jobs.RetryAt(t0.Add(time.Hour), nil) }, jobs.StatePending, time.Hour, ""},
+		{"retry at past goes to next ms", func(context.Context, *jobs.Job) error { return jobs.RetryAt(t0.Add(-time.Hour), nil) }, jobs.StatePending, time.Millisecond, ""},
+		{"wrapped permanent", func(context.Context, *jobs.Job) error { return fmt.Errorf("ctx: %w", jobs.Permanent(sentinel)) }, jobs.StateDead, 0, "ctx: sentinel"},
+		{"panic is an error", func(context.Context, *jobs.Job) error { panic("kaboom") }, jobs.StatePending, 5 * time.Second, "handler panicked: kaboom"},
+		{"plain error backs off", func(context.Context, *jobs.Job) error { return sentinel }, jobs.StatePending, 5 * time.Second, "sentinel"},
+	} {
+		for _, b := range dbtest.Backends() {
+			t.Run(tc.name+"/"+b, func(t *testing.T) {
+				d := setup(t, b)
+				v := clock.NewVirtual(t0)
+				r := &jobs.Runner{DB: d, Clock: v, Handlers: map[string]jobs.Handler{"k": tc.handler},
+					Backoff: func(string, int) time.Duration { return 5 * time.Second }}
+				id := enqueue(t, d, v.Now(), jobs.New{Kind: "k"})
+				if n := runDue(t, r); n != 1 {
+					t.Fatalf("ran %d", n)
+				}
+				j := get(t, d, id)
+				if j.State != tc.wantState || !strings.HasPrefix(j.LastError, tc.wantErr) {
+					t.Fatalf("state %s err %q; want %s %q", j.State, j.LastError, tc.wantState, tc.wantErr)
+				}
+				if tc.wantState == jobs.StatePending && !j.DueAt.Equal(t0.Add(tc.wantDue)) {
+					t.Fatalf("due %v, want %v", j.DueAt, t0.Add(tc.wantDue))
+				}
+			})
+		}
+	}
+}
+
+func TestDefaultBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		attempt int
+		want    time.Duration
+	}{{0, time.Second}, {1, time.Second}, {2, 2 * time.Second}, {3, 4 * time.Second}, {12, 2048 * time.Second}, {13, time.Hour}, {100, time.Hour}} {
+		if got := jobs.ExponentialBackoff(tc.attempt); got != tc.want {
+			t.Errorf("ExponentialBackoff(%d) = %v, want %v", tc.attempt, got, tc.want)
+		}
+	}
+	// The default (jittered) backoff lands within ±25% and is reproducible.
+	d := setup(t, "sqlite")
+	v := clock.NewVirtual(t0)
+	r := &jobs.Runner{DB: d, Clock: v, Handlers: map[string]jobs.Handler{"k": func(context.Context, *jobs.Job) error { return errors.New("x") }}}
+	var dues []time.Duration
+	for range 20 {
+		enqueue(t, d, v.Now(), jobs.New{Kind: "k"})
+	}
+	runDue(t, r)
+	all, _ := jobs.List(context.Background(), d, jobs.Filter{})
+	distinct := map[time.Duration]bool{}
+	for _, j := range all {
+		dd := j.DueAt.Sub(t0)
+		dues = append(dues, dd)
+		distinct[dd] = true
+		if dd < 750*time.Millisecond || dd > 1250*time.Millisecond {
+			t.Fatalf("first backoff %v outside 1s±25%%", dd)
+		}
+	}
+	if len(distinct) < 5 {
+		t.Fatalf("no jitter: %v", dues)
+	}
+}
+
+func TestUniqueKeyDedupe(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := setup(t, b)
+			var first int64
+			for i := range 3 {
+				err := d.Tx(ctx, func(tx *db.Tx) error {
+					id, inserted, err := jobs.Enqueue(ctx, tx, t0, jobs.New{Kind: "k", Key: "order-1:expire", Payload: []byte(fmt.Sprint(i))})
+					if err != nil {
+						return err
+					}
+					if i == 0 {
+						first = id
+						if !inserted {
+							t.Error("first enqueue not inserted")
+						}
+					} else if inserted || id != first {
+						t.Errorf("enqueue %d: id %d inserted %v; want %d false", i, id, inserted, first)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Jobs without a key never collide.
+			a := enqueue(t, d, t0, jobs.New{Kind: "k"})
+			bb := enqueue(t, d, t0, jobs.New{Kind: "k"})
+			if a == bb {
+				t.Fatal("keyless jobs deduplicated")
+			}
+			// Concurrent enqueues of one key from many goroutines: exactly one insert.
+			var inserts atomic.Int64
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					err := d.Tx(ctx, func(tx *db.Tx) error {
+						_, ins, err := jobs.Enqueue(ctx, tx, t0, jobs.New{Kind: "k", Key: "race"})
+						if ins {
+							inserts.Add(1)
+						}
+						return err
+					})
+					if err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if inserts.Load() != 1 {
+				t.Fatalf("inserted %d times", inserts.Load())
+			}
+			// A rolled-back enqueue leaves nothing behind.
+			_ = d.Tx(ctx, func(tx *db.Tx) error {
+				_, _, _ = jobs.Enqueue(ctx, tx, t0, jobs.New{Kind: "k", Key: "rolled-back"})
+				return errors.New("abort")
+			})
+			id := enqueue(t, d, t0, jobs.New{Kind: "k", Key: "rolled-back"})
+			if j := get(t, d, id); j.Key != "rolled-back" {
+				t.Fatalf("key = %q", j.Key)
+			}
+			if _, _, err := jobs.Enqueue(ctx, nil, t0, jobs.New{}); err == nil {
+				t.Fatal("empty kind accepted")
+			}
+		})
+	}
+}
+
+// Two Runners (replicas) on one database share 500 jobs: each runs exactly once.
+func TestRunnersShareQueueExactlyOnce(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := dbtest.DSN(t, b)
+			open := func() *db.DB {
+				d, err := db.Open(ctx, dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { d.Close() })
+				return d
+			}
+			d1, d2 := open(), open()
+			if err := jobs.Migrate(ctx, d1); err != nil {
+				t.Fatal(err)
+			}
+			const total = 500
+			err := d1.Tx(ctx, func(tx *db.Tx) error {
+				for i := range total {
+					if _, _, err := jobs.Enqueue(ctx, tx, time.Now(), jobs.New{Kind: "count", Payload: []byte(fmt.Sprint(i))}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			runs := map[int64]int{}
+			by := map[string]int{}
+			handler := func(name string) jobs.Handler {
+				return func(ctx context.Context, j *jobs.Job) error {
+					mu.Lock()
+					runs[j.ID]++
+					by[name]++
+					mu.Unlock()
+					return nil
+				}
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var wg sync.WaitGroup
+			for i, d := range []*db.DB{d1, d2} {
+				name := fmt.Sprintf("replica%d", i)
+				r := &jobs.Runner{DB: d, Clock: clock.Real{}, ID: name, Workers: 4, Poll: 10 * time.Millisecond,
+					Handlers: map[string]jobs.Handler{"count": handler(name)}}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := r.Run(rctx); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				c, err := jobs.Counts(ctx, d1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c[jobs.StateDone] == total {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("timeout: counts %v", c)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			cancel()
+			wg.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			if len(runs) != total {
+				t.Fatalf("%d distinct jobs ran, want %d", len(runs), total)
+			}
+			for id, n := range runs {
+				if n != 1 {
+					t.Fatalf("job %d ran %d times", id, n)
+				}
+			}
+			t.Logf("split between replicas: %v", by)
+			if b == "postgres" && (by["replica0"] == 0 || by["replica1"] == 0) {
+				t.Errorf("one replica did all the work: %v", by)
+			}
+		})
+	}
+}
+
+// A worker that "crashed" (its handler never finishes and its lease lapses) does
+// not hold its job forever: another runner takes it after the lease, and the
+// stale worker's late result cannot overwrite the new one.
+func TestLeaseExpiryRecoversCrashedWorker(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			id := enqueue(t, d, v.Now(), jobs.New{Kind: "k"})
+
+			started := make(chan struct{})
+			release := make(chan struct{})
+			crashed := &jobs.Runner{DB: d, Clock: v, ID: "crashed", Lease: time.Hour, Handlers: map[string]jobs.Handler{
+				"k": func(ctx context.Context, j *jobs.Job) error {
+					close(started)
+					<-release
+					return errors.New("stale failure")
+				}}}
+			done := make(chan int)
+			go func() {
+				n, _ := crashed.RunDue(ctx)
+				done <- n
+			}()
+			<-started
+
+			real := time.Now()
+			var realNow atomic.Int64
+			realNow.Store(real.UnixNano())
+			rescuer := &jobs.Runner{DB: d, Clock: v, ID: "rescuer", Lease: time.Hour,
+				RealClock: clock.Func(func() time.Time { return time.Unix(0, realNow.Load()) }),
+				Handlers: map[string]jobs.Handler{"k": func(ctx context.Context, j *jobs.Job) error {
+					if j.Attempt != 2 {
+						t.Errorf("rescued attempt = %d, want 2", j.Attempt)
+					}
+					return nil
+				}}}
+			if n := runDue(t, rescuer); n != 0 {
+				t.Fatalf("rescuer ran %d jobs while the lease holds", n)
+			}
+			realNow.Store(real.Add(time.Hour + time.Minute).UnixNano())
+			if n := runDue(t, rescuer); n != 1 {
+				t.Fatalf("rescuer ran %d jobs after lease expiry, want 1", n)
+			}
+			close(release)
+			if n := <-done; n != 1 {
+				t.Fatalf("crashed runner reported %d", n)
+			}
+			j := get(t, d, id)
+			if j.State != jobs.StateDone || j.LastError != "" {
+				t.Fatalf("stale worker overwrote the result: %+v", j)
+			}
+		})
+	}
+}
+
+// A long handler keeps its lease by renewing it, so nobody else takes the job.
+func TestLeaseRenewedWhileRunning(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			id := enqueue(t, d, v.Now(), jobs.New{Kind: "slow"})
+			var runs atomic.Int64
+			mk := func(name string) *jobs.Runner {
+				return &jobs.Runner{DB: d, Clock: v, ID: name, Lease: 300 * time.Millisecond, Handlers: map[string]jobs.Handler{
+					"slow": func(ctx context.Context, j *jobs.Job) error {
+						runs.Add(1)
+						select {
+						case <-time.After(time.Second):
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+						return nil
+					}}}
+			}
+			a, other := mk("a"), mk("b")
+			go func() { _, _ = a.RunDue(ctx) }()
+			deadline := time.Now().Add(1500 * time.Millisecond)
+			for time.Now().Before(deadline) {
+				if _, err := other.RunDue(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if get(t, d, id).State == jobs.StateDone {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			waitFor(t, func() bool { return get(t, d, id).State == jobs.StateDone })
+			if runs.Load() != 1 {
+				t.Fatalf("handler ran %d times, want 1 (lease not renewed)", runs.Load())
+			}
+		})
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWakeAndVirtualClockWakeRun(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			ran := make(chan string, 10)
+			r := &jobs.Runner{DB: d, Clock: v, Poll: time.Hour, Handlers: map[string]jobs.Handler{
+				"k": func(ctx context.Context, j *jobs.Job) error { ran <- string(j.Payload); return nil }}}
+			errc := make(chan error, 1)
+			go func() { errc <- r.Run(ctx) }()
+			time.Sleep(50 * time.Millisecond) // let the first poll pass
+			enqueue(t, d, v.Now(), jobs.New{Kind: "k", Payload: []byte("woken")})
+			r.Wake()
+			select {
+			case p := <-ran:
+				if p != "woken" {
+					t.Fatal(p)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Wake did not trigger a poll (Poll is 1h)")
+			}
+			// Moving the virtual clock wakes Run too.
+			enqueue(t, d, v.Now(), jobs.New{Kind: "k", Payload: []byte("tick"), DueAt: t0.Add(time.Hour)})
+			v.Advance(time.Hour)
+			select {
+			case p := <-ran:
+				if p != "tick" {
+					t.Fatal(p)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("virtual clock change did not wake Run")
+			}
+			cancel()
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// On shutdown an interrupted handler gives its job back without using an attempt.
+func TestShutdownReleasesJob(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			started := make(chan struct{})
+			r := &jobs.Runner{DB: d, Clock: v, Poll: 10 * time.Millisecond, Handlers: map[string]jobs.Handler{
+				"k": func(ctx context.Context, j *jobs.Job) error {
+					close(started)
+					<-ctx.Done()
+					return ctx.Err()
+				}}}
+			id := enqueue(t, d, v.Now(), jobs.New{Kind: "k"})
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- r.Run(ctx) }()
+			<-started
+			cancel()
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			j := get(t, d, id)
+			if j.State != jobs.StatePending || j.Attempt != 0 || !j.DueAt.Equal(t0) {
+				t.Fatalf("after shutdown: %+v", j)
+			}
+			// and it is immediately claimable again
+			r2 := &jobs.Runner{DB: d, Clock: v, Handlers: map[string]jobs.Handler{"k": func(context.Context, *jobs.Job) error { return nil }}}
+			if n := runDue(t, r2); n != 1 {
+				t.Fatalf("released job not claimable: ran %d", n)
+			}
+		})
+	}
+}
+
+func TestPrune(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			r := &jobs.Runner{DB: d, Clock: v, Handlers: map[string]jobs.Handler{
+				"ok":  func(context.Context, *jobs.Job) error { return nil },
+				"bad": func(context.Context, *jobs.Job) error { return jobs.Permanent(errors.New("x")) },
+			}}
+			old := enqueue(t, d, v.Now(), jobs.New{Kind: "ok", Key: "k-old"})
+			enqueue(t, d, v.Now(), jobs.New{Kind: "bad"})
+			runDue(t, r)
+			v.Advance(48 * time.Hour)
+			recent := enqueue(t, d, v.Now(), jobs.New{Kind: "ok"})
+			runDue(t, r)
+			n, err := jobs.Prune(ctx, d, v.Now().Add(-24*time.Hour))
+			if err != nil || n != 1 {
+				t.Fatalf("Prune = %d, %v; want 1", n, err)
+			}
+			c, _ := jobs.Counts(ctx, d)
+			if c[jobs.StateDone] != 1 || c[jobs.StateDead] != 1 {
+				t.Fatalf("counts %v", c)
+			}
+			_ = get(t, d, recent)
+			// the pruned job's key can be used again
+			id := enqueue(t, d, v.Now(), jobs.New{Kind: "ok", Key: "k-old"})
+			if id == old {
+				t.Fatal("key still taken after prune")
+			}
+		})
+	}
+}
+
+func TestRunnerConfigErrors(t *testing.T) {
+	d := setup(t, "sqlite")
+	for _, r := range []*jobs.Runner{
+		{Clock: clock.Real{}, Handlers: map[string]jobs.Handler{"k": nil}},
+		{DB: d, Handlers: map[string]jobs.Handler{"k": nil}},
+		{DB: d, Clock: clock.Real{}},
+	} {
+		if _, err := r.RunDue(context.Background()); err == nil {
+			t.Errorf("%+v: no error", r)
+		}
+	}
+}
