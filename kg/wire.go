@@ -81,8 +81,8 @@ type NewInstanceRequest struct {
 	TestFlag    string `json:"testFlag,omitempty" kg:"max=2"`
 }
 
-func (r *NewInstanceRequest) ActivityName() string   { return ActivityNewInstance }
-func (r *NewInstanceRequest) IsTest() bool           { return r.TestFlag == TestFlagDebug }
+func (r *NewInstanceRequest) ActivityName() string    { return ActivityNewInstance }
+func (r *NewInstanceRequest) IsTest() bool            { return r.TestFlag == TestFlagDebug }
 func (r *NewInstanceRequest) validate(p string) error { return normTestFlag(p, &r.TestFlag) }
 
 // QueryInstanceRequest is activity queryInstance (saas-v2.md §4.2). InstanceID
@@ -182,8 +182,8 @@ type ReleaseInstanceRequest struct {
 	TestFlag    string `json:"testFlag,omitempty" kg:"max=2"`
 }
 
-func (r *ReleaseInstanceRequest) ActivityName() string   { return ActivityReleaseInstance }
-func (r *ReleaseInstanceRequest) IsTest() bool           { return r.TestFlag == TestFlagDebug }
+func (r *ReleaseInstanceRequest) ActivityName() string    { return ActivityReleaseInstance }
+func (r *ReleaseInstanceRequest) IsTest() bool            { return r.TestFlag == TestFlagDebug }
 func (r *ReleaseInstanceRequest) validate(p string) error { return normTestFlag(p, &r.TestFlag) }
 
 // UpgradeInstanceRequest is activity upgradeInstance (saas-v2.md §4.6).
@@ -195,8 +195,8 @@ type UpgradeInstanceRequest struct {
 	TestFlag    string `json:"testFlag,omitempty" kg:"max=2"`
 }
 
-func (r *UpgradeInstanceRequest) ActivityName() string   { return ActivityUpgradeInstance }
-func (r *UpgradeInstanceRequest) IsTest() bool           { return r.TestFlag == TestFlagDebug }
+func (r *UpgradeInstanceRequest) ActivityName() string    { return ActivityUpgradeInstance }
+func (r *UpgradeInstanceRequest) IsTest() bool            { return r.TestFlag == TestFlagDebug }
 func (r *UpgradeInstanceRequest) validate(p string) error { return normTestFlag(p, &r.TestFlag) }
 
 // ChangeInstanceCheckRequest is activity changeInstanceCheck (saas-v2.md §4.7).
@@ -209,8 +209,8 @@ type ChangeInstanceCheckRequest struct {
 	TestFlag    string      `json:"testFlag,omitempty" kg:"max=2"`
 }
 
-func (r *ChangeInstanceCheckRequest) ActivityName() string   { return ActivityChangeInstanceCheck }
-func (r *ChangeInstanceCheckRequest) IsTest() bool           { return r.TestFlag == TestFlagDebug }
+func (r *ChangeInstanceCheckRequest) ActivityName() string    { return ActivityChangeInstanceCheck }
+func (r *ChangeInstanceCheckRequest) IsTest() bool            { return r.TestFlag == TestFlagDebug }
 func (r *ChangeInstanceCheckRequest) validate(p string) error { return normTestFlag(p, &r.TestFlag) }
 
 // OrderNotifyRequest is activity orderNotify (saas-v2.md §4.8).
@@ -221,8 +221,8 @@ type OrderNotifyRequest struct {
 	TestFlag    string `json:"testFlag,omitempty" kg:"max=2"`
 }
 
-func (r *OrderNotifyRequest) ActivityName() string   { return ActivityOrderNotify }
-func (r *OrderNotifyRequest) IsTest() bool           { return r.TestFlag == TestFlagDebug }
+func (r *OrderNotifyRequest) ActivityName() string    { return ActivityOrderNotify }
+func (r *OrderNotifyRequest) IsTest() bool            { return r.TestFlag == TestFlagDebug }
 func (r *OrderNotifyRequest) validate(p string) error { return normTestFlag(p, &r.TestFlag) }
 
 // NewRequest returns an empty request struct for an activity, or nil.
