@@ -1,0 +1,303 @@
+package handoff
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/jobs"
+)
+
+// Target receives events. Deliver returns the receiver's answer (may be
+// empty); an error means "not delivered, try again later".
+type Target interface {
+	Deliver(ctx context.Context, ev *Stored, attempt int) (answer []byte, err error)
+	// Name identifies the target in the outbox (delivered_to) and in logs.
+	Name() string
+}
+
+// Envelope is the JSON body of a webhook delivery.
+type Envelope struct {
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	Subject   string          `json:"subject"`
+	TestFlag  bool            `json:"testFlag"`
+	CreatedAt time.Time       `json:"createdAt"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// EnvelopeOf builds the delivery body of ev.
+func EnvelopeOf(ev *Stored) ([]byte, error) {
+	return json.Marshal(Envelope{ID: ev.ID, Type: ev.Type, Subject: ev.Subject, TestFlag: ev.TestFlag, CreatedAt: ev.CreatedAt, Data: ev.Data})
+}
+
+// MaxAnswer caps how much of a webhook answer is read.
+const MaxAnswer = 1 << 20
+
+// Webhook delivers events by HTTP POST, signed with Secret.
+type Webhook struct {
+	URL    string
+	Secret string
+	Client *http.Client // nil → a client with a 10 s timeout
+	Clock  clock.Clock  // for the signature timestamp; nil → real clock
+}
+
+// Name implements Target.
+func (w *Webhook) Name() string { return "webhook " + w.URL }
+
+// Deliver implements Target: any 2xx answer is a delivery; its body is returned.
+func (w *Webhook) Deliver(ctx context.Context, ev *Stored, attempt int) ([]byte, error) {
+	body, err := EnvelopeOf(ev)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: envelope: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("webhook: request: %w", err)
+	}
+	var now time.Time
+	if w.Clock != nil {
+		now = w.Clock.Now()
+	} else {
+		now = time.Now()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "souk-merchant")
+	req.Header.Set(HeaderSignature, Sign(w.Secret, now, body))
+	req.Header.Set(HeaderEventID, ev.ID)
+	req.Header.Set(HeaderEventType, ev.Type)
+	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
+	client := w.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: post: %w", err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("webhook: read answer: %w", err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, fmt.Errorf("webhook: HTTP %d: %.200s", resp.StatusCode, answer)
+	}
+	return answer, nil
+}
+
+// Deliverer delivers outbox events; its Handle is the jobs handler of JobKind.
+type Deliverer struct {
+	DB     *db.DB
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// Target picks where an event goes (sandbox events have TestFlag set).
+	// A nil Target (or a nil result) records the event as delivered to nobody.
+	Target func(ev *Stored) Target
+	// OnAnswer, if set, runs in the transaction that marks the event
+	// delivered, with the receiver's answer. An error fails the delivery (it
+	// is retried), so an answer is never half-applied.
+	OnAnswer func(ctx context.Context, tx *db.Tx, now time.Time, ev *Stored, answer []byte) error
+	// OnResult, if set, is told about every attempt (for metrics).
+	OnResult func(ev *Stored, err error, dead bool)
+	// MaxAttempts before the event goes to the dead letter (default 12).
+	MaxAttempts int
+	// Lease: how long one attempt keeps other deliverers off the event (default 1 min).
+	Lease time.Duration
+}
+
+// ErrLeased means another deliverer is attempting the event right now.
+var ErrLeased = errors.New("handoff: event is being delivered")
+
+func (d *Deliverer) maxAttempts() int {
+	if d.MaxAttempts > 0 {
+		return d.MaxAttempts
+	}
+	return 12
+}
+
+func (d *Deliverer) lease() time.Duration {
+	if d.Lease > 0 {
+		return d.Lease
+	}
+	return time.Minute
+}
+
+func (d *Deliverer) logger() *slog.Logger {
+	if d.Logger != nil {
+		return d.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Handle is the jobs.Handler of JobKind.
+func (d *Deliverer) Handle(ctx context.Context, j *jobs.Job) error {
+	var p jobPayload
+	if err := json.Unmarshal(j.Payload, &p); err != nil || p.EventID == "" {
+		return jobs.Permanent(fmt.Errorf("handoff: bad job payload %q", j.Payload))
+	}
+	_, err := d.Attempt(ctx, p.EventID)
+	var le *leasedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &le):
+		return jobs.RetryAt(le.until, err)
+	case errors.Is(err, ErrNotFound), errors.Is(err, errDead):
+		return jobs.Permanent(err)
+	default:
+		return err
+	}
+}
+
+type leasedError struct{ until time.Time }
+
+func (e *leasedError) Error() string { return ErrLeased.Error() }
+func (e *leasedError) Unwrap() error { return ErrLeased }
+
+var errDead = errors.New("handoff: event moved to the dead letter")
+
+// Attempt delivers event id once now, unless it is already delivered (then
+// delivered=true, err=nil) or dead. It is what the job runs; the merchant
+// also calls it inline to complete provisioning within the request budget.
+func (d *Deliverer) Attempt(ctx context.Context, id string) (delivered bool, err error) {
+	now := d.Clock.Now()
+	var ev *Stored
+	err = d.DB.Tx(ctx, func(tx *db.Tx) error {
+		var leaseUntil int64
+		row := tx.QueryRow(ctx, `SELECT `+eventColumns+`, lease_until FROM handoff_events WHERE event_id = $1`, id)
+		e, err := scanEventLease(row, &leaseUntil)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		if err != nil {
+			return fmt.Errorf("handoff: load %s: %w", id, err)
+		}
+		ev = e
+		if ev.State != StatePending {
+			return nil
+		}
+		if leaseUntil > now.UnixMilli() {
+			return &leasedError{until: time.UnixMilli(leaseUntil)}
+		}
+		ev.Attempts++
+		_, err = tx.Exec(ctx, `UPDATE handoff_events SET attempts = $2, lease_until = $3 WHERE event_id = $1`,
+			id, ev.Attempts, now.Add(d.lease()).UnixMilli())
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	switch ev.State {
+	case StateDelivered:
+		return true, nil
+	case StateDead:
+		return false, fmt.Errorf("%w: %s", errDead, id)
+	}
+
+	var target Target
+	if d.Target != nil {
+		target = d.Target(ev)
+	}
+	var answer []byte
+	to := "nobody"
+	if target != nil {
+		to = target.Name()
+		answer, err = target.Deliver(ctx, ev, ev.Attempts)
+	}
+	// The outcome is recorded even when ctx ended meanwhile.
+	dbctx := context.WithoutCancel(ctx)
+	if err == nil {
+		err = d.markDelivered(dbctx, ev, to, answer)
+		if err == nil {
+			d.logger().Debug("handoff delivered", "event", ev.ID, "type", ev.Type, "subject", ev.Subject, "to", to, "attempt", ev.Attempts)
+			if d.OnResult != nil {
+				d.OnResult(ev, nil, false)
+			}
+			return true, nil
+		}
+	}
+	dead := ev.Attempts >= d.maxAttempts()
+	if ferr := d.markFailed(dbctx, ev, err, dead); ferr != nil {
+		d.logger().Error("handoff: record failed attempt", "event", ev.ID, "err", ferr)
+	}
+	if d.OnResult != nil {
+		d.OnResult(ev, err, dead)
+	}
+	if dead {
+		d.logger().Error("handoff event dead-lettered", "event", ev.ID, "type", ev.Type, "subject", ev.Subject, "attempts", ev.Attempts, "err", err)
+		return false, fmt.Errorf("%w: %s after %d attempts: %w", errDead, ev.ID, ev.Attempts, err)
+	}
+	d.logger().Warn("handoff delivery failed", "event", ev.ID, "type", ev.Type, "attempt", ev.Attempts, "err", err)
+	return false, err
+}
+
+func scanEventLease(s scanner, lease *int64) (*Stored, error) {
+	var (
+		ev                     Stored
+		tf                     int
+		data                   string
+		createdAt, deliveredAt int64
+	)
+	if err := s.Scan(&ev.ID, &ev.Type, &ev.Subject, &tf, &data, &createdAt, &ev.State, &ev.Attempts, &ev.LastError, &deliveredAt, &ev.DeliveredTo, &ev.Replays, lease); err != nil {
+		return nil, err
+	}
+	ev.TestFlag = tf != 0
+	ev.Data = json.RawMessage(data)
+	ev.CreatedAt = time.UnixMilli(createdAt).UTC()
+	if deliveredAt != 0 {
+		ev.DeliveredAt = time.UnixMilli(deliveredAt).UTC()
+	}
+	return &ev, nil
+}
+
+func (d *Deliverer) markDelivered(ctx context.Context, ev *Stored, to string, answer []byte) error {
+	return d.DB.Tx(ctx, func(tx *db.Tx) error {
+		now := d.Clock.Now()
+		res, err := tx.Exec(ctx, `UPDATE handoff_events SET state = 'delivered', delivered_at = $2, delivered_to = $3, last_error = '', lease_until = 0
+			WHERE event_id = $1 AND state = 'pending'`, ev.ID, now.UnixMilli(), truncate(to, 300))
+		if err != nil {
+			return fmt.Errorf("handoff: mark delivered: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // delivered concurrently (or replayed meanwhile): nothing to apply twice
+		}
+		if d.OnAnswer != nil {
+			if err := d.OnAnswer(ctx, tx, now, ev, answer); err != nil {
+				return fmt.Errorf("handoff: apply answer: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+func (d *Deliverer) markFailed(ctx context.Context, ev *Stored, cause error, dead bool) error {
+	state := StatePending
+	if dead {
+		state = StateDead
+	}
+	msg := "unknown error"
+	if cause != nil {
+		msg = cause.Error()
+	}
+	_, err := d.DB.Exec(ctx, `UPDATE handoff_events SET state = $2, last_error = $3, lease_until = 0 WHERE event_id = $1 AND state = 'pending'`,
+		ev.ID, state, truncate(msg, 1000))
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

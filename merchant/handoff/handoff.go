@@ -1,0 +1,288 @@
+// Package handoff is souk's outbox towards the vendor's application.
+//
+// Every state change on the merchant side (instances, and the kit directory)
+// calls Emit inside the transaction of the change. The event row and the job
+// that delivers it commit together with the change, so nothing is announced
+// that did not happen and nothing that happened is lost. A Deliverer, run as
+// the handler of jobs of kind JobKind, then delivers each event at least once
+// to a Target (a signed webhook, an in-process provisioner, or the sandbox),
+// with retries and backoff, a dead-letter state and replay by command.
+package handoff
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/jobs"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// JobKind is the jobs kind whose handler is Deliverer.Handle.
+const JobKind = "handoff.deliver"
+
+// Event states.
+const (
+	StatePending   = "pending"
+	StateDelivered = "delivered"
+	StateDead      = "dead"
+)
+
+// Event is one state change to announce to the vendor's application.
+type Event struct {
+	Type     string // "instance.created", "instance.renewed", … ; kit: "tenant.synced", …
+	Subject  string // instanceId, tenantId, …
+	TestFlag bool   // sandbox events go to the sandbox sink, never to the real vendor app
+	Data     any    // JSON-marshalled into the event body
+}
+
+// Stored is an event as recorded in the outbox.
+type Stored struct {
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	Subject     string          `json:"subject"`
+	TestFlag    bool            `json:"testFlag"`
+	Data        json.RawMessage `json:"data"`
+	CreatedAt   time.Time       `json:"createdAt"`
+	State       string          `json:"state"`
+	Attempts    int             `json:"attempts"`
+	LastError   string          `json:"lastError,omitempty"`
+	DeliveredAt time.Time       `json:"deliveredAt,omitzero"`
+	DeliveredTo string          `json:"deliveredTo,omitempty"`
+	Replays     int             `json:"replays"`
+}
+
+// ErrNotFound is returned for an unknown event id.
+var ErrNotFound = errors.New("handoff: no such event")
+
+// Migrate creates the outbox tables (component "handoff"). jobs.Migrate must
+// also have run on the same database.
+func Migrate(ctx context.Context, d *db.DB) error {
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("handoff: migrations: %w", err)
+	}
+	if err := d.Migrate(ctx, "handoff", sub); err != nil {
+		return fmt.Errorf("handoff: migrate: %w", err)
+	}
+	return nil
+}
+
+// Emit records ev in the caller's transaction and schedules its delivery now.
+func Emit(ctx context.Context, tx *db.Tx, now time.Time, ev Event) (eventID string, err error) {
+	return EmitAt(ctx, tx, now, ev, now)
+}
+
+// EmitAt is Emit with the first delivery attempt scheduled at due (the
+// merchant uses it to try an inline delivery first, leaving the job as the
+// durable fallback).
+func EmitAt(ctx context.Context, tx *db.Tx, now time.Time, ev Event, due time.Time) (eventID string, err error) {
+	if ev.Type == "" {
+		return "", errors.New("handoff: event type is empty")
+	}
+	data, err := json.Marshal(ev.Data)
+	if err != nil {
+		return "", fmt.Errorf("handoff: marshal %s data: %w", ev.Type, err)
+	}
+	id := NewID()
+	if _, err := tx.Exec(ctx, `INSERT INTO handoff_events (event_id, type, subject, test_flag, data, created_at, state)
+		VALUES ($1, $2, $3, $4, $5, $6, 'pending')`, id, ev.Type, ev.Subject, b2i(ev.TestFlag), string(data), now.UnixMilli()); err != nil {
+		return "", fmt.Errorf("handoff: insert event: %w", err)
+	}
+	if err := enqueue(ctx, tx, now, id, 0, due); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func enqueue(ctx context.Context, tx *db.Tx, now time.Time, id string, replay int, due time.Time) error {
+	payload, _ := json.Marshal(jobPayload{EventID: id})
+	key := "handoff:" + id
+	if replay > 0 {
+		key = fmt.Sprintf("handoff:%s:replay:%d", id, replay)
+	}
+	if _, _, err := jobs.Enqueue(ctx, tx, now, jobs.New{Kind: JobKind, Key: key, Payload: payload, DueAt: due}); err != nil {
+		return fmt.Errorf("handoff: enqueue delivery: %w", err)
+	}
+	return nil
+}
+
+type jobPayload struct {
+	EventID string `json:"eventId"`
+}
+
+// NewID returns a random event id ("evt_" + 32 hex digits).
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("handoff: crypto/rand: %v", err))
+	}
+	return "evt_" + hex.EncodeToString(b[:])
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+const eventColumns = `event_id, type, subject, test_flag, data, created_at, state, attempts, last_error, delivered_at, delivered_to, replays`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanEvent(s scanner) (*Stored, error) {
+	var (
+		ev                     Stored
+		tf                     int
+		data                   string
+		createdAt, deliveredAt int64
+	)
+	if err := s.Scan(&ev.ID, &ev.Type, &ev.Subject, &tf, &data, &createdAt, &ev.State, &ev.Attempts, &ev.LastError, &deliveredAt, &ev.DeliveredTo, &ev.Replays); err != nil {
+		return nil, err
+	}
+	ev.TestFlag = tf != 0
+	ev.Data = json.RawMessage(data)
+	ev.CreatedAt = time.UnixMilli(createdAt).UTC()
+	if deliveredAt != 0 {
+		ev.DeliveredAt = time.UnixMilli(deliveredAt).UTC()
+	}
+	return &ev, nil
+}
+
+// Get returns one event.
+func Get(ctx context.Context, d *db.DB, id string) (*Stored, error) {
+	ev, err := scanEvent(d.QueryRow(ctx, `SELECT `+eventColumns+` FROM handoff_events WHERE event_id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("handoff: get %s: %w", id, err)
+	}
+	return ev, nil
+}
+
+// Filter selects events for List. Empty fields match everything.
+type Filter struct {
+	State   string
+	Type    string
+	Subject string
+	Limit   int // default 100
+}
+
+// List returns events, newest first.
+func List(ctx context.Context, d *db.DB, f Filter) ([]Stored, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(col, v string) {
+		if v != "" {
+			args = append(args, v)
+			where = append(where, fmt.Sprintf("%s = $%d", col, len(args)))
+		}
+	}
+	add("state", f.State)
+	add("type", f.Type)
+	add("subject", f.Subject)
+	q := `SELECT ` + eventColumns + ` FROM handoff_events`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	args = append(args, limit)
+	q += fmt.Sprintf(" ORDER BY created_at DESC, event_id DESC LIMIT $%d", len(args))
+	rows, err := d.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: list: %w", err)
+	}
+	defer rows.Close()
+	var out []Stored
+	for rows.Next() {
+		ev, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("handoff: list: %w", err)
+		}
+		out = append(out, *ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("handoff: list: %w", err)
+	}
+	return out, nil
+}
+
+// Counts returns the number of events by state.
+func Counts(ctx context.Context, d *db.DB) (map[string]int, error) {
+	rows, err := d.Query(ctx, `SELECT state, COUNT(*) FROM handoff_events GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{StatePending: 0, StateDelivered: 0, StateDead: 0}
+	for rows.Next() {
+		var (
+			s string
+			n int
+		)
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, fmt.Errorf("handoff: counts: %w", err)
+		}
+		out[s] = n
+	}
+	return out, rows.Err()
+}
+
+// Replay delivers an event again, whatever its state (a delivered event is
+// delivered once more; a dead one gets a fresh set of attempts).
+func Replay(ctx context.Context, d *db.DB, now time.Time, id string) error {
+	return d.Tx(ctx, func(tx *db.Tx) error {
+		var replays int
+		err := tx.QueryRow(ctx, `SELECT replays FROM handoff_events WHERE event_id = $1`, id).Scan(&replays)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		if err != nil {
+			return fmt.Errorf("handoff: replay %s: %w", id, err)
+		}
+		replays++
+		if _, err := tx.Exec(ctx, `UPDATE handoff_events SET state = 'pending', attempts = 0, lease_until = 0, replays = $2
+			WHERE event_id = $1`, id, replays); err != nil {
+			return fmt.Errorf("handoff: replay %s: %w", id, err)
+		}
+		return enqueue(ctx, tx, now, id, replays, now)
+	})
+}
+
+// ReplayDead replays every dead event and returns their ids.
+func ReplayDead(ctx context.Context, d *db.DB, now time.Time) ([]string, error) {
+	var ids []string
+	for {
+		evs, err := List(ctx, d, Filter{State: StateDead, Limit: 500})
+		if err != nil {
+			return ids, err
+		}
+		if len(evs) == 0 {
+			return ids, nil
+		}
+		for _, ev := range evs {
+			if err := Replay(ctx, d, now, ev.ID); err != nil {
+				return ids, err
+			}
+			ids = append(ids, ev.ID)
+		}
+	}
+}

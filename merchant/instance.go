@@ -1,0 +1,192 @@
+package merchant
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/soukhq/souk/kg"
+)
+
+// Provisioning phases of an instance.
+const (
+	PhaseAwaitingOrder = "awaiting_order" // Query Order has not answered yet
+	PhaseProvisioning  = "provisioning"   // handed off, waiting for the app's appInfo
+	PhaseReady         = "ready"          // appInfo known
+)
+
+// Lifecycle statuses of an instance.
+const (
+	StatusNormal   = "NORMAL"
+	StatusFrozen   = "FROZEN"
+	StatusReleased = "RELEASED"
+)
+
+// AppInfo is what the buyer sees: where and how to use the instance.
+type AppInfo struct {
+	FrontEndURL string `json:"frontEndUrl"`
+	AdminURL    string `json:"adminUrl,omitempty"`
+	UserName    string `json:"userName,omitempty"`
+	Password    string `json:"password,omitempty"`
+	Memo        string `json:"memo,omitempty"`
+}
+
+// Validate checks the documented limits; field names are prefixed by prefix
+// (e.g. "appInfo.").
+func (a *AppInfo) Validate(prefix string) error {
+	if a == nil {
+		return &kg.FieldError{Field: strings.TrimSuffix(prefix, "."), Reason: "is missing"}
+	}
+	if a.FrontEndURL == "" {
+		return &kg.FieldError{Field: prefix + "frontEndUrl", Reason: "is required"}
+	}
+	check := func(name, v string, n int, isURL bool) error {
+		if utf8.RuneCountInString(v) > n {
+			return &kg.FieldError{Field: prefix + name, Reason: fmt.Sprintf("is longer than %d characters", n)}
+		}
+		if isURL && v != "" {
+			if u, err := url.Parse(v); err != nil || u.Scheme == "" || u.Host == "" {
+				return &kg.FieldError{Field: prefix + name, Reason: "is not an absolute URL"}
+			}
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		name, v string
+		n       int
+		url     bool
+	}{
+		{"frontEndUrl", a.FrontEndURL, 512, true},
+		{"adminUrl", a.AdminURL, 512, true},
+		{"userName", a.UserName, 128, false},
+		{"password", a.Password, 128, false},
+		{"memo", a.Memo, 1024, false},
+	} {
+		if err := check(c.name, c.v, c.n, c.url); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UsageInfo is the cumulative usage of a pay-per-use instance (queryInstance).
+type UsageInfo struct {
+	RelatedInstanceID string      `json:"relatedInstanceId,omitempty"`
+	UsageValue        json.Number `json:"usageValue"`
+	StatisticalTime   string      `json:"statisticalTime"` // UTC yyyyMMddHHmmssSSS
+	DashboardURL      string      `json:"dashboardUrl,omitempty"`
+}
+
+// Instance is one provisioned (or being provisioned) SaaS instance.
+type Instance struct {
+	ID           string          `json:"instanceId"`
+	OrderID      string          `json:"orderId"`
+	OrderLineID  string          `json:"orderLineId"`
+	BusinessID   string          `json:"businessId"`
+	TestFlag     bool            `json:"testFlag"`
+	Phase        string          `json:"phase"`
+	Status       string          `json:"status"`
+	AliasOf      string          `json:"aliasOf,omitempty"`
+	ProductID    string          `json:"productId,omitempty"`
+	SkuCode      string          `json:"skuCode,omitempty"`
+	ChargingMode string          `json:"chargingMode,omitempty"`
+	Order        json.RawMessage `json:"order,omitempty"`
+	AppInfo      *AppInfo        `json:"appInfo,omitempty"`
+	UsageInfo    []UsageInfo     `json:"usageInfo,omitempty"`
+	ExpireAt     time.Time       `json:"expireAt,omitzero"`
+	CreatedAt    time.Time       `json:"createdAt"`
+	UpdatedAt    time.Time       `json:"updatedAt"`
+	ReadyAt      time.Time       `json:"readyAt,omitzero"`
+	ReleasedAt   time.Time       `json:"releasedAt,omitzero"`
+}
+
+// querier is *db.DB or *db.Tx.
+type querier interface {
+	QueryRow(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+const instanceColumns = `instance_id, order_id, order_line_id, business_id, test_flag, phase, status, alias_of,
+	product_id, sku_code, charging_mode, order_json, app_info, usage_info, expire_at, created_at, updated_at, ready_at, released_at`
+
+func msTime(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// errNotFound is the internal "no such row" of the store; the service maps it.
+var errNotFound = errors.New("not found")
+
+func loadInstance(ctx context.Context, q querier, id string) (*Instance, error) {
+	var (
+		in                                            Instance
+		tf                                            int
+		orderJSON, appInfo, usageInfo                 string
+		expire, created, updated, readyAt, releasedAt int64
+	)
+	err := q.QueryRow(ctx, `SELECT `+instanceColumns+` FROM merchant_instances WHERE instance_id = $1`, id).Scan(
+		&in.ID, &in.OrderID, &in.OrderLineID, &in.BusinessID, &tf, &in.Phase, &in.Status, &in.AliasOf,
+		&in.ProductID, &in.SkuCode, &in.ChargingMode, &orderJSON, &appInfo, &usageInfo, &expire, &created, &updated, &readyAt, &releasedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load instance %s: %w", id, err)
+	}
+	in.TestFlag = tf != 0
+	if orderJSON != "" {
+		in.Order = json.RawMessage(orderJSON)
+	}
+	if appInfo != "" {
+		in.AppInfo = new(AppInfo)
+		if err := json.Unmarshal([]byte(appInfo), in.AppInfo); err != nil {
+			return nil, fmt.Errorf("instance %s: stored appInfo: %w", id, err)
+		}
+	}
+	if usageInfo != "" {
+		if err := json.Unmarshal([]byte(usageInfo), &in.UsageInfo); err != nil {
+			return nil, fmt.Errorf("instance %s: stored usageInfo: %w", id, err)
+		}
+	}
+	in.ExpireAt, in.CreatedAt, in.UpdatedAt = msTime(expire), msTime(created), msTime(updated)
+	in.ReadyAt, in.ReleasedAt = msTime(readyAt), msTime(releasedAt)
+	return &in, nil
+}
+
+// instanceData is the data of instance.* events.
+func instanceData(in *Instance, extra map[string]any) map[string]any {
+	d := map[string]any{
+		"instanceId":   in.ID,
+		"orderId":      in.OrderID,
+		"orderLineId":  in.OrderLineID,
+		"businessId":   in.BusinessID,
+		"testFlag":     in.TestFlag,
+		"status":       in.Status,
+		"productId":    in.ProductID,
+		"skuCode":      in.SkuCode,
+		"chargingMode": in.ChargingMode,
+	}
+	if !in.ExpireAt.IsZero() {
+		d["expireTime"] = in.ExpireAt.UTC().Format(time.RFC3339)
+	}
+	if len(in.Order) > 0 {
+		d["order"] = in.Order
+	}
+	for k, v := range extra {
+		d[k] = v
+	}
+	return d
+}
+
+// statisticalTime formats t as yyyyMMddHHmmssSSS UTC.
+func statisticalTime(t time.Time) string {
+	t = t.UTC()
+	return t.Format("20060102150405") + fmt.Sprintf("%03d", t.Nanosecond()/1e6)
+}

@@ -1,0 +1,228 @@
+package merchant
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/soukhq/souk/kg"
+)
+
+// auditEntry is one row of audit_log.
+type auditEntry struct {
+	At          time.Time
+	Source      string // "kg" or "api"
+	Remote      string
+	Activity    string
+	ResultCode  string
+	KeyIndex    int
+	InstanceID  string
+	OrderID     string
+	OrderLineID string
+	BusinessID  string
+	TestFlag    bool
+	Latency     time.Duration
+	Message     string
+}
+
+func (m *Merchant) audit(ctx context.Context, e auditEntry) {
+	_, err := m.db.Exec(context.WithoutCancel(ctx), `INSERT INTO audit_log (at, source, remote, activity, result_code, key_index, instance_id,
+		order_id, order_line_id, business_id, test_flag, latency_ms, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		e.At.UnixMilli(), e.Source, truncate(e.Remote, 100), truncate(e.Activity, 64), e.ResultCode, e.KeyIndex, truncate(e.InstanceID, 7000),
+		truncate(e.OrderID, 200), truncate(e.OrderLineID, 200), truncate(e.BusinessID, 200), b2i(e.TestFlag), e.Latency.Milliseconds(), truncate(e.Message, 500))
+	if err != nil {
+		m.log.Error("audit log write failed", "activity", e.Activity, "err", err)
+	}
+}
+
+// seeNonce records a nonce; false when it was seen before (a replay). The
+// primary key makes the check hold across replicas sharing the database.
+func (m *Merchant) seeNonce(ctx context.Context, nonce string, now time.Time) (bool, error) {
+	res, err := m.db.Exec(ctx, `INSERT INTO merchant_nonces (nonce, seen_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING`, nonce, now.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("nonce cache: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("nonce cache: %w", err)
+	}
+	return n == 1, nil
+}
+
+func (m *Merchant) pruneNonces(ctx context.Context, now time.Time) (int64, error) {
+	res, err := m.db.Exec(ctx, `DELETE FROM merchant_nonces WHERE seen_at < $1`, now.Add(-m.cfg.NonceRetention).UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("prune nonces: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// maxNonce bounds the nonce length stored in the cache.
+const maxNonce = 128
+
+// serveKG is the production address: every basic interface, POSTed with a
+// signed query string. It always answers HTTP 200 with JSON and a Body-Sign
+// header, and leaves an audit record.
+func (m *Merchant) serveKG(w http.ResponseWriter, r *http.Request) {
+	start := time.Now() // latency only; protocol time comes from the clock
+	now := m.clock.Now()
+	e := auditEntry{At: now, Source: "kg", Remote: remoteAddr(r), KeyIndex: -1, Activity: "unknown"}
+	var (
+		rep *reply
+		err error
+	)
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic: %v", p)
+				m.log.Error("panic in basic interface", "activity", e.Activity, "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.Budget)
+		defer cancel()
+		rep, err = m.handleKG(ctx, r, now, &e)
+	}()
+	code, msg := kg.CodeOf(err)
+	if code == kg.CodeInternal {
+		m.log.Error("basic interface failed", "activity", e.Activity, "instanceId", e.InstanceID, "orderId", e.OrderID, "err", err)
+	} else if err != nil {
+		m.log.Info("basic interface refused", "activity", e.Activity, "code", code, "msg", msg, "remote", e.Remote)
+	}
+	body := m.encodeReply(e.Activity, code, msg, rep)
+	key := m.cfg.AccessKeys[0]
+	if e.KeyIndex >= 0 {
+		key = m.cfg.AccessKeys[e.KeyIndex]
+	}
+	e.ResultCode, e.Message = code, msg
+	if rep != nil && rep.InstanceID != "" && e.InstanceID == "" {
+		e.InstanceID = rep.InstanceID
+	}
+	e.Latency = time.Since(start)
+	m.audit(r.Context(), e)
+	m.metrics.requests.WithLabelValues(e.Activity, code).Inc()
+	m.metrics.latency.WithLabelValues(e.Activity).Observe(time.Since(start).Seconds())
+	h := w.Header()
+	h.Set("Content-Type", "application/json;charset=UTF-8")
+	h.Set("Body-Sign", kg.BodySignHeader(key, body))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+func (m *Merchant) encodeReply(activity, code, msg string, rep *reply) []byte {
+	msg = truncateRunes(msg, 255)
+	var v any
+	switch {
+	case activity == kg.ActivityNewInstance && rep != nil && rep.InstanceID != "":
+		v = kg.NewInstanceResponse{ResultCode: code, ResultMsg: msg, InstanceID: rep.InstanceID}
+	case activity == kg.ActivityQueryInstance && rep != nil:
+		v = kg.QueryInstanceResponse{ResultCode: code, ResultMsg: msg, EncryptType: rep.EncryptType, Info: rep.Info}
+	default:
+		v = kg.Response{ResultCode: code, ResultMsg: msg}
+	}
+	body, err := kg.EncodeResponse(v)
+	if err != nil {
+		m.log.Error("encode response", "activity", activity, "err", err)
+		body, _ = json.Marshal(kg.Response{ResultCode: kg.CodeInternal, ResultMsg: "internal error"})
+	}
+	return body
+}
+
+func truncateRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n])
+}
+
+// handleKG authenticates, decodes and dispatches one request.
+func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time, e *auditEntry) (*reply, error) {
+	if r.Method != http.MethodPost {
+		return nil, &kg.FieldError{Field: "method", Reason: "must be POST, got " + r.Method}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, m.cfg.MaxBody+1))
+	if err != nil {
+		return nil, &kg.FieldError{Field: "body", Reason: "could not be read"}
+	}
+	if int64(len(body)) > m.cfg.MaxBody {
+		return nil, &kg.FieldError{Field: "body", Reason: fmt.Sprintf("is larger than %d bytes", m.cfg.MaxBody)}
+	}
+	q := r.URL.Query()
+	nonce := q.Get("nonce")
+	idx, variant, err := kg.VerifyV2(m.cfg.AccessKeys, q.Get("signature"), nonce, q.Get("timestamp"), body, now, m.cfg.Window)
+	if err != nil {
+		return nil, err
+	}
+	e.KeyIndex = idx
+	m.metrics.variants.WithLabelValues("timestamp_" + variant).Inc()
+	m.metrics.variants.WithLabelValues("key_" + strconv.Itoa(idx)).Inc()
+	m.log.Debug("request signature verified", "variant", variant, "keyIndex", idx)
+	if len(nonce) > maxNonce {
+		return nil, &kg.AuthError{Reason: "nonce is too long"}
+	}
+	fresh, err := m.seeNonce(ctx, nonce, now)
+	if err != nil {
+		return nil, err
+	}
+	if !fresh {
+		return nil, &kg.AuthError{Reason: "nonce was already used (replayed request)"}
+	}
+	req, err := kg.DecodeRequest(body)
+	if err != nil {
+		var fe *kg.FieldError
+		if errors.As(err, &fe) && fe.Field == "activity" {
+			e.Activity = "invalid"
+		}
+		return nil, err
+	}
+	e.Activity = req.ActivityName()
+	e.TestFlag = req.IsTest()
+	switch x := req.(type) {
+	case *kg.NewInstanceRequest:
+		e.OrderID, e.OrderLineID, e.BusinessID = x.OrderID, x.OrderLineID, x.BusinessID
+		return m.NewInstance(ctx, NewInstanceInput{OrderID: x.OrderID, OrderLineID: x.OrderLineID, BusinessID: x.BusinessID, TestFlag: x.IsTest()})
+	case *kg.QueryInstanceRequest:
+		e.InstanceID = x.InstanceID
+		return m.QueryInstances(ctx, x.InstanceIDs, idx)
+	case *kg.RefreshInstanceRequest:
+		e.InstanceID, e.OrderID, e.OrderLineID = x.InstanceID, x.OrderID, x.OrderLineID
+		return m.Refresh(ctx, RefreshInput{InstanceID: x.InstanceID, OrderID: x.OrderID, OrderLineID: x.OrderLineID, Scene: x.Scene,
+			ProductID: x.ProductID, Expire: x.Expire, TestFlag: x.IsTest()})
+	case *kg.UpdateInstanceStatusRequest:
+		e.InstanceID = x.InstanceID
+		return m.UpdateStatus(ctx, x.InstanceID, x.Status, x.IsTest())
+	case *kg.ReleaseInstanceRequest:
+		e.InstanceID, e.OrderID, e.OrderLineID = x.InstanceID, x.OrderID, x.OrderLineID
+		return m.Release(ctx, x.InstanceID, x.OrderID, x.OrderLineID, x.IsTest())
+	case *kg.UpgradeInstanceRequest:
+		e.InstanceID, e.OrderID, e.OrderLineID = x.InstanceID, x.OrderID, x.OrderLineID
+		return m.Upgrade(ctx, x.InstanceID, x.OrderID, x.OrderLineID, x.IsTest())
+	case *kg.ChangeInstanceCheckRequest:
+		e.InstanceID = x.InstanceID
+		pi, err := json.Marshal(x.ProductInfo)
+		if err != nil {
+			return nil, fmt.Errorf("changeInstanceCheck: productInfo: %w", err)
+		}
+		return m.ChangeCheck(ctx, x.InstanceID, pi, x.IsTest())
+	case *kg.OrderNotifyRequest:
+		e.OrderID, e.OrderLineID = x.OrderID, x.OrderLineID
+		return m.OrderNotify(ctx, x.OrderID, x.OrderLineID, x.IsTest())
+	}
+	return nil, &kg.FieldError{Field: "activity", Reason: "unsupported activity " + req.ActivityName()}
+}
+
+func remoteAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,366 @@
+package merchant
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/merchant/handoff"
+)
+
+// Operation states (merchant_operations.state).
+const (
+	opAwaitingOrder = "awaiting_order"
+	opDone          = "done"
+)
+
+// errNoInstance names the id in the message.
+func errNoInstance(id string) error {
+	return kg.NewResultError(kg.CodeNoInstance, "instance "+id+" does not exist")
+}
+
+// activeInstance loads an instance for a lifecycle change: unknown → 000003;
+// an alias resolves to the instance it duplicates.
+func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error) {
+	inst, err := loadInstance(ctx, tx, id)
+	if errors.Is(err, errNotFound) {
+		return nil, errNoInstance(id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if inst.AliasOf != "" {
+		c, err := loadInstance(ctx, tx, inst.AliasOf)
+		if err != nil {
+			return nil, fmt.Errorf("instance %s: alias of %s: %w", id, inst.AliasOf, err)
+		}
+		return c, nil
+	}
+	return inst, nil
+}
+
+// insertOp records an idempotent operation; inserted=false when the key was
+// seen before (a retry).
+func insertOp(ctx context.Context, tx *db.Tx, now time.Time, key, activity, instanceID, orderID, orderLineID string, test bool, state string, request any) (bool, error) {
+	req, err := json.Marshal(request)
+	if err != nil {
+		return false, fmt.Errorf("operation %s: %w", key, err)
+	}
+	res, err := tx.Exec(ctx, `INSERT INTO merchant_operations (op_key, activity, instance_id, order_id, order_line_id, test_flag, state, request, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (op_key) DO NOTHING`,
+		key, activity, instanceID, orderID, orderLineID, b2i(test), state, string(req), now.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("operation %s: %w", key, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("operation %s: %w", key, err)
+	}
+	return n > 0, nil
+}
+
+// RefreshInput is a refreshInstance call.
+type RefreshInput struct {
+	InstanceID  string
+	OrderID     string
+	OrderLineID string
+	Scene       string // TRIAL_TO_FORMAL, RENEWAL, UNSUBSCRIBE_RENEWAL_PERIOD, RENEWAL_CHANGE, or any other
+	ProductID   string
+	Expire      time.Time // absolute new expiry (kg parses the 14- or 17-digit expireTime)
+	TestFlag    bool
+}
+
+// Refresh sets the instance's absolute expiry. Idempotent on (orderId,
+// orderLineId, scene): a retry changes nothing and emits nothing.
+func (m *Merchant) Refresh(ctx context.Context, in RefreshInput) (*reply, error) {
+	expire := in.Expire.UTC()
+	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+		now := m.clock.Now()
+		inst, err := activeInstance(ctx, tx, in.InstanceID)
+		if err != nil {
+			return err
+		}
+		if inst.Status == StatusReleased {
+			return kg.NewResultError(kg.CodeNoInstance, "instance "+in.InstanceID+" is released")
+		}
+		key := "refresh|" + in.OrderID + "|" + in.OrderLineID + "|" + in.Scene
+		fresh, err := insertOp(ctx, tx, now, key, "refreshInstance", inst.ID, in.OrderID, in.OrderLineID, in.TestFlag, opDone, in)
+		if err != nil {
+			return err
+		}
+		changed := !inst.ExpireAt.Equal(expire) || (in.ProductID != "" && in.ProductID != inst.ProductID)
+		if !fresh && !changed {
+			return nil
+		}
+		inst.ExpireAt = expire
+		if in.ProductID != "" {
+			inst.ProductID = in.ProductID
+		}
+		if _, err := tx.Exec(ctx, `UPDATE merchant_instances SET expire_at = $2, product_id = $3, updated_at = $4 WHERE instance_id = $1`,
+			inst.ID, expire.UnixMilli(), inst.ProductID, now.UnixMilli()); err != nil {
+			return fmt.Errorf("refresh: %w", err)
+		}
+		_, err = handoff.Emit(ctx, tx, now, handoff.Event{Type: EventRenewed, Subject: inst.ID, TestFlag: inst.TestFlag,
+			Data: instanceData(inst, map[string]any{"scene": in.Scene, "renewOrderId": in.OrderID, "renewOrderLineId": in.OrderLineID})})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.wake()
+	return &reply{}, nil
+}
+
+// UpdateStatus freezes or unfreezes an instance. A repeat is harmless; data
+// is kept while frozen.
+func (m *Merchant) UpdateStatus(ctx context.Context, instanceID, status string, test bool) (*reply, error) {
+	var target, evType string
+	switch strings.ToUpper(status) {
+	case "FREEZE":
+		target, evType = StatusFrozen, EventFrozen
+	case "UNFREEZE":
+		target, evType = StatusNormal, EventUnfrozen
+	default:
+		return nil, &kg.FieldError{Field: "status", Reason: "must be FREEZE or UNFREEZE"}
+	}
+	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+		now := m.clock.Now()
+		inst, err := activeInstance(ctx, tx, instanceID)
+		if err != nil {
+			return err
+		}
+		if inst.Status == StatusReleased {
+			return kg.NewResultError(kg.CodeNoInstance, "instance "+instanceID+" is released")
+		}
+		if inst.Status == target {
+			return nil
+		}
+		inst.Status = target
+		if _, err := tx.Exec(ctx, `UPDATE merchant_instances SET status = $2, updated_at = $3 WHERE instance_id = $1`, inst.ID, target, now.UnixMilli()); err != nil {
+			return fmt.Errorf("updateInstanceStatus: %w", err)
+		}
+		_, err = handoff.Emit(ctx, tx, now, handoff.Event{Type: evType, Subject: inst.ID, TestFlag: inst.TestFlag, Data: instanceData(inst, nil)})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.wake()
+	return &reply{}, nil
+}
+
+// Release releases an instance: a repeat is a success; unknown → 000003. The
+// row is kept (status RELEASED) for audit.
+func (m *Merchant) Release(ctx context.Context, instanceID, orderID, orderLineID string, test bool) (*reply, error) {
+	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+		now := m.clock.Now()
+		inst, err := activeInstance(ctx, tx, instanceID)
+		if err != nil {
+			return err
+		}
+		if inst.Status == StatusReleased {
+			return nil
+		}
+		inst.Status = StatusReleased
+		if _, err := tx.Exec(ctx, `UPDATE merchant_instances SET status = $2, released_at = $3, updated_at = $3 WHERE instance_id = $1`,
+			inst.ID, StatusReleased, now.UnixMilli()); err != nil {
+			return fmt.Errorf("releaseInstance: %w", err)
+		}
+		_, err = handoff.Emit(ctx, tx, now, handoff.Event{Type: EventReleased, Subject: inst.ID, TestFlag: inst.TestFlag,
+			Data: instanceData(inst, map[string]any{"releaseOrderId": orderID, "releaseOrderLineId": orderLineID})})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.wake()
+	return &reply{}, nil
+}
+
+// Upgrade records an upgrade order (idempotent on orderId), fetches it and
+// emits instance.upgraded. When Query Order is unavailable the upgrade is
+// still accepted and a job completes it.
+func (m *Merchant) Upgrade(ctx context.Context, instanceID, orderID, orderLineID string, test bool) (*reply, error) {
+	key := "upgrade|" + orderID
+	var fresh bool
+	var inst *Instance
+	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+		now := m.clock.Now()
+		var err error
+		inst, err = activeInstance(ctx, tx, instanceID)
+		if err != nil {
+			return err
+		}
+		if inst.Status == StatusReleased {
+			return kg.NewResultError(kg.CodeNoInstance, "instance "+instanceID+" is released")
+		}
+		fresh, err = insertOp(ctx, tx, now, key, "upgradeInstance", inst.ID, orderID, orderLineID, test, opAwaitingOrder,
+			map[string]any{"instanceId": instanceID, "orderId": orderID, "orderLineId": orderLineID})
+		if err != nil || !fresh {
+			return err
+		}
+		return enqueueOrderJob(ctx, tx, now, orderJob{Purpose: purposeUpgrade, InstanceID: inst.ID, OpKey: key, OrderID: orderID, OrderLineID: orderLineID, TestFlag: test})
+	})
+	if err != nil || !fresh {
+		return &reply{}, err
+	}
+	m.wake()
+	m.fetchInline(ctx, orderJob{Purpose: purposeUpgrade, InstanceID: inst.ID, OpKey: key, OrderID: orderID, OrderLineID: orderLineID, TestFlag: test})
+	return &reply{}, nil
+}
+
+// fetchInline tries, within the budget, what the order job would do.
+func (m *Merchant) fetchInline(ctx context.Context, p orderJob) {
+	fctx, cancel := context.WithTimeout(ctx, m.cfg.Budget/2)
+	defer cancel()
+	order, err := m.fetchOrder(fctx, p.OrderID, p.OrderLineID, p.TestFlag)
+	if err != nil {
+		m.log.Warn("query order failed; a job will retry", "purpose", p.Purpose, "orderId", p.OrderID, "err", err)
+		return
+	}
+	err = m.db.Tx(context.WithoutCancel(ctx), func(tx *db.Tx) error {
+		_, err := m.applyOrderTx(ctx, tx, m.clock.Now(), p, order, m.clock.Now())
+		return err
+	})
+	if err != nil {
+		m.log.Error("apply fetched order; a job will retry", "purpose", p.Purpose, "orderId", p.OrderID, "err", err)
+		return
+	}
+	m.wake()
+}
+
+func (m *Merchant) applyUpgradeTx(ctx context.Context, tx *db.Tx, now time.Time, p orderJob, order *Order, due time.Time) (string, error) {
+	res, err := tx.Exec(ctx, `UPDATE merchant_operations SET state = $2, order_json = $3, updated_at = $4 WHERE op_key = $1 AND state = $5`,
+		p.OpKey, opDone, string(order.Raw), now.UnixMilli(), opAwaitingOrder)
+	if err != nil {
+		return "", fmt.Errorf("upgrade: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return "", nil
+	}
+	inst, err := activeInstance(ctx, tx, p.InstanceID)
+	if err != nil {
+		return "", err
+	}
+	from := map[string]any{"productId": inst.ProductID, "skuCode": inst.SkuCode}
+	if order.ProductID != "" {
+		inst.ProductID = order.ProductID
+	}
+	if order.SkuCode != "" {
+		inst.SkuCode = order.SkuCode
+	}
+	if _, err := tx.Exec(ctx, `UPDATE merchant_instances SET product_id = $2, sku_code = $3, updated_at = $4 WHERE instance_id = $1`,
+		inst.ID, inst.ProductID, inst.SkuCode, now.UnixMilli()); err != nil {
+		return "", fmt.Errorf("upgrade: %w", err)
+	}
+	return handoff.EmitAt(ctx, tx, now, handoff.Event{Type: EventUpgraded, Subject: inst.ID, TestFlag: inst.TestFlag,
+		Data: instanceData(inst, map[string]any{"upgradeOrderId": p.OrderID, "upgradeOrderLineId": p.OrderLineID, "upgradeOrder": order.Raw, "from": from})}, due)
+}
+
+// OrderNotify records an order notification (idempotent on orderId +
+// orderLineId), fetches the order and emits order.notified.
+func (m *Merchant) OrderNotify(ctx context.Context, orderID, orderLineID string, test bool) (*reply, error) {
+	key := "notify|" + orderID + "|" + orderLineID
+	var fresh bool
+	p := orderJob{Purpose: purposeNotify, OpKey: key, OrderID: orderID, OrderLineID: orderLineID, TestFlag: test}
+	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+		now := m.clock.Now()
+		var err error
+		fresh, err = insertOp(ctx, tx, now, key, "orderNotify", "", orderID, orderLineID, test, opAwaitingOrder,
+			map[string]any{"orderId": orderID, "orderLineId": orderLineID})
+		if err != nil || !fresh {
+			return err
+		}
+		return enqueueOrderJob(ctx, tx, now, p)
+	})
+	if err != nil || !fresh {
+		return &reply{}, err
+	}
+	m.wake()
+	m.fetchInline(ctx, p)
+	return &reply{}, nil
+}
+
+func (m *Merchant) applyNotifyTx(ctx context.Context, tx *db.Tx, now time.Time, p orderJob, order *Order, due time.Time) (string, error) {
+	res, err := tx.Exec(ctx, `UPDATE merchant_operations SET state = $2, order_json = $3, updated_at = $4 WHERE op_key = $1 AND state = $5`,
+		p.OpKey, opDone, string(order.Raw), now.UnixMilli(), opAwaitingOrder)
+	if err != nil {
+		return "", fmt.Errorf("orderNotify: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return "", nil
+	}
+	return handoff.EmitAt(ctx, tx, now, handoff.Event{Type: EventOrderNotify, Subject: p.OrderID, TestFlag: p.TestFlag,
+		Data: map[string]any{"orderId": p.OrderID, "orderLineId": p.OrderLineID, "testFlag": p.TestFlag, "order": order.Raw,
+			"orderType": order.OrderType, "chargingMode": order.ChargingMode, "productId": order.ProductID, "skuCode": order.SkuCode}}, due)
+}
+
+// ChangeCheck asks the vendor app, within the budget, whether the instance
+// can change to the target product. The question is an instance.change_check
+// event (so it is recorded and audited like every other); its synchronous
+// answer decides: allowed → 000000, refused → the app's code (default
+// 000100), no answer in time → 000005.
+func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productInfo json.RawMessage, test bool) (*reply, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Budget)
+	defer cancel()
+	var eventID, key string
+	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+		now := m.clock.Now()
+		inst, err := activeInstance(ctx, tx, instanceID)
+		if err != nil {
+			return err
+		}
+		if inst.Status == StatusReleased {
+			return kg.NewResultError(kg.CodeNoInstance, "instance "+instanceID+" is released")
+		}
+		key = "check|" + newUUID(m.rand)
+		if _, err := insertOp(ctx, tx, now, key, "changeInstanceCheck", inst.ID, "", "", test, opAwaitingOrder,
+			map[string]any{"instanceId": instanceID, "productInfo": productInfo}); err != nil {
+			return err
+		}
+		eventID, err = handoff.EmitAt(ctx, tx, now, handoff.Event{Type: EventChangeCheck, Subject: inst.ID, TestFlag: inst.TestFlag,
+			Data: instanceData(inst, map[string]any{"checkId": key, "productInfo": productInfo})}, now.Add(m.cfg.Budget+time.Second))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.wake()
+	if !m.deliverInline(ctx, eventID) {
+		return nil, kg.NewResultError(kg.CodeInternal, "the vendor application did not answer the change check in time")
+	}
+	var result string
+	if err := m.db.QueryRow(context.WithoutCancel(ctx), `SELECT result FROM merchant_operations WHERE op_key = $1`, key).Scan(&result); err != nil {
+		return nil, fmt.Errorf("changeInstanceCheck: read verdict: %w", err)
+	}
+	if result == "" {
+		return &reply{}, nil // delivered to nobody, or an answer without a verdict: no objection
+	}
+	var v Answer
+	if err := json.Unmarshal([]byte(result), &v); err != nil {
+		return nil, fmt.Errorf("changeInstanceCheck: stored verdict: %w", err)
+	}
+	if v.Allowed == nil || *v.Allowed {
+		return &reply{}, nil
+	}
+	code := v.ResultCode
+	if code == "" || code == kg.CodeSuccess {
+		code = kg.CodeNoResource
+	}
+	return nil, kg.NewResultError(code, v.ResultMsg)
+}
+
+// recordVerdictTx stores the app's answer to a change check.
+func recordVerdictTx(ctx context.Context, tx *db.Tx, now time.Time, checkID string, a *Answer) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE merchant_operations SET state = $2, result = $3, updated_at = $4 WHERE op_key = $1`, checkID, opDone, string(b), now.UnixMilli())
+	return err
+}

@@ -1,0 +1,276 @@
+// Package merchant is souk's ISV server: the KooGallery SaaS V2 basic
+// interfaces at one production address, the hand-off of every state change to
+// the vendor's application, the management API through which the application
+// completes provisioning, and the Query Order / usage push clients.
+//
+// Layering: HTTP handlers (kghttp.go, api.go) → service methods (service.go,
+// lifecycle.go) → SQL in transactions, with every event emitted through
+// merchant/handoff in the transaction of its change.
+package merchant
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/jobs"
+	"github.com/soukhq/souk/merchant/handoff"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Job kinds of the merchant.
+const (
+	JobOrder     = "merchant.order"      // fetch an order (create, upgrade, notify) and hand off
+	JobUsagePush = "merchant.usage_push" // push pending usage records
+)
+
+// Deps are the merchant's collaborators.
+type Deps struct {
+	DB          *db.DB
+	Clock       clock.Clock          // nil → clock.Real{}
+	Logger      *slog.Logger         // nil → discard
+	HTTPClient  *http.Client         // outbound calls (Query Order, usage push, webhooks); nil → 10 s timeout client
+	Provisioner Provisioner          // optional: in-process vendor app instead of the webhook
+	Rand        io.Reader            // credential IVs; nil → crypto/rand
+	Registry    *prometheus.Registry // nil → a new registry (see Registry())
+}
+
+// Merchant is a configured merchant server.
+type Merchant struct {
+	cfg      Config
+	db       *db.DB
+	clock    clock.Clock
+	log      *slog.Logger
+	prov     Provisioner
+	rand     io.Reader
+	orders   *OrderClient
+	usage    *UsageClient
+	deliver  *handoff.Deliverer
+	runner   *jobs.Runner
+	registry *prometheus.Registry
+	metrics  *metrics
+	handler  http.Handler
+	mux      *http.ServeMux
+
+	mu       sync.Mutex
+	handlers map[string]jobs.Handler
+	bg       sync.WaitGroup
+}
+
+// Migrate creates or upgrades every table the merchant uses (jobs, handoff,
+// merchant). Safe to run from several processes at once.
+func Migrate(ctx context.Context, d *db.DB) error {
+	if err := jobs.Migrate(ctx, d); err != nil {
+		return fmt.Errorf("merchant: jobs migrations: %w", err)
+	}
+	if err := handoff.Migrate(ctx, d); err != nil {
+		return err
+	}
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("merchant: migrations: %w", err)
+	}
+	if err := d.Migrate(ctx, "merchant", sub); err != nil {
+		return fmt.Errorf("merchant: migrate: %w", err)
+	}
+	return nil
+}
+
+// New returns a merchant. It does not touch the database: call Migrate first.
+func New(cfg Config, deps Deps) (*Merchant, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("merchant: config: %w", err)
+	}
+	if deps.DB == nil {
+		return nil, errors.New("merchant: Deps.DB is required")
+	}
+	m := &Merchant{cfg: cfg, db: deps.DB, clock: deps.Clock, log: deps.Logger, prov: deps.Provisioner, rand: deps.Rand, registry: deps.Registry}
+	if m.clock == nil {
+		m.clock = clock.Real{}
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.rand == nil {
+		m.rand = rand.Reader
+	}
+	if m.registry == nil {
+		m.registry = prometheus.NewRegistry()
+	}
+	client := deps.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	m.orders = &OrderClient{BaseURL: cfg.MarketURL, AK: cfg.MarketAK, SK: cfg.MarketSK, Client: client, Clock: m.clock}
+	m.usage = &UsageClient{BaseURL: cfg.MarketURL, AccessKey: cfg.AccessKeys[0], Client: client, Clock: m.clock, Rand: m.rand}
+	m.metrics = newMetrics(m.registry, m)
+	m.deliver = &handoff.Deliverer{
+		DB: m.db, Clock: m.clock, Logger: m.log.With("component", "handoff"),
+		Target:      m.targetFor(client),
+		OnAnswer:    m.applyAnswer,
+		OnResult:    m.metrics.handoffResult,
+		MaxAttempts: cfg.WebhookMaxAttempts,
+		Lease:       cfg.InlineTimeout + 15*time.Second,
+	}
+	m.handlers = map[string]jobs.Handler{
+		handoff.JobKind: m.deliver.Handle,
+		JobOrder:        m.handleOrderJob,
+		JobUsagePush:    m.handleUsagePush,
+	}
+	m.handler = m.routes()
+	return m, nil
+}
+
+// Config returns the configuration in force (defaults applied).
+func (m *Merchant) Config() Config { return m.cfg }
+
+// Registry is the Prometheus registry the merchant's metrics live in.
+func (m *Merchant) Registry() *prometheus.Registry { return m.registry }
+
+// Handler serves the production address, the management API, /healthz,
+// /readyz and /metrics.
+func (m *Merchant) Handler() http.Handler { return m.handler }
+
+// Deliverer is the hand-off deliverer (for tools and tests).
+func (m *Merchant) Deliverer() *handoff.Deliverer { return m.deliver }
+
+// AddJobHandler registers another jobs handler run by Run (for packages that
+// extend the merchant, such as merchant/kit). Call it before Run.
+func (m *Merchant) AddJobHandler(kind string, h jobs.Handler) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.handlers[kind] = h
+}
+
+func (m *Merchant) jobRunner() *jobs.Runner {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.runner == nil {
+		hs := make(map[string]jobs.Handler, len(m.handlers))
+		for k, v := range m.handlers {
+			hs[k] = v
+		}
+		m.runner = &jobs.Runner{DB: m.db, Clock: m.clock, Logger: m.log.With("component", "jobs"), Handlers: hs,
+			MaxAttempts: 100}
+	}
+	return m.runner
+}
+
+// RunDue runs every job due now (tests with a virtual clock use it).
+func (m *Merchant) RunDue(ctx context.Context) (int, error) { return m.jobRunner().RunDue(ctx) }
+
+// wake asks the job runner to poll now (after a commit of new work).
+func (m *Merchant) wake() {
+	m.mu.Lock()
+	r := m.runner
+	m.mu.Unlock()
+	if r != nil {
+		r.Wake()
+	}
+}
+
+// Run does the background work until ctx is done: the job runner (hand-off
+// deliveries, Query Order retries, usage pushes) and housekeeping (nonce and
+// audit pruning).
+func (m *Merchant) Run(ctx context.Context) error {
+	r := m.jobRunner()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	m.housekeep(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			err := <-errc
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		case err := <-errc:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("merchant: job runner: %w", err)
+			}
+			return nil
+		case <-t.C:
+			m.housekeep(ctx)
+		}
+	}
+}
+
+// housekeep prunes old nonces and audit rows.
+func (m *Merchant) housekeep(ctx context.Context) {
+	now := m.clock.Now()
+	if n, err := m.pruneNonces(ctx, now); err != nil {
+		m.log.Error("prune nonces", "err", err)
+	} else if n > 0 {
+		m.log.Debug("pruned nonces", "count", n)
+	}
+	if m.cfg.AuditRetention > 0 {
+		if _, err := m.db.Exec(ctx, `DELETE FROM audit_log WHERE at < $1`, now.Add(-m.cfg.AuditRetention).UnixMilli()); err != nil {
+			m.log.Error("prune audit log", "err", err)
+		}
+	}
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID(r io.Reader) string {
+	var b [16]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(fmt.Sprintf("merchant: crypto/rand: %v", err))
+		}
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// deliverInline attempts the delivery of an event right away, in the
+// background, and waits for it until ctx is done (the request budget). The
+// attempt itself is not cut short by the budget: a slow vendor app still
+// completes, and the instance becomes ready after the 000004 answer. The
+// event's job is the durable fallback if the process dies meanwhile.
+func (m *Merchant) deliverInline(ctx context.Context, eventID string) (delivered bool) {
+	done := make(chan bool, 1)
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.InlineTimeout)
+		defer cancel()
+		ok, err := m.deliver.Attempt(actx, eventID)
+		if err != nil {
+			m.log.Info("inline hand-off did not complete; its job will retry", "event", eventID, "err", err)
+		}
+		done <- ok
+	}()
+	select {
+	case ok := <-done:
+		return ok
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Close waits for background hand-off attempts started by requests.
+func (m *Merchant) Close() error {
+	m.bg.Wait()
+	return nil
+}

@@ -1,0 +1,88 @@
+package merchant
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/soukhq/souk/merchant/handoff"
+)
+
+type metrics struct {
+	requests    *prometheus.CounterVec   // activity, code
+	latency     *prometheus.HistogramVec // activity
+	variants    *prometheus.CounterVec   // variant
+	apiCalls    *prometheus.CounterVec   // route, status
+	created     prometheus.Counter
+	handoffs    *prometheus.CounterVec // type, outcome
+	queryOrders *prometheus.CounterVec // outcome
+	usage       *prometheus.CounterVec // outcome
+}
+
+func newMetrics(reg *prometheus.Registry, m *Merchant) *metrics {
+	x := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_requests_total",
+			Help: "Basic-interface requests by activity and result code."}, []string{"activity", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "souk_merchant_request_duration_seconds",
+			Help:    "Basic-interface request latency by activity.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 3, 4, 5}}, []string{"activity"}),
+		variants: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_signature_variants_total",
+			Help: "Verified request signatures by accepted variant (timestamp unit, key index)."}, []string{"variant"}),
+		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_api_requests_total",
+			Help: "Management API requests by route and HTTP status."}, []string{"route", "status"}),
+		created: prometheus.NewCounter(prometheus.CounterOpts{Name: "souk_merchant_instances_created_total",
+			Help: "Instances created (not counting idempotent retries)."}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_handoff_attempts_total",
+			Help: "Hand-off delivery attempts by event type and outcome (delivered, failed, dead)."}, []string{"type", "outcome"}),
+		queryOrders: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_query_order_total",
+			Help: "Query Order calls by outcome."}, []string{"outcome"}),
+		usage: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_usage_pushed_records_total",
+			Help: "Usage records pushed to the marketplace by outcome."}, []string{"outcome"}),
+	}
+	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "souk_merchant_handoff_backlog",
+		Help: "Hand-off events not yet delivered."}, func() float64 { return m.countEvents(handoff.StatePending) })
+	dead := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "souk_merchant_handoff_dead",
+		Help: "Hand-off events in the dead letter."}, func() float64 { return m.countEvents(handoff.StateDead) })
+	reg.MustRegister(x.requests, x.latency, x.variants, x.apiCalls, x.created, x.handoffs, x.queryOrders, x.usage, backlog, dead,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return x
+}
+
+func (m *Merchant) countEvents(state string) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var n int64
+	if err := m.db.QueryRow(ctx, `SELECT COUNT(*) FROM handoff_events WHERE state = $1`, state).Scan(&n); err != nil {
+		return -1
+	}
+	return float64(n)
+}
+
+func (x *metrics) handoffResult(ev *handoff.Stored, err error, dead bool) {
+	outcome := "delivered"
+	switch {
+	case dead:
+		outcome = "dead"
+	case err != nil:
+		outcome = "failed"
+	}
+	x.handoffs.WithLabelValues(ev.Type, outcome).Inc()
+}
+
+func (x *metrics) queryOrder(err error) {
+	if err != nil {
+		x.queryOrders.WithLabelValues("error").Inc()
+		return
+	}
+	x.queryOrders.WithLabelValues("ok").Inc()
+}
+
+func (x *metrics) usagePush(n int, err error) {
+	if err != nil {
+		x.usage.WithLabelValues("error").Add(float64(n))
+		return
+	}
+	x.usage.WithLabelValues("ok").Add(float64(n))
+}

@@ -1,0 +1,230 @@
+package merchant
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/merchant/handoff"
+)
+
+// Answer is what the vendor app may answer to an event (the JSON body of its
+// webhook answer, or a Provisioner's result). Every field is optional.
+type Answer struct {
+	// AppInfo completes provisioning (instance.created) or replaces the
+	// instance's appInfo (any instance.* event).
+	AppInfo *AppInfo `json:"appInfo,omitempty"`
+	// UsageInfo replaces the usageInfo that queryInstance returns.
+	UsageInfo []UsageInfo `json:"usageInfo,omitempty"`
+	// Allowed answers instance.change_check; false refuses with ResultCode
+	// (default 000100) and ResultMsg.
+	Allowed    *bool  `json:"allowed,omitempty"`
+	ResultCode string `json:"resultCode,omitempty"`
+	ResultMsg  string `json:"resultMsg,omitempty"`
+}
+
+// Provisioner is the in-process alternative to the webhook, for Go programs
+// that embed the merchant. Provision is called from a durable job, at least
+// once per event (dedupe on ev.ID), for real (non-sandbox) events. An error
+// means "retry later"; after the attempts are exhausted the event is dead.
+type Provisioner interface {
+	Provision(ctx context.Context, ev *handoff.Stored) (*Answer, error)
+}
+
+// ProvisionerFunc adapts a function to a Provisioner.
+type ProvisionerFunc func(ctx context.Context, ev *handoff.Stored) (*Answer, error)
+
+// Provision calls f.
+func (f ProvisionerFunc) Provision(ctx context.Context, ev *handoff.Stored) (*Answer, error) {
+	return f(ctx, ev)
+}
+
+type provisionerTarget struct{ p Provisioner }
+
+func (t provisionerTarget) Name() string { return "provisioner" }
+
+func (t provisionerTarget) Deliver(ctx context.Context, ev *handoff.Stored, _ int) ([]byte, error) {
+	a, err := t.p.Provision(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return nil, nil
+	}
+	return json.Marshal(a)
+}
+
+// sandboxTarget completes sandbox instances itself with generated demo
+// appInfo and allows every change: dial tests stay green forever, and
+// nothing reaches the vendor's real application.
+type sandboxTarget struct{ m *Merchant }
+
+func (sandboxTarget) Name() string { return "sandbox" }
+
+func (t sandboxTarget) Deliver(_ context.Context, ev *handoff.Stored, _ int) ([]byte, error) {
+	switch {
+	case ev.Type == EventCreated || ev.Type == EventUpgraded:
+		suffix := ev.Subject
+		if len(suffix) > 12 {
+			suffix = suffix[:12]
+		}
+		return json.Marshal(Answer{AppInfo: &AppInfo{
+			FrontEndURL: "https://sandbox.example.com/instances/" + ev.Subject,
+			AdminURL:    "https://sandbox.example.com/admin/" + ev.Subject,
+			UserName:    "demo-" + suffix,
+			Password:    "Sandbox-" + strings.ReplaceAll(newUUID(t.m.rand), "-", "")[:16],
+			Memo:        "souk sandbox instance (testFlag=1); 沙箱实例",
+		}})
+	case ev.Type == EventChangeCheck:
+		ok := true
+		return json.Marshal(Answer{Allowed: &ok})
+	}
+	return nil, nil
+}
+
+// targetFor picks where each event goes: sandbox events to the sandbox
+// webhook or the built-in sandbox; real events to the Provisioner, else the
+// webhook, else nobody.
+func (m *Merchant) targetFor(client *http.Client) func(ev *handoff.Stored) handoff.Target {
+	var real, sandbox handoff.Target
+	switch {
+	case m.prov != nil:
+		real = provisionerTarget{m.prov}
+	case m.cfg.WebhookURL != "":
+		real = &handoff.Webhook{URL: m.cfg.WebhookURL, Secret: m.cfg.WebhookSecret, Client: client, Clock: m.clock}
+	}
+	if m.cfg.SandboxWebhookURL != "" {
+		secret := m.cfg.WebhookSecret
+		sandbox = &handoff.Webhook{URL: m.cfg.SandboxWebhookURL, Secret: secret, Client: client, Clock: m.clock}
+	} else {
+		sandbox = sandboxTarget{m}
+	}
+	return func(ev *handoff.Stored) handoff.Target {
+		if ev.TestFlag {
+			return sandbox
+		}
+		return real
+	}
+}
+
+// applyAnswer applies the vendor app's answer to an event, in the
+// transaction that marks the event delivered.
+func (m *Merchant) applyAnswer(ctx context.Context, tx *db.Tx, now time.Time, ev *handoff.Stored, answer []byte) error {
+	answer = bytes.TrimSpace(answer)
+	if !strings.HasPrefix(ev.Type, "instance.") {
+		return nil
+	}
+	if len(answer) == 0 || answer[0] != '{' {
+		return nil // a plain acknowledgement
+	}
+	var a Answer
+	if err := json.Unmarshal(answer, &a); err != nil {
+		return fmt.Errorf("answer to %s: %w", ev.Type, err)
+	}
+	if ev.Type == EventChangeCheck {
+		var d struct {
+			CheckID string `json:"checkId"`
+		}
+		if err := json.Unmarshal(ev.Data, &d); err != nil || d.CheckID == "" {
+			return fmt.Errorf("change check event %s has no checkId", ev.ID)
+		}
+		return recordVerdictTx(ctx, tx, now, d.CheckID, &a)
+	}
+	if a.AppInfo != nil {
+		if err := m.setAppInfoTx(ctx, tx, now, ev.Subject, a.AppInfo); err != nil {
+			return err
+		}
+	}
+	if a.UsageInfo != nil {
+		if err := setUsageInfoTx(ctx, tx, now, ev.Subject, a.UsageInfo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setAppInfoTx stores an instance's appInfo and marks it ready.
+func (m *Merchant) setAppInfoTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID string, a *AppInfo) error {
+	if err := a.Validate("appInfo."); err != nil {
+		return err
+	}
+	inst, err := loadInstance(ctx, tx, instanceID)
+	if err != nil {
+		if err == errNotFound {
+			return errNoInstance(instanceID)
+		}
+		return err
+	}
+	if enc := m.cfg.encryptTypeFor(inst.ProductID); enc != "" {
+		// Refuse now what KooGallery would refuse later (128 characters
+		// including the IV once encrypted).
+		for _, f := range []struct{ name, v string }{{"userName", a.UserName}, {"password", a.Password}} {
+			if f.v == "" {
+				continue
+			}
+			if _, err := kg.EncryptCredential(m.cfg.AccessKeys[0], enc, f.v, m.rand); err != nil {
+				return &kg.FieldError{Field: "appInfo." + f.name, Reason: "too long once encrypted (KooGallery allows 128 characters)"}
+			}
+		}
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE merchant_instances SET app_info = $2, phase = $3,
+		ready_at = CASE WHEN ready_at = 0 THEN $4 ELSE ready_at END, updated_at = $4 WHERE instance_id = $1`,
+		inst.ID, string(b), PhaseReady, now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("store appInfo: %w", err)
+	}
+	return nil
+}
+
+func setUsageInfoTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID string, u []UsageInfo) error {
+	for i := range u {
+		if err := validateUsageInfo(&u[i], fmt.Sprintf("usageInfo[%d].", i)); err != nil {
+			return err
+		}
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	res, err := tx.Exec(ctx, `UPDATE merchant_instances SET usage_info = $2, updated_at = $3 WHERE instance_id = $1`, instanceID, string(b), now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("store usageInfo: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNoInstance(instanceID)
+	}
+	return nil
+}
+
+func validateUsageInfo(u *UsageInfo, prefix string) error {
+	v, err := parseUsageValue(string(u.UsageValue), true)
+	if err != nil {
+		return &kg.FieldError{Field: prefix + "usageValue", Reason: err.Error()}
+	}
+	u.UsageValue = json.Number(formatUsage(v))
+	if u.StatisticalTime != "" {
+		if len(u.StatisticalTime) != 17 {
+			return &kg.FieldError{Field: prefix + "statisticalTime", Reason: "must be yyyyMMddHHmmssSSS (17 digits)"}
+		}
+		if _, err := kg.ParseTime17(u.StatisticalTime); err != nil {
+			return &kg.FieldError{Field: prefix + "statisticalTime", Reason: "must be yyyyMMddHHmmssSSS (17 digits)"}
+		}
+	}
+	if len(u.RelatedInstanceID) > 64 {
+		return &kg.FieldError{Field: prefix + "relatedInstanceId", Reason: "is longer than 64 characters"}
+	}
+	if len(u.DashboardURL) > 512 {
+		return &kg.FieldError{Field: prefix + "dashboardUrl", Reason: "is longer than 512 characters"}
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package merchant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"time"
+
+	"github.com/soukhq/souk/kg"
+)
+
+// QueryInstances answers queryInstance for up to 100 ids: the appInfo of
+// every ready instance (credentials encrypted per the product's setting with
+// the access key that verified the request) and, for pay-per-use instances,
+// their usageInfo. Unknown ids are left out; when none is known → 000003;
+// when every known one is still provisioning → 000004.
+func (m *Merchant) QueryInstances(ctx context.Context, ids []string, keyIndex int) (*reply, error) {
+	out := &reply{}
+	known, pending := 0, 0
+	encSet := false
+	for _, id := range ids {
+		inst, err := loadInstance(ctx, m.db, id)
+		if errors.Is(err, errNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("queryInstance: %w", err)
+		}
+		known++
+		src := inst
+		if inst.AliasOf != "" {
+			if c, err := loadInstance(ctx, m.db, inst.AliasOf); err == nil {
+				src = c
+			} else if !errors.Is(err, errNotFound) {
+				return nil, fmt.Errorf("queryInstance: %w", err)
+			}
+		}
+		if src.Phase != PhaseReady || src.AppInfo == nil {
+			pending++
+			continue
+		}
+		if !encSet {
+			out.EncryptType = m.cfg.encryptTypeFor(src.ProductID)
+			encSet = true
+		}
+		app, err := m.wireAppInfo(src.AppInfo, out.EncryptType, keyIndex)
+		if err != nil {
+			return nil, fmt.Errorf("queryInstance %s: %w", id, err)
+		}
+		info := kg.InstanceInfo{InstanceID: id, AppInfo: app}
+		if src.ChargingMode == ChargingOnDemand || src.ChargingMode == ChargingOnDemandPkg {
+			info.UsageInfo = wireUsageInfo(src, m.clock.Now())
+		}
+		out.Info = append(out.Info, info)
+	}
+	switch {
+	case known == 0:
+		return nil, kg.NewResultError(kg.CodeNoInstance, "no such instance")
+	case len(out.Info) == 0 && pending > 0:
+		return nil, kg.NewResultError(kg.CodeInProgress, "instance is still being provisioned")
+	}
+	return out, nil
+}
+
+func (m *Merchant) wireAppInfo(a *AppInfo, encryptType string, keyIndex int) (*kg.AppInfo, error) {
+	w := &kg.AppInfo{FrontEndURL: a.FrontEndURL, AdminURL: a.AdminURL, UserName: a.UserName, Password: a.Password, Memo: a.Memo}
+	if encryptType == "" {
+		return w, nil
+	}
+	if keyIndex < 0 || keyIndex >= len(m.cfg.AccessKeys) {
+		keyIndex = 0
+	}
+	key := m.cfg.AccessKeys[keyIndex]
+	var err error
+	if w.UserName != "" {
+		if w.UserName, err = kg.EncryptCredential(key, encryptType, w.UserName, m.rand); err != nil {
+			return nil, fmt.Errorf("encrypt userName: %w", err)
+		}
+	}
+	if w.Password != "" {
+		if w.Password, err = kg.EncryptCredential(key, encryptType, w.Password, m.rand); err != nil {
+			return nil, fmt.Errorf("encrypt password: %w", err)
+		}
+	}
+	return w, nil
+}
+
+// wireUsageInfo is the instance's usageInfo, or a zero usage now when the
+// app has reported none yet (pay-per-use instances must return usage).
+func wireUsageInfo(in *Instance, now time.Time) []kg.UsageInfo {
+	if len(in.UsageInfo) == 0 {
+		return []kg.UsageInfo{{UsageValue: "0", StatisticalTime: statisticalTime(now)}}
+	}
+	out := make([]kg.UsageInfo, len(in.UsageInfo))
+	for i, u := range in.UsageInfo {
+		out[i] = kg.UsageInfo{RelatedInstanceID: u.RelatedInstanceID, UsageValue: kg.Number(u.UsageValue), StatisticalTime: u.StatisticalTime, DashboardURL: u.DashboardURL}
+	}
+	return out
+}

@@ -1,0 +1,394 @@
+package merchant
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/jobs"
+	"github.com/soukhq/souk/kg"
+)
+
+// UsagePushPath is the path of the usage push open API.
+const UsagePushPath = "/api/mkp-openapi-public/global/v1/isv/usage-data"
+
+// MaxUsageRecordsPerPush is the documented cap per call.
+const MaxUsageRecordsPerPush = 1000
+
+// usage values are kept as integers in ten-thousandths (4 decimals, exact).
+const usageScale = 10000
+
+// parseUsageValue reads a decimal with at most 4 decimals; zeroOK allows 0.
+func parseUsageValue(s string, zeroOK bool) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("is required")
+	}
+	intPart, frac, _ := strings.Cut(s, ".")
+	if intPart == "" || len(frac) > 4 || strings.HasPrefix(intPart, "-") || strings.HasPrefix(intPart, "+") {
+		return 0, errors.New("must be a non-negative decimal with at most 4 decimals")
+	}
+	for _, c := range intPart + frac {
+		if c < '0' || c > '9' {
+			return 0, errors.New("must be a non-negative decimal with at most 4 decimals")
+		}
+	}
+	if len(intPart) > 12 {
+		return 0, errors.New("is too large (Double(12,4))")
+	}
+	ip, _ := strconv.ParseInt(intPart, 10, 64)
+	frac += strings.Repeat("0", 4-len(frac))
+	fp, _ := strconv.ParseInt(frac, 10, 64)
+	v := ip*usageScale + fp
+	if v == 0 && !zeroOK {
+		return 0, errors.New("must be greater than 0")
+	}
+	return v, nil
+}
+
+func formatUsage(v int64) string {
+	s := strconv.FormatInt(v/usageScale, 10)
+	if f := v % usageScale; f != 0 {
+		s += "." + strings.TrimRight(fmt.Sprintf("%04d", f), "0")
+	}
+	return s
+}
+
+const usageTimeLayout = "20060102T150405Z"
+
+// parseUsageTime accepts RFC 3339 or the wire format yyyyMMdd'T'HHmmss'Z'.
+func parseUsageTime(s string) (time.Time, error) {
+	if t, err := time.Parse(usageTimeLayout, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, errors.New("must be RFC 3339 or yyyyMMddTHHmmssZ")
+	}
+	return t.UTC(), nil
+}
+
+// UsageRecordInput is one usage record given to the management API.
+type UsageRecordInput struct {
+	MeteringSN        string      `json:"meteringSn"`
+	UsageValue        json.Number `json:"usageValue"`
+	BeginTime         string      `json:"beginTime"`
+	EndTime           string      `json:"endTime"`
+	RecordTime        string      `json:"recordTime,omitempty"`
+	RelatePkgInstance string      `json:"relatePkgInstance,omitempty"`
+}
+
+type usageRecord struct {
+	sn, instanceID, relate string
+	value                  int64
+	begin, end, record     time.Time
+}
+
+func (in *UsageRecordInput) validate(prefix string, now time.Time) (usageRecord, error) {
+	r := usageRecord{sn: strings.TrimSpace(in.MeteringSN), relate: in.RelatePkgInstance}
+	if r.sn == "" || len(r.sn) > 64 {
+		return r, &kg.FieldError{Field: prefix + "meteringSn", Reason: "is required, at most 64 characters"}
+	}
+	v, err := parseUsageValue(string(in.UsageValue), false)
+	if err != nil {
+		return r, &kg.FieldError{Field: prefix + "usageValue", Reason: err.Error()}
+	}
+	r.value = v
+	if r.begin, err = parseUsageTime(in.BeginTime); err != nil {
+		return r, &kg.FieldError{Field: prefix + "beginTime", Reason: err.Error()}
+	}
+	if r.end, err = parseUsageTime(in.EndTime); err != nil {
+		return r, &kg.FieldError{Field: prefix + "endTime", Reason: err.Error()}
+	}
+	if !r.end.After(r.begin) {
+		return r, &kg.FieldError{Field: prefix + "endTime", Reason: "must be after beginTime"}
+	}
+	r.record = now.UTC().Truncate(time.Second)
+	if in.RecordTime != "" {
+		if r.record, err = parseUsageTime(in.RecordTime); err != nil {
+			return r, &kg.FieldError{Field: prefix + "recordTime", Reason: err.Error()}
+		}
+	}
+	if len(r.relate) > 64 {
+		return r, &kg.FieldError{Field: prefix + "relatePkgInstance", Reason: "is longer than 64 characters"}
+	}
+	return r, nil
+}
+
+// ErrNotPayPerUse refuses usage on an instance that is not pay-per-use.
+var ErrNotPayPerUse = errors.New("instance is not pay-per-use")
+
+// RecordUsage stores usage records (idempotent on meteringSn), refreshes the
+// instance's cumulative usageInfo and schedules the push. It returns how many
+// records were new.
+func (m *Merchant) RecordUsage(ctx context.Context, instanceID string, recs []UsageRecordInput, dashboardURL string) (int, error) {
+	if len(recs) == 0 {
+		return 0, &kg.FieldError{Field: "records", Reason: "is empty"}
+	}
+	if len(recs) > MaxUsageRecordsPerPush {
+		return 0, &kg.FieldError{Field: "records", Reason: fmt.Sprintf("at most %d per call", MaxUsageRecordsPerPush)}
+	}
+	now := m.clock.Now()
+	parsed := make([]usageRecord, len(recs))
+	for i := range recs {
+		r, err := recs[i].validate(fmt.Sprintf("records[%d].", i), now)
+		if err != nil {
+			return 0, err
+		}
+		parsed[i] = r
+	}
+	inserted := 0
+	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+		inserted = 0
+		now := m.clock.Now()
+		inst, err := activeInstance(ctx, tx, instanceID)
+		if err != nil {
+			return err
+		}
+		if inst.ChargingMode != ChargingOnDemand && inst.ChargingMode != ChargingOnDemandPkg {
+			return fmt.Errorf("instance %s (%s): %w", inst.ID, inst.ChargingMode, ErrNotPayPerUse)
+		}
+		var first string
+		for _, r := range parsed {
+			res, err := tx.Exec(ctx, `INSERT INTO merchant_usage (metering_sn, instance_id, usage_value, begin_at, end_at, record_at, relate_pkg_instance, test_flag, pushed_at, push_result, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (metering_sn) DO NOTHING`,
+				r.sn, inst.ID, formatUsage(r.value), r.begin.UnixMilli(), r.end.UnixMilli(), r.record.UnixMilli(), r.relate, b2i(inst.TestFlag),
+				sandboxPushed(inst.TestFlag, now), sandboxResult(inst.TestFlag), now.UnixMilli())
+			if err != nil {
+				return fmt.Errorf("record usage: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				inserted++
+				if first == "" {
+					first = r.sn
+				}
+			}
+		}
+		if err := m.refreshUsageInfoTx(ctx, tx, now, inst.ID, dashboardURL); err != nil {
+			return err
+		}
+		if first != "" && !inst.TestFlag {
+			if _, _, err := jobs.Enqueue(ctx, tx, now, jobs.New{Kind: JobUsagePush, Key: "usage:" + first}); err != nil {
+				return fmt.Errorf("record usage: schedule push: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	m.wake()
+	return inserted, nil
+}
+
+// Sandbox usage is never pushed to the marketplace.
+func sandboxPushed(test bool, now time.Time) int64 {
+	if test {
+		return now.UnixMilli()
+	}
+	return 0
+}
+
+func sandboxResult(test bool) string {
+	if test {
+		return "sandbox: not pushed"
+	}
+	return ""
+}
+
+// refreshUsageInfoTx recomputes the cumulative usageInfo of an instance from
+// its records: one entry per related package instance.
+func (m *Merchant) refreshUsageInfoTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID, dashboardURL string) error {
+	rows, err := tx.Query(ctx, `SELECT usage_value, relate_pkg_instance FROM merchant_usage WHERE instance_id = $1`, instanceID)
+	if err != nil {
+		return fmt.Errorf("usage totals: %w", err)
+	}
+	defer rows.Close()
+	totals := map[string]int64{}
+	for rows.Next() {
+		var v, rel string
+		if err := rows.Scan(&v, &rel); err != nil {
+			return fmt.Errorf("usage totals: %w", err)
+		}
+		n, err := parseUsageValue(v, true)
+		if err != nil {
+			return fmt.Errorf("usage totals: stored value %q: %w", v, err)
+		}
+		totals[rel] += n
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("usage totals: %w", err)
+	}
+	rows.Close()
+	if dashboardURL == "" {
+		inst, err := loadInstance(ctx, tx, instanceID)
+		if err != nil {
+			return err
+		}
+		if len(inst.UsageInfo) > 0 {
+			dashboardURL = inst.UsageInfo[0].DashboardURL
+		}
+	}
+	rels := make([]string, 0, len(totals))
+	for r := range totals {
+		rels = append(rels, r)
+	}
+	sort.Strings(rels)
+	infos := make([]UsageInfo, 0, len(rels))
+	for _, r := range rels {
+		infos = append(infos, UsageInfo{RelatedInstanceID: r, UsageValue: json.Number(formatUsage(totals[r])), StatisticalTime: statisticalTime(now), DashboardURL: dashboardURL})
+	}
+	return setUsageInfoTx(ctx, tx, now, instanceID, infos)
+}
+
+// UsageClient pushes usage records to the marketplace.
+type UsageClient struct {
+	BaseURL   string
+	AccessKey string
+	Client    *http.Client
+	Clock     clock.Clock
+	Rand      io.Reader
+}
+
+// wireUsage is one usage_records entry; fields in alphabetical order so the
+// marshalled body has sorted keys, as the signature's "natural sorting" wants.
+type wireUsage struct {
+	BeginTime         string `json:"begin_time"`
+	EndTime           string `json:"end_time"`
+	InstanceID        string `json:"instance_id"`
+	MeteringSN        string `json:"metering_sn"`
+	RecordTime        string `json:"record_time"`
+	RelatePkgInstance string `json:"relate_pkg_instance,omitempty"`
+	UsageValue        string `json:"usage_value"`
+}
+
+// UsagePushError is a push the marketplace refused.
+type UsagePushError struct {
+	Status int
+	Body   string
+}
+
+func (e *UsagePushError) Error() string {
+	return fmt.Sprintf("usage push: HTTP %d: %.300s", e.Status, e.Body)
+}
+
+// Push sends up to MaxUsageRecordsPerPush records in one signed call and
+// returns the marketplace's answer.
+func (c *UsageClient) Push(ctx context.Context, recs []wireUsage) ([]byte, error) {
+	if c.BaseURL == "" {
+		return nil, errors.New("usage push: SOUK_MARKET_URL is not set")
+	}
+	if len(recs) == 0 || len(recs) > MaxUsageRecordsPerPush {
+		return nil, fmt.Errorf("usage push: %d records (1..%d)", len(recs), MaxUsageRecordsPerPush)
+	}
+	body, err := json.Marshal(map[string]any{"usage_records": recs})
+	if err != nil {
+		return nil, fmt.Errorf("usage push: %w", err)
+	}
+	ts := strconv.FormatInt(c.Clock.Now().UnixMilli(), 10)
+	nonce := newUUID(c.Rand)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.BaseURL, "/")+UsagePushPath, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("usage push: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json;charset=UTF-8")
+	req.Header.Set("ts", ts)
+	req.Header.Set("nonce", nonce)
+	req.Header.Set("signature", kg.UsageSignature(c.AccessKey, ts, nonce, body))
+	client := c.Client
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("usage push: %w", err)
+	}
+	defer resp.Body.Close()
+	ans, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return ans, &UsagePushError{Status: resp.StatusCode, Body: string(ans)}
+	}
+	var r struct {
+		ResultCode lstring `json:"resultCode"`
+	}
+	if json.Unmarshal(ans, &r) == nil {
+		switch string(r.ResultCode) {
+		case "", "MKT.0000", "000000", "0":
+		default:
+			return ans, &UsagePushError{Status: resp.StatusCode, Body: string(ans)}
+		}
+	}
+	return ans, nil
+}
+
+// handleUsagePush pushes every pending usage record, ≤1000 per call.
+func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
+	for {
+		rows, err := m.db.Query(ctx, `SELECT metering_sn, instance_id, usage_value, begin_at, end_at, record_at, relate_pkg_instance
+			FROM merchant_usage WHERE pushed_at = 0 ORDER BY created_at, metering_sn LIMIT $1`, MaxUsageRecordsPerPush)
+		if err != nil {
+			return fmt.Errorf("usage push: %w", err)
+		}
+		var recs []wireUsage
+		for rows.Next() {
+			var (
+				w                  wireUsage
+				begin, end, record int64
+			)
+			if err := rows.Scan(&w.MeteringSN, &w.InstanceID, &w.UsageValue, &begin, &end, &record, &w.RelatePkgInstance); err != nil {
+				rows.Close()
+				return fmt.Errorf("usage push: %w", err)
+			}
+			w.BeginTime = time.UnixMilli(begin).UTC().Format(usageTimeLayout)
+			w.EndTime = time.UnixMilli(end).UTC().Format(usageTimeLayout)
+			w.RecordTime = time.UnixMilli(record).UTC().Format(usageTimeLayout)
+			recs = append(recs, w)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("usage push: %w", err)
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		ans, err := m.usage.Push(ctx, recs)
+		m.metrics.usagePush(len(recs), err)
+		if err != nil {
+			return err
+		}
+		err = m.db.Tx(ctx, func(tx *db.Tx) error {
+			now := m.clock.Now()
+			for _, r := range recs {
+				if _, err := tx.Exec(ctx, `UPDATE merchant_usage SET pushed_at = $2, push_result = $3 WHERE metering_sn = $1`,
+					r.MeteringSN, now.UnixMilli(), truncate(string(ans), 500)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("usage push: mark pushed: %w", err)
+		}
+		if len(recs) < MaxUsageRecordsPerPush {
+			return nil
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
