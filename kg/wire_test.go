@@ -1,0 +1,384 @@
+package kg
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func fieldOf(t *testing.T, err error) string {
+	t.Helper()
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("error %v (%T) is not a *FieldError", err, err)
+	}
+	if code, msg := CodeOf(err); code != CodeBadParam || !strings.Contains(msg, fe.Field) {
+		t.Fatalf("CodeOf = %s %q, want 000002 naming %s", code, msg, fe.Field)
+	}
+	return fe.Field
+}
+
+func TestDecodeRequestValid(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want Request
+	}{
+		{"newInstance", `{"activity":"newInstance","businessId":"b1","orderId":"o1","orderLineId":"o1-1","testFlag":"1"}`,
+			&NewInstanceRequest{Activity: "newInstance", BusinessID: "b1", OrderID: "o1", OrderLineID: "o1-1", TestFlag: "1"}},
+		{"newInstance testFlag absent, unknown member, number testFlag", `{"activity":"newInstance","businessId":"b1","orderId":"o1","orderLineId":"o1-1","extra":{"x":[1]}}`,
+			&NewInstanceRequest{Activity: "newInstance", BusinessID: "b1", OrderID: "o1", OrderLineID: "o1-1", TestFlag: "0"}},
+		{"numbers for strings", `{"activity":"newInstance","businessId":12345,"orderId":"o1","orderLineId":"o1-1","testFlag":1}`,
+			&NewInstanceRequest{Activity: "newInstance", BusinessID: "12345", OrderID: "o1", OrderLineID: "o1-1", TestFlag: "1"}},
+		{"queryInstance several", `{"activity":"queryInstance","instanceId":"a, b,c"}`,
+			&QueryInstanceRequest{Activity: "queryInstance", InstanceID: "a, b,c", TestFlag: "0", InstanceIDs: []string{"a", "b", "c"}}},
+		{"refreshInstance 17 digits", `{"activity":"refreshInstance","scene":"RENEWAL","orderId":"o","orderLineId":"l","instanceId":"i","expireTime":"20221124023618256","testFlag":"0"}`,
+			&RefreshInstanceRequest{Activity: "refreshInstance", Scene: "RENEWAL", OrderID: "o", OrderLineID: "l", InstanceID: "i", ExpireTime: "20221124023618256", TestFlag: "0",
+				Expire: time.Date(2022, 11, 24, 2, 36, 18, 256e6, time.UTC)}},
+		{"refreshInstance 14 digits, unknown scene", `{"activity":"refreshInstance","scene":"CANCEL_RENEW","orderId":"o","orderLineId":"l","instanceId":"i","productId":"p","expireTime":"20221124023618"}`,
+			&RefreshInstanceRequest{Activity: "refreshInstance", Scene: "CANCEL_RENEW", OrderID: "o", OrderLineID: "l", InstanceID: "i", ProductID: "p", ExpireTime: "20221124023618", TestFlag: "0",
+				Expire: time.Date(2022, 11, 24, 2, 36, 18, 0, time.UTC)}},
+		{"updateInstanceStatus", `{"activity":"updateInstanceStatus","instanceId":"i","status":"freeze","testFlag":"1"}`,
+			&UpdateInstanceStatusRequest{Activity: "updateInstanceStatus", InstanceID: "i", Status: "FREEZE", TestFlag: "1"}},
+		{"releaseInstance", `{"activity":"releaseInstance","instanceId":"i","orderId":"u1"}`,
+			&ReleaseInstanceRequest{Activity: "releaseInstance", InstanceID: "i", OrderID: "u1", TestFlag: "0"}},
+		{"upgradeInstance", `{"activity":"upgradeInstance","instanceId":"i","orderId":"o2","orderLineId":"o2-1"}`,
+			&UpgradeInstanceRequest{Activity: "upgradeInstance", InstanceID: "i", OrderID: "o2", OrderLineID: "o2-1", TestFlag: "0"}},
+		{"changeInstanceCheck object", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":{"productId":"p","skuCode":"s","linearValue":"10"}}`,
+			&ChangeInstanceCheckRequest{Activity: "changeInstanceCheck", InstanceID: "i", ProductInfo: ProductInfo{ProductID: "p", SKUCode: "s", LinearValue: "10"}, TestFlag: "0"}},
+		{"changeInstanceCheck string", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":"{\"productId\":\"p\",\"linearValue\":5}"}`,
+			&ChangeInstanceCheckRequest{Activity: "changeInstanceCheck", InstanceID: "i", ProductInfo: ProductInfo{ProductID: "p", LinearValue: "5"}, TestFlag: "0"}},
+		{"changeInstanceCheck one-element list", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":[{"skuCode":"s"}]}`,
+			&ChangeInstanceCheckRequest{Activity: "changeInstanceCheck", InstanceID: "i", ProductInfo: ProductInfo{SKUCode: "s"}, TestFlag: "0"}},
+		{"orderNotify", `{"activity":"orderNotify","orderId":"o","orderLineId":"l","testFlag":"0"}`,
+			&OrderNotifyRequest{Activity: "orderNotify", OrderID: "o", OrderLineID: "l", TestFlag: "0"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecodeRequest([]byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalJSONish(got, tc.want) {
+				t.Fatalf("got %#v\nwant %#v", got, tc.want)
+			}
+			if got.ActivityName() != got.(interface{ ActivityName() string }).ActivityName() {
+				t.Fatal("activity")
+			}
+		})
+	}
+}
+
+func equalJSONish(a, b any) bool {
+	ja, _ := marshalCompact(a)
+	jb, _ := marshalCompact(b)
+	if string(ja) != string(jb) {
+		return false
+	}
+	// compare the non-JSON parsed members too
+	switch x := a.(type) {
+	case *RefreshInstanceRequest:
+		return x.Expire.Equal(b.(*RefreshInstanceRequest).Expire)
+	case *QueryInstanceRequest:
+		return strings.Join(x.InstanceIDs, ",") == strings.Join(b.(*QueryInstanceRequest).InstanceIDs, ",")
+	}
+	return true
+}
+
+func TestDecodeRequestInvalid(t *testing.T) {
+	long65 := strings.Repeat("x", 65)
+	manyIDs := strings.TrimSuffix(strings.Repeat("id,", 101), ",")
+	tests := []struct{ name, body, field string }{
+		{"not JSON", `{"activity":`, "body"},
+		{"array body", `[1]`, "body"},
+		{"no activity", `{"orderId":"o"}`, "activity"},
+		{"unknown activity", `{"activity":"explode"}`, "activity"},
+		{"activity object", `{"activity":{"a":1}}`, "activity"},
+		{"missing businessId", `{"activity":"newInstance","orderId":"o","orderLineId":"l"}`, "businessId"},
+		{"empty orderId", `{"activity":"newInstance","businessId":"b","orderId":"","orderLineId":"l"}`, "orderId"},
+		{"null orderLineId", `{"activity":"newInstance","businessId":"b","orderId":"o","orderLineId":null}`, "orderLineId"},
+		{"too long businessId", `{"activity":"newInstance","businessId":"` + long65 + `","orderId":"o","orderLineId":"l"}`, "businessId"},
+		{"object for string", `{"activity":"newInstance","businessId":{"a":1},"orderId":"o","orderLineId":"l"}`, "businessId"},
+		{"array for string", `{"activity":"newInstance","businessId":["b"],"orderId":"o","orderLineId":"l"}`, "businessId"},
+		{"bad testFlag", `{"activity":"newInstance","businessId":"b","orderId":"o","orderLineId":"l","testFlag":"7"}`, "testFlag"},
+		{"query no id", `{"activity":"queryInstance","instanceId":" , "}`, "instanceId"},
+		{"query too many", `{"activity":"queryInstance","instanceId":"` + manyIDs + `"}`, "instanceId"},
+		{"query long id", `{"activity":"queryInstance","instanceId":"a,` + long65 + `"}`, "instanceId"},
+		{"refresh bad expire", `{"activity":"refreshInstance","scene":"RENEWAL","orderId":"o","orderLineId":"l","instanceId":"i","expireTime":"2022-11-24"}`, "expireTime"},
+		{"refresh 15 digits", `{"activity":"refreshInstance","scene":"RENEWAL","orderId":"o","orderLineId":"l","instanceId":"i","expireTime":"202211240236181"}`, "expireTime"},
+		{"refresh month 13", `{"activity":"refreshInstance","scene":"RENEWAL","orderId":"o","orderLineId":"l","instanceId":"i","expireTime":"20221324023618"}`, "expireTime"},
+		{"refresh no scene", `{"activity":"refreshInstance","orderId":"o","orderLineId":"l","instanceId":"i","expireTime":"20221124023618"}`, "scene"},
+		{"status bad", `{"activity":"updateInstanceStatus","instanceId":"i","status":"DELETE"}`, "status"},
+		{"release no instance", `{"activity":"releaseInstance"}`, "instanceId"},
+		{"upgrade no order", `{"activity":"upgradeInstance","instanceId":"i","orderLineId":"l"}`, "orderId"},
+		{"change no productInfo", `{"activity":"changeInstanceCheck","instanceId":"i"}`, "productInfo"},
+		{"change productInfo number", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":5}`, "productInfo"},
+		{"change productInfo bad string", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":"not json"}`, "productInfo"},
+		{"change linearValue not number", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":{"linearValue":"ten"}}`, "productInfo.linearValue"},
+		{"notify no orderLineId", `{"activity":"orderNotify","orderId":"o"}`, "orderLineId"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeRequest([]byte(tc.body))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if f := fieldOf(t, err); f != tc.field {
+				t.Fatalf("field %q, want %q (%v)", f, tc.field, err)
+			}
+		})
+	}
+}
+
+func TestEncodeRequestRoundTrip(t *testing.T) {
+	reqs := []Request{
+		&NewInstanceRequest{BusinessID: "b-0001", OrderID: "CS2211181819B4LVS", OrderLineID: "CS2211181819B4LVS-000001", TestFlag: "1"},
+		&RefreshInstanceRequest{Scene: SceneRenewal, OrderID: "o", OrderLineID: "l", InstanceID: "i", ExpireTime: FormatTime17(time.Date(2027, 1, 2, 3, 4, 5, 6e6, time.UTC))},
+		&ChangeInstanceCheckRequest{InstanceID: "i", ProductInfo: ProductInfo{ProductID: "p", LinearValue: "3"}},
+	}
+	for _, r := range reqs {
+		b, err := EncodeRequest(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeRequest(b)
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		b2, _ := EncodeRequest(got)
+		if r.(interface{ IsTest() bool }).IsTest() && string(b) != string(b2) {
+			t.Fatalf("round trip\n%s\n%s", b, b2)
+		}
+	}
+	// The README vector body is exactly what EncodeRequest emits.
+	b, _ := EncodeRequest(reqs[0])
+	if want := `{"activity":"newInstance","businessId":"b-0001","orderId":"CS2211181819B4LVS","orderLineId":"CS2211181819B4LVS-000001","testFlag":"1"}`; string(b) != want {
+		t.Fatalf("EncodeRequest = %s", b)
+	}
+}
+
+func TestResponses(t *testing.T) {
+	b, err := EncodeResponse(NewInstanceResponse{ResultCode: CodeSuccess, ResultMsg: "success", InstanceID: "b-0001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"resultCode":"000000","resultMsg":"success","instanceId":"b-0001"}` {
+		t.Fatalf("%s", b)
+	}
+	if got := BodySignHeader(vecKey, b); !strings.Contains(got, "nuyLSQkO1L1v2ReITnI/46z0bFG+dhP8OkIXpAyqOiw=") {
+		t.Fatalf("Body-Sign %s", got)
+	}
+	q := QueryInstanceResponse{ResultCode: CodeSuccess, ResultMsg: "success", Info: []InstanceInfo{{
+		InstanceID: "i", AppInfo: &AppInfo{FrontEndURL: "https://app.example.com/?a=1&b=<2>", Memo: "说明 😀"},
+		UsageInfo: []UsageInfo{{UsageValue: "12.5", StatisticalTime: "20240101000000000"}},
+	}}}
+	b, err = EncodeResponse(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"resultCode":"000000","resultMsg":"success","info":[{"instanceId":"i","appInfo":{"frontEndUrl":"https://app.example.com/?a=1&b=<2>","memo":"\u8bf4\u660e \ud83d\ude00"},"usageInfo":[{"usageValue":12.5,"statisticalTime":"20240101000000000"}]}]}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	back, err := DecodeQueryInstanceResponse(b)
+	if err != nil || back.Info[0].AppInfo.Memo != "说明 😀" {
+		t.Fatalf("%+v %v", back, err)
+	}
+
+	bad := []struct{ body, field string }{
+		{`{"resultMsg":"x"}`, "resultCode"},
+		{`{"resultCode":"000000","info":[{"instanceId":"i","appInfo":{"adminUrl":"x"}}]}`, "info[0].appInfo.frontEndUrl"},
+		{`{"resultCode":"000000","info":[{"instanceId":"i","usageInfo":[{"usageValue":"1.23456","statisticalTime":"20240101000000000"}]}]}`, "info[0].usageInfo[0].usageValue"},
+		{`{"resultCode":"000000","info":[{"instanceId":"i","usageInfo":[{"usageValue":1,"statisticalTime":"20240101"}]}]}`, "info[0].usageInfo[0].statisticalTime"},
+		{`{"resultCode":"000000","encryptType":"3","info":[]}`, "encryptType"},
+		{`{"resultCode":"000000","info":[{"instanceId":"i","appInfo":{"frontEndUrl":"u","password":"` + strings.Repeat("p", 129) + `"}}]}`, "info[0].appInfo.password"},
+	}
+	for _, tc := range bad {
+		_, err := DecodeQueryInstanceResponse([]byte(tc.body))
+		if f := fieldOf(t, err); f != tc.field {
+			t.Fatalf("%s: field %q want %q", tc.body, f, tc.field)
+		}
+	}
+	if _, err := DecodeNewInstanceResponse([]byte(`{"resultCode":"000004","resultMsg":"later"}`)); err == nil {
+		t.Fatal("000004 without instanceId accepted")
+	}
+	if r, err := DecodeNewInstanceResponse([]byte(`{"resultCode":"000103","resultMsg":"dup"}`)); err != nil || r.ResultCode != CodeAlreadyPurchased {
+		t.Fatalf("%+v %v", r, err)
+	}
+}
+
+func TestCodeOf(t *testing.T) {
+	tests := []struct {
+		err  error
+		code string
+	}{
+		{nil, CodeSuccess},
+		{&AuthError{Reason: "x"}, CodeAuthFailed},
+		{&FieldError{Field: "orderId", Reason: "is required"}, CodeBadParam},
+		{ErrNoInstance, CodeNoInstance},
+		{errors.Join(errors.New("ctx"), ErrInProgress), CodeInProgress},
+		{ErrInternal, CodeInternal},
+		{NewResultError(CodeSoldOut, ""), CodeSoldOut},
+		{errors.New("db down: password=hunter2"), CodeInternal},
+	}
+	for _, tc := range tests {
+		code, msg := CodeOf(tc.err)
+		if code != tc.code {
+			t.Fatalf("CodeOf(%v) = %s, want %s", tc.err, code, tc.code)
+		}
+		if strings.Contains(msg, "hunter2") {
+			t.Fatal("internal error text leaked")
+		}
+		if r := ResponseFor(tc.err); r.ResultCode != code || r.ResultMsg == "" {
+			t.Fatalf("ResponseFor = %+v", r)
+		}
+	}
+	for _, c := range Codes() {
+		if m, ok := CodeMessage(c); !ok || m == "" {
+			t.Fatalf("code %s has no message", c)
+		}
+	}
+	if _, msg := CodeOf(&FieldError{Field: "orderId", Reason: "is required"}); !strings.Contains(msg, "orderId") {
+		t.Fatalf("message %q does not name the field", msg)
+	}
+}
+
+func TestQueryOrderDecode(t *testing.T) {
+	body := `{"resultCode":"MKT.0000","resultMsg":"Success","orderInfo":{"orderId":"CS2207261447AUY4H","orderType":"NEW","createTime":"20220726064736",
+ "orderLine":[{"orderLineId":"CS2207261447AUY4H-000001","chargingMode":"PERIOD","periodType":"year","periodNumber":"1","expireTime":"20230726155959",
+ "productInfo":[{"productId":"OFFI1","skuCode":"sku1","linearValue":10,"productName":"n"}],"extendParams":[{"name":"k","value":"v"}],"currency":"CNY","currencyAfterDiscount":"99.5","unknown":true}],
+ "buyerInfo":{"customerId":"c1","customerName":"n","userId":"u","userName":"un","mobilePhone":"123","email":"a@b.c","customerType":1},"extendParams":[]}}`
+	r, err := DecodeQueryOrderResponse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok := r.OrderInfo.Line("CS2207261447AUY4H-000001")
+	if !ok {
+		t.Fatal("line not found")
+	}
+	if n, _ := l.PeriodNumber.Int64(); n != 1 {
+		t.Fatalf("periodNumber %v", l.PeriodNumber)
+	}
+	if f, _ := l.CurrencyAfterDiscount.Float64(); f != 99.5 {
+		t.Fatal("currencyAfterDiscount")
+	}
+	if l.ProductInfo[0].LinearValue != "10" || r.OrderInfo.BuyerInfo.CustomerType != "1" {
+		t.Fatalf("%+v", l)
+	}
+	if v, ok := Param(l.ExtendParams, "k"); !ok || v != "v" {
+		t.Fatal("extendParams")
+	}
+	if _, err := DecodeQueryOrderResponse([]byte(`{"resultCode":"MKT.0000","resultMsg":"ok"}`)); err == nil {
+		t.Fatal("success without orderInfo accepted")
+	}
+	if _, err := DecodeQueryOrderResponse([]byte(`{"resultCode":"MKT.0000","resultMsg":"ok","orderInfo":{"orderId":"o","orderType":"NEW","orderLine":[{"orderLineId":"l","expireTime":"x"}]}}`)); fieldOfNoT(err) != "orderInfo.orderLine[0].expireTime" {
+		t.Fatalf("bad expireTime: %v", err)
+	}
+	if q, _ := QueryOrderQuery("MOCK ORDER", "l/1"); q != "orderId=MOCK%20ORDER&orderLineId=l%2F1" {
+		t.Fatal(q)
+	}
+	if _, err := QueryOrderQuery("", ""); err == nil {
+		t.Fatal("empty orderId accepted")
+	}
+	if MKTStatus(MKTIllegalToken) != 401 || MKTStatus(MKTSuccess) != 200 || !IsMockOrder("MOCKONDEMAND") {
+		t.Fatal("MKT helpers")
+	}
+}
+
+func fieldOfNoT(err error) string {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.Field
+	}
+	return ""
+}
+
+func TestUsagePush(t *testing.T) {
+	req := &UsagePushRequest{UsageRecords: []UsageRecord{{
+		InstanceID: "7f141bf1-aec8-4859-8323-fb3a8ad50721", MeteringSN: "sn-0001", UsageValue: "99",
+		RecordTime: "20220809T091000Z", BeginTime: "20220809T080000Z", EndTime: "20220809T090000Z",
+	}}}
+	body, err := EncodeUsagePush(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"usage_records":[{"begin_time":"20220809T080000Z","end_time":"20220809T090000Z","instance_id":"7f141bf1-aec8-4859-8323-fb3a8ad50721","metering_sn":"sn-0001","record_time":"20220809T091000Z","usage_value":"99"}]}`
+	if string(body) != want {
+		t.Fatalf("got  %s\nwant %s", body, want)
+	}
+	if UsageSignature(vecKey, "1709690865879", "6c63c221-1f6b-4141-8ff4-22f5dfe82b65", body) != "T2myzy8KfShYxpwFj7baZQGvi2QumxGFs0XVtuiA17Q=" {
+		t.Fatal("signature of the encoded body differs from the vector")
+	}
+	// A receiver verifies an unsorted body through the sorted reading.
+	unsorted := `{"usage_records":[{"usage_value":"99","instance_id":"7f141bf1-aec8-4859-8323-fb3a8ad50721","metering_sn":"sn-0001","record_time":"20220809T091000Z","begin_time":"20220809T080000Z","end_time":"20220809T090000Z"}]}`
+	if v, err := VerifyUsageSignature(vecKey, "T2myzy8KfShYxpwFj7baZQGvi2QumxGFs0XVtuiA17Q=", "1709690865879", "6c63c221-1f6b-4141-8ff4-22f5dfe82b65", []byte(unsorted)); err != nil || v != KitVariantSorted {
+		t.Fatalf("%q %v", v, err)
+	}
+	if _, err := VerifyUsageSignature("other", "T2myzy8KfShYxpwFj7baZQGvi2QumxGFs0XVtuiA17Q=", "1709690865879", "6c63c221-1f6b-4141-8ff4-22f5dfe82b65", []byte(want)); err == nil {
+		t.Fatal("wrong key accepted")
+	}
+
+	records := []struct {
+		r    UsageRecord
+		code string
+	}{
+		{UsageRecord{InstanceID: "i", UsageValue: "1", RecordTime: "20220809T091000Z", BeginTime: "20220809T080000Z", EndTime: "20220809T090000Z"}, UsageErrMissingSN},
+		{UsageRecord{InstanceID: "i", MeteringSN: "s", UsageValue: "1", RecordTime: "2022-08-09", BeginTime: "20220809T080000Z", EndTime: "20220809T090000Z"}, UsageErrTimeFormat},
+		{UsageRecord{InstanceID: "i", MeteringSN: "s", UsageValue: "1", RecordTime: "20220809T091000Z", BeginTime: "20220809T090000Z", EndTime: "20220809T080000Z"}, UsageErrTimeRange},
+		{UsageRecord{InstanceID: "i", MeteringSN: "s", UsageValue: "0", RecordTime: "20220809T091000Z", BeginTime: "20220809T080000Z", EndTime: "20220809T090000Z"}, UsageErrUsageAbnormal},
+		{UsageRecord{InstanceID: "i", MeteringSN: "s", UsageValue: "1.00001", RecordTime: "20220809T091000Z", BeginTime: "20220809T080000Z", EndTime: "20220809T090000Z"}, UsageErrUsageAbnormal},
+		{UsageRecord{InstanceID: "i", MeteringSN: "s", UsageValue: "abc", RecordTime: "20220809T091000Z", BeginTime: "20220809T080000Z", EndTime: "20220809T090000Z"}, UsageErrUsageAbnormal},
+		{UsageRecord{InstanceID: "i", MeteringSN: "s", UsageValue: "1.5", RecordTime: "20220809T091000Z", BeginTime: "20220809T080000Z", EndTime: "20220809T090000Z"}, ""},
+	}
+	for i, tc := range records {
+		e := CheckRecord(i, tc.r)
+		got := ""
+		if e != nil {
+			got = e.Code
+		}
+		if got != tc.code {
+			t.Fatalf("record %d: code %q, want %q (%v)", i, got, tc.code, e)
+		}
+	}
+	many := &UsagePushRequest{UsageRecords: make([]UsageRecord, UsagePushMaxRecords+1)}
+	if _, err := EncodeUsagePush(many); fieldOfNoT(err) != "usage_records" {
+		t.Fatalf("1001 records: %v", err)
+	}
+	got, bad, err := DecodeUsagePush([]byte(`{"usage_records":[{"instance_id":"i","metering_sn":"s","usage_value":2,"record_time":"20220809T091000Z","begin_time":"20220809T080000Z","end_time":"20220809T090000Z"},{"instance_id":"j","usage_value":"1","record_time":"20220809T091000Z","begin_time":"20220809T080000Z","end_time":"20220809T090000Z"}]}`))
+	if err != nil || len(got.UsageRecords) != 2 || len(bad) != 1 || bad[0].Index != 1 || bad[0].Code != UsageErrMissingSN {
+		t.Fatalf("%+v %+v %v", got, bad, err)
+	}
+}
+
+func TestTimeFormats(t *testing.T) {
+	ts := time.Date(2026, 11, 22, 10, 48, 25, 123456789, time.UTC)
+	if FormatTime14(ts) != "20261122104825" || FormatTime17(ts) != "20261122104825123" || FormatUsageTime(ts) != "20261122T104825Z" {
+		t.Fatal("formatters")
+	}
+	if FormatKitTimeStamp(ts) != "20261122184825123" {
+		t.Fatal(FormatKitTimeStamp(ts))
+	}
+	if got, _ := ParseKitTimeStamp("20261122184825123"); !got.Equal(ts.Truncate(time.Millisecond)) {
+		t.Fatal(got)
+	}
+	if got, _ := ParseExpireTime(FormatTime17(ts)); !got.Equal(ts.Truncate(time.Millisecond)) {
+		t.Fatal(got)
+	}
+	if got, _ := ParseUsageTime("20261122T104825Z"); !got.Equal(ts.Truncate(time.Second)) {
+		t.Fatal(got)
+	}
+	if got, _ := ParseExpireTime("20261122104825"); got.Location() != time.UTC {
+		t.Fatal("not UTC")
+	}
+	for _, bad := range []string{"", "2026112210482", "2026112210482a", "20261322104825", "20260230104825", "+0261122104825", "20261122104825 ", "202611221048251234"} {
+		if _, err := ParseExpireTime(bad); err == nil {
+			t.Fatalf("ParseExpireTime(%q) accepted", bad)
+		}
+	}
+	for _, bad := range []string{"20261122104825Z", "20261122t104825Z", "20261122T104825", "2026-1122T104825Z", "20261122T250000Z"} {
+		if _, err := ParseUsageTime(bad); err == nil {
+			t.Fatalf("ParseUsageTime(%q) accepted", bad)
+		}
+	}
+}
