@@ -1,0 +1,595 @@
+package buyer
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/kg"
+)
+
+// Kit interfaces (joint-kit.md §2–5).
+const (
+	IfaceTenantSync      = "tenantSync"
+	IfaceApplicationSync = "applicationSync"
+	IfaceAuthSync        = "authSync"
+	IfaceSingleOrgSync   = "singleOrgSync"
+	IfaceAllOrgSync      = "allOrgSync"
+)
+
+// Kit flags.
+const (
+	FlagDelete = 0
+	FlagAdd    = 1
+	FlagModify = 2
+	FlagCancel = 3 // authSync only: 取消授权
+)
+
+// Message states.
+const (
+	StatePending   = "pending"
+	StateSending   = "sending"
+	StateSucceeded = "succeeded"
+	StateFailed    = "failed"
+)
+
+// KitUser is one entry of authSync's userList (V2: a JSON array of objects).
+type KitUser struct {
+	UserName     string `json:"userName"`
+	Name         string `json:"name"`
+	OrgCode      string `json:"orgCode"`
+	Position     string `json:"position,omitempty"`
+	EmployeeCode string `json:"employeeCode,omitempty"`
+	EmployeeType int    `json:"employeeType,omitempty"`
+	Role         string `json:"role"`
+	Enable       string `json:"enable"` // "true" | "false" (a string, as documented)
+	Mobile       string `json:"mobile,omitempty"`
+	Email        string `json:"email,omitempty"`
+	WorkPlace    string `json:"workPlace,omitempty"`
+	EntryDate    string `json:"entryDate,omitempty"`
+}
+
+// OrgInfo is one entry of allOrgSync's orgInfoList.
+type OrgInfo struct {
+	OrgCode    string `json:"orgCode"`
+	OrgName    string `json:"orgName"`
+	ParentCode string `json:"parentCode"`
+}
+
+type tenantSyncBody struct {
+	InstanceID string `json:"instanceId"`
+	OrderID    string `json:"orderId"`
+	TenantID   string `json:"tenantId"`
+	TenantCode string `json:"tenantCode"`
+	Name       string `json:"name"`
+	DomainName string `json:"domainName"`
+	Flag       int    `json:"flag"`
+	TestFlag   int    `json:"testFlag"`
+	TimeStamp  string `json:"timeStamp"`
+}
+
+type applicationSyncBody struct {
+	InstanceID   string `json:"instanceId"`
+	TenantID     string `json:"tenantId"`
+	AppID        string `json:"appId"`
+	ClientID     string `json:"clientId"`
+	ClientSecret string `json:"clientSecret"`
+	Flag         int    `json:"flag"`
+	TestFlag     int    `json:"testFlag"`
+	TimeStamp    string `json:"timeStamp"`
+}
+
+type authSyncBody struct {
+	InstanceID      string    `json:"instanceId"`
+	TenantID        string    `json:"tenantId"`
+	AppID           string    `json:"appId"`
+	UserList        []KitUser `json:"userList"`
+	CurrentSyncTime string    `json:"currentSyncTime"`
+	Flag            int       `json:"flag"`
+	TestFlag        int       `json:"testFlag"`
+	TimeStamp       string    `json:"timeStamp"`
+}
+
+type singleOrgSyncBody struct {
+	InstanceID string `json:"instanceId"`
+	TenantID   string `json:"tenantId"`
+	OrgCode    string `json:"orgCode"`
+	OrgName    string `json:"orgName"`
+	ParentCode string `json:"parentCode"`
+	Flag       int    `json:"flag"`
+	TestFlag   int    `json:"testFlag"`
+	TimeStamp  string `json:"timeStamp"`
+}
+
+type allOrgSyncBody struct {
+	InstanceID  string    `json:"instanceId"`
+	TenantID    string    `json:"tenantId"`
+	OrgInfoList []OrgInfo `json:"orgInfoList"`
+	TestFlag    int       `json:"testFlag"`
+	TimeStamp   string    `json:"timeStamp"`
+}
+
+// Message is one kit sync call in the log.
+type Message struct {
+	ID           int64           `json:"id"`
+	EnterpriseID string          `json:"enterpriseId"`
+	BindingID    string          `json:"bindingId"`
+	InstanceID   string          `json:"instanceId"`
+	SellerID     string          `json:"sellerId,omitempty"`
+	Batch        string          `json:"batch"`
+	Seq          int             `json:"seq"`
+	Interface    string          `json:"interface"`
+	Flag         int             `json:"flag"` // -1 for allOrgSync (no flag)
+	Body         json.RawMessage `json:"body"`
+	State        string          `json:"state"`
+	Attempts     int             `json:"attempts"`
+	LastCode     string          `json:"lastCode,omitempty"`
+	LastError    string          `json:"lastError,omitempty"`
+	CreatedAt    time.Time       `json:"createdAt"`
+	UpdatedAt    time.Time       `json:"updatedAt"`
+	AttemptLog   []Attempt       `json:"attemptLog,omitempty"`
+}
+
+// Attempt is one try of a message.
+type Attempt struct {
+	Attempt    int       `json:"attempt"`
+	At         time.Time `json:"at"`
+	URL        string    `json:"url"`
+	HTTPStatus int       `json:"httpStatus"`
+	Response   string    `json:"response"`
+	ResultCode string    `json:"resultCode,omitempty"`
+	Verdict    string    `json:"verdict"` // success | failure
+	Error      string    `json:"error,omitempty"`
+	LatencyMS  int64     `json:"latencyMs"`
+	Manual     bool      `json:"manual"`
+}
+
+// binding is what the outbox needs to address a message.
+type bindingRef struct {
+	ID, EnterpriseID, InstanceID, OrderID, SellerID, AppID string
+	TestFlag                                               bool
+}
+
+// outbox collects the messages of one change, inside its transaction.
+type outbox struct {
+	c     *Center
+	tx    *db.Tx
+	now   time.Time
+	batch string
+	seq   int
+	ids   []int64
+}
+
+func (c *Center) newOutbox(tx *db.Tx, now time.Time) (*outbox, error) {
+	b, err := c.randomHex(12)
+	if err != nil {
+		return nil, err
+	}
+	return &outbox{c: c, tx: tx, now: now, batch: b}, nil
+}
+
+// encodeBody marshals a kit body without HTML escaping and with its
+// top-level keys sorted (kg.KitBody), so the raw and the sorted x-sign
+// readings coincide.
+func encodeBody(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return kg.KitBody(bytes.TrimRight(buf.Bytes(), "\n"))
+}
+
+func (o *outbox) add(ctx context.Context, b bindingRef, iface string, flag int, body any) error {
+	raw, err := encodeBody(body)
+	if err != nil {
+		return fmt.Errorf("buyer: encode %s: %w", iface, err)
+	}
+	o.seq++
+	var id int64
+	err = o.tx.QueryRow(ctx, `INSERT INTO buyer_kit_messages (enterprise_id, binding_id, instance_id, seller_id, batch, seq, iface, flag, body,
+		state, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'pending',$10,$10) RETURNING id`,
+		b.EnterpriseID, b.ID, b.InstanceID, b.SellerID, o.batch, o.seq, iface, flag, string(raw), ms(o.now)).Scan(&id)
+	if err != nil {
+		return fmt.Errorf("buyer: log %s: %w", iface, err)
+	}
+	o.ids = append(o.ids, id)
+	return nil
+}
+
+func testFlag(b bindingRef) int { return b2i(b.TestFlag) }
+
+func (o *outbox) tenantSync(ctx context.Context, b bindingRef, e Enterprise, flag int) error {
+	return o.add(ctx, b, IfaceTenantSync, flag, tenantSyncBody{
+		InstanceID: b.InstanceID, OrderID: b.OrderID, TenantID: e.ID, TenantCode: e.Code, Name: e.Name,
+		DomainName: e.DomainName, Flag: flag, TestFlag: testFlag(b), TimeStamp: kg.FormatKitTimeStamp(o.now),
+	})
+}
+
+func (o *outbox) applicationSync(ctx context.Context, b bindingRef, clientID, encSecret string, flag int) error {
+	return o.add(ctx, b, IfaceApplicationSync, flag, applicationSyncBody{
+		InstanceID: b.InstanceID, TenantID: b.EnterpriseID, AppID: b.AppID, ClientID: clientID, ClientSecret: encSecret,
+		Flag: flag, TestFlag: testFlag(b), TimeStamp: kg.FormatKitTimeStamp(o.now),
+	})
+}
+
+func (o *outbox) allOrgSync(ctx context.Context, b bindingRef, orgs []OrgInfo) error {
+	if orgs == nil {
+		orgs = []OrgInfo{}
+	}
+	return o.add(ctx, b, IfaceAllOrgSync, -1, allOrgSyncBody{
+		InstanceID: b.InstanceID, TenantID: b.EnterpriseID, OrgInfoList: orgs, TestFlag: testFlag(b), TimeStamp: kg.FormatKitTimeStamp(o.now),
+	})
+}
+
+func (o *outbox) singleOrgSync(ctx context.Context, b bindingRef, d Department, flag int) error {
+	return o.add(ctx, b, IfaceSingleOrgSync, flag, singleOrgSyncBody{
+		InstanceID: b.InstanceID, TenantID: b.EnterpriseID, OrgCode: d.OrgCode, OrgName: d.OrgName, ParentCode: d.ParentCode,
+		Flag: flag, TestFlag: testFlag(b), TimeStamp: kg.FormatKitTimeStamp(o.now),
+	})
+}
+
+// authSync emits users in calls of at most MaxUsersPerAuthSync.
+func (o *outbox) authSync(ctx context.Context, b bindingRef, users []KitUser, flag int) error {
+	ts := kg.FormatKitTimeStamp(o.now)
+	for len(users) > 0 {
+		n := min(len(users), MaxUsersPerAuthSync)
+		if err := o.add(ctx, b, IfaceAuthSync, flag, authSyncBody{
+			InstanceID: b.InstanceID, TenantID: b.EnterpriseID, AppID: b.AppID, UserList: users[:n],
+			CurrentSyncTime: ts, Flag: flag, TestFlag: testFlag(b), TimeStamp: ts,
+		}); err != nil {
+			return err
+		}
+		users = users[n:]
+	}
+	return nil
+}
+
+// change runs fn in a transaction with an outbox, then sends the messages it
+// queued, once each, in order. The change stands whatever the sends return;
+// the returned messages carry their outcome.
+func (c *Center) change(ctx context.Context, fn func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error) ([]Message, error) {
+	var ids []int64
+	err := c.db.Tx(ctx, func(tx *db.Tx) error {
+		o, err := c.newOutbox(tx, c.clock.Now())
+		if err != nil {
+			return err
+		}
+		if err := fn(ctx, tx, o.now, o); err != nil {
+			return err
+		}
+		ids = o.ids
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.deliver(ctx, ids)
+}
+
+// deliver sends messages once each, in order, and returns them as they end up.
+func (c *Center) deliver(ctx context.Context, ids []int64) ([]Message, error) {
+	// The change is committed: finish sending even if the caller goes away.
+	ctx = context.WithoutCancel(ctx)
+	out := make([]Message, 0, len(ids))
+	for _, id := range ids {
+		if _, err := c.send(ctx, id, false); err != nil && !isConflict(err) {
+			return out, err
+		}
+		m, err := c.getMessage(ctx, "", id, false)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func isConflict(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Kind == "conflict"
+}
+
+// Retry sends a failed (or never sent) message of the enterprise again, once,
+// now — the buyer's choice to retry (joint-kit.md §1.3).
+func (c *Center) Retry(ctx context.Context, enterpriseID string, id int64) (Message, error) {
+	if _, err := c.getMessage(ctx, enterpriseID, id, false); err != nil {
+		return Message{}, err
+	}
+	if _, err := c.send(context.WithoutCancel(ctx), id, true); err != nil {
+		return Message{}, err
+	}
+	return c.getMessage(ctx, enterpriseID, id, true)
+}
+
+// DeliverPending sends every message still pending (never attempted: the
+// process stopped between a change's commit and its sends). Call it at start.
+// It returns how many it sent.
+func (c *Center) DeliverPending(ctx context.Context) (int, error) {
+	rows, err := c.db.Query(ctx, `SELECT id FROM buyer_kit_messages WHERE state = 'pending' ORDER BY id`)
+	if err != nil {
+		return 0, fmt.Errorf("buyer: pending messages: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("buyer: pending messages: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("buyer: pending messages: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		ok, err := c.send(ctx, id, false)
+		if err != nil && !isConflict(err) {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// send claims message id and makes one attempt. Automatic sends only take
+// pending messages; manual ones also failed and stale sending ones.
+func (c *Center) send(ctx context.Context, id int64, manual bool) (bool, error) {
+	now := c.clock.Now()
+	cond := `state = 'pending'`
+	args := []any{ms(now), id}
+	if manual {
+		cond = `(state IN ('pending','failed') OR (state = 'sending' AND claimed_at < $3))`
+		args = append(args, ms(now.Add(-staleSending)))
+	}
+	var (
+		attempt                int
+		instanceID, iface, body string
+	)
+	err := c.db.QueryRow(ctx, `UPDATE buyer_kit_messages SET state = 'sending', attempts = attempts + 1, claimed_at = $1, updated_at = $1
+		WHERE id = $2 AND `+cond+` RETURNING attempts, instance_id, iface, body`, args...).Scan(&attempt, &instanceID, &iface, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, conflict("message %d has already succeeded or is being sent", id)
+	}
+	if err != nil {
+		return false, fmt.Errorf("buyer: claim message %d: %w", id, err)
+	}
+	at := Attempt{Attempt: attempt, At: now, Manual: manual, Verdict: "failure"}
+	c.call(ctx, instanceID, iface, []byte(body), &at)
+	state := StateFailed
+	if at.Verdict == "success" {
+		state = StateSucceeded
+	}
+	err = c.db.Tx(ctx, func(tx *db.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO buyer_kit_attempts (message_id, attempt, at, url, http_status, response_body, result_code,
+			verdict, error, latency_ms, manual) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (message_id, attempt) DO NOTHING`,
+			id, attempt, ms(at.At), at.URL, at.HTTPStatus, at.Response, at.ResultCode, at.Verdict, at.Error, at.LatencyMS, b2i(manual)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE buyer_kit_messages SET state = $1, last_code = $2, last_error = $3, updated_at = $4 WHERE id = $5 AND attempts = $6`,
+			state, at.ResultCode, at.Error, ms(c.clock.Now()), id, attempt)
+		return err
+	})
+	if err != nil {
+		return true, fmt.Errorf("buyer: record message %d: %w", id, err)
+	}
+	lvl := c.log.Info
+	if state == StateFailed {
+		lvl = c.log.Warn
+	}
+	lvl("buyer: kit call", "message", id, "interface", iface, "attempt", attempt, "manual", manual,
+		"verdict", at.Verdict, "resultCode", at.ResultCode, "http", at.HTTPStatus, "err", at.Error)
+	return true, nil
+}
+
+// call makes one signed HTTP call and fills in the attempt.
+func (c *Center) call(ctx context.Context, instanceID, iface string, body []byte, at *Attempt) {
+	app, err := c.catalog.App(ctx, instanceID)
+	if err != nil {
+		at.Error = "resolving the app: " + err.Error()
+		return
+	}
+	if app.Endpoint == "" || app.KitKey == "" {
+		at.Error = "the seller has no production address or no kit key"
+		return
+	}
+	at.URL = strings.TrimRight(app.Endpoint, "/") + "/produceAPI/v2/" + iface
+	nonce, err := c.randomHex(32)
+	if err != nil {
+		at.Error = err.Error()
+		return
+	}
+	ts := kg.FormatTimestampMillis(c.wire.Now())
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodPost, at.URL, bytes.NewReader(body))
+	if err != nil {
+		at.Error = "building the request: " + err.Error()
+		return
+	}
+	req.Header.Set("Content-Type", "application/json;charset=UTF-8")
+	req.Header.Set("Accept", "application/json")
+	nonce = strings.ToUpper(nonce) // as in the documented examples
+	req.Header.Set("x-sign", kg.KitSign(app.KitKey, nonce, ts, body))
+	req.Header.Set("x-timestamp", ts)
+	req.Header.Set("x-nonce", nonce)
+	start := time.Now() // latency in real time, whatever the market clock says
+	resp, err := c.client.Do(req)
+	if err != nil {
+		at.LatencyMS = time.Since(start).Milliseconds()
+		if errors.Is(err, context.DeadlineExceeded) {
+			at.Error = fmt.Sprintf("timeout: no answer within %s", c.timeout)
+		} else {
+			at.Error = "transport: " + err.Error()
+		}
+		return
+	}
+	data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	resp.Body.Close()
+	at.LatencyMS = time.Since(start).Milliseconds()
+	at.HTTPStatus = resp.StatusCode
+	if len(data) > maxResponse {
+		data = data[:maxResponse]
+		rerr = errors.New("answer larger than 64 KiB")
+	}
+	at.Response = string(data)
+	if rerr != nil {
+		at.Error = "reading the answer: " + rerr.Error()
+		return
+	}
+	var r struct {
+		ResultCode json.RawMessage `json:"resultCode"`
+		ResultMsg  string          `json:"resultMsg"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		at.Error = "the answer is not JSON"
+		if resp.StatusCode != http.StatusOK {
+			at.Error = fmt.Sprintf("HTTP status %d", resp.StatusCode)
+		}
+		return
+	}
+	at.ResultCode = lenientCode(r.ResultCode)
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		at.Error = fmt.Sprintf("HTTP status %d (KooGallery expects 200 with a resultCode)", resp.StatusCode)
+	case at.ResultCode == "":
+		at.Error = "the answer has no resultCode"
+	case at.ResultCode != kg.CodeSuccess:
+		at.Error = "resultCode " + at.ResultCode
+		if r.ResultMsg != "" {
+			at.Error += ": " + r.ResultMsg
+		}
+	default:
+		at.Verdict = "success"
+	}
+}
+
+// lenientCode reads a resultCode given as a string or a number.
+func lenientCode(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return fmt.Sprintf("%06s", n.String())
+	}
+	return ""
+}
+
+const messageCols = `id, enterprise_id, binding_id, instance_id, seller_id, batch, seq, iface, flag, body, state, attempts, last_code, last_error, created_at, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanMessage(s scanner) (Message, error) {
+	var m Message
+	var body string
+	var created, updated int64
+	if err := s.Scan(&m.ID, &m.EnterpriseID, &m.BindingID, &m.InstanceID, &m.SellerID, &m.Batch, &m.Seq, &m.Interface, &m.Flag, &body,
+		&m.State, &m.Attempts, &m.LastCode, &m.LastError, &created, &updated); err != nil {
+		return Message{}, err
+	}
+	m.Body = json.RawMessage(body)
+	m.CreatedAt, m.UpdatedAt = fromMS(created), fromMS(updated)
+	return m, nil
+}
+
+// getMessage loads a message (of enterpriseID unless it is "").
+func (c *Center) getMessage(ctx context.Context, enterpriseID string, id int64, withAttempts bool) (Message, error) {
+	m, err := scanMessage(c.db.QueryRow(ctx, `SELECT `+messageCols+` FROM buyer_kit_messages WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && enterpriseID != "" && m.EnterpriseID != enterpriseID) {
+		return Message{}, notFound("message %d not found", id)
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("buyer: message %d: %w", id, err)
+	}
+	if !withAttempts {
+		return m, nil
+	}
+	rows, err := c.db.Query(ctx, `SELECT attempt, at, url, http_status, response_body, result_code, verdict, error, latency_ms, manual
+		FROM buyer_kit_attempts WHERE message_id = $1 ORDER BY attempt`, id)
+	if err != nil {
+		return Message{}, fmt.Errorf("buyer: attempts of %d: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a Attempt
+		var at int64
+		var manual int
+		if err := rows.Scan(&a.Attempt, &at, &a.URL, &a.HTTPStatus, &a.Response, &a.ResultCode, &a.Verdict, &a.Error, &a.LatencyMS, &manual); err != nil {
+			return Message{}, fmt.Errorf("buyer: attempts of %d: %w", id, err)
+		}
+		a.At, a.Manual = fromMS(at), manual == 1
+		m.AttemptLog = append(m.AttemptLog, a)
+	}
+	if err := rows.Err(); err != nil {
+		return Message{}, fmt.Errorf("buyer: attempts of %d: %w", id, err)
+	}
+	return m, nil
+}
+
+// Message returns a message of the enterprise with its attempts.
+func (c *Center) Message(ctx context.Context, enterpriseID string, id int64) (Message, error) {
+	return c.getMessage(ctx, enterpriseID, id, true)
+}
+
+// MessageFilter selects messages.
+type MessageFilter struct {
+	State     string // "" = any
+	Interface string // "" = any
+	BindingID string // "" = any
+	Limit     int    // default 100, at most 1000
+}
+
+// Messages lists the enterprise's kit messages, newest first.
+func (c *Center) Messages(ctx context.Context, enterpriseID string, f MessageFilter) ([]Message, error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	q := `SELECT ` + messageCols + ` FROM buyer_kit_messages WHERE enterprise_id = $1`
+	args := []any{enterpriseID}
+	if f.State != "" {
+		args = append(args, f.State)
+		q += fmt.Sprintf(" AND state = $%d", len(args))
+	}
+	if f.Interface != "" {
+		args = append(args, f.Interface)
+		q += fmt.Sprintf(" AND iface = $%d", len(args))
+	}
+	if f.BindingID != "" {
+		args = append(args, f.BindingID)
+		q += fmt.Sprintf(" AND binding_id = $%d", len(args))
+	}
+	args = append(args, f.Limit)
+	q += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
+	rows, err := c.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("buyer: messages: %w", err)
+	}
+	defer rows.Close()
+	out := []Message{}
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("buyer: messages: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("buyer: messages: %w", err)
+	}
+	return out, nil
+}
