@@ -356,7 +356,7 @@ func (c *Center) send(ctx context.Context, id int64, manual bool) (bool, error) 
 		args = append(args, ms(now.Add(-staleSending)))
 	}
 	var (
-		attempt                int
+		attempt                 int
 		instanceID, iface, body string
 	)
 	err := c.db.QueryRow(ctx, `UPDATE buyer_kit_messages SET state = 'sending', attempts = attempts + 1, claimed_at = $1, updated_at = $1
