@@ -801,4 +801,3 @@ func (m *Market) failAndRefund(ctx context.Context, tx *db.Tx, now time.Time, ms
 	}
 	return nil
 }
-
