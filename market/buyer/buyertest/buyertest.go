@@ -1,0 +1,192 @@
+// Package buyertest has test helpers for the buyer center and its IdP: a
+// merchant endpoint that records and verifies the kit calls it receives, and
+// an in-memory Catalog of purchased apps.
+package buyertest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/market/buyer"
+)
+
+var (
+	keyOnce sync.Once
+	key     *rsa.PrivateKey
+	keyErr  error
+)
+
+// RSAKey returns a 3072-bit key, generated once per test binary (generation is slow).
+func RSAKey(t testing.TB) *rsa.PrivateKey {
+	t.Helper()
+	keyOnce.Do(func() { key, keyErr = kg.GenerateRSAKey(rand.Reader) })
+	if keyErr != nil {
+		t.Fatalf("buyertest: rsa key: %v", keyErr)
+	}
+	return key
+}
+
+// Call is one kit call the merchant received.
+type Call struct {
+	Interface string
+	Header    http.Header
+	Body      []byte
+	// Variant is the kg.VerifyKitSign variant that matched; SignErr is set when none did.
+	Variant string
+	SignErr error
+	// Secret is applicationSync's clientSecret, decrypted with the merchant's key.
+	Secret    string
+	SecretErr error
+}
+
+// Reply is what the merchant answers.
+type Reply struct {
+	Status int           // default 200
+	Body   string        // default {"resultCode":"000000","resultMsg":"Success"}
+	Delay  time.Duration // wait before answering
+}
+
+// Merchant is a fake merchant production address for kit calls.
+type Merchant struct {
+	URL    string
+	KitKey string
+	Priv   *rsa.PrivateKey
+
+	clock clock.Clock
+	srv   *httptest.Server
+
+	mu      sync.Mutex
+	calls   []Call
+	respond func(iface string, n int) Reply
+}
+
+// NewMerchant starts a merchant verifying signatures against clk (±60 s).
+func NewMerchant(t testing.TB, clk clock.Clock, kitKey string) *Merchant {
+	t.Helper()
+	m := &Merchant{KitKey: kitKey, Priv: RSAKey(t), clock: clk}
+	m.srv = httptest.NewServer(http.HandlerFunc(m.serve))
+	t.Cleanup(m.srv.Close)
+	m.URL = m.srv.URL
+	return m
+}
+
+// Respond sets how the merchant answers the n-th (1-based) call of an interface.
+func (m *Merchant) Respond(f func(iface string, n int) Reply) {
+	m.mu.Lock()
+	m.respond = f
+	m.mu.Unlock()
+}
+
+// Calls returns the calls received so far.
+func (m *Merchant) Calls() []Call {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Call(nil), m.calls...)
+}
+
+// Reset forgets the calls received.
+func (m *Merchant) Reset() {
+	m.mu.Lock()
+	m.calls = nil
+	m.mu.Unlock()
+}
+
+func (m *Merchant) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	iface, ok := strings.CutPrefix(r.URL.Path, "/produceAPI/v2/")
+	if r.Method != http.MethodPost || !ok {
+		http.Error(w, "not a kit call", http.StatusNotFound)
+		return
+	}
+	c := Call{Interface: iface, Header: r.Header.Clone(), Body: body}
+	c.Variant, c.SignErr = kg.VerifyKitSign([]string{m.KitKey}, r.Header.Get("x-sign"), r.Header.Get("x-nonce"), r.Header.Get("x-timestamp"),
+		body, m.clock.Now(), 60*time.Second)
+	if iface == buyer.IfaceApplicationSync {
+		var v struct {
+			ClientSecret string `json:"clientSecret"`
+		}
+		if err := jsonUnmarshal(body, &v); err == nil {
+			c.Secret, _, c.SecretErr = kg.DecryptClientSecret(m.Priv, v.ClientSecret)
+		}
+	}
+	m.mu.Lock()
+	m.calls = append(m.calls, c)
+	n := 0
+	for _, x := range m.calls {
+		if x.Interface == iface {
+			n++
+		}
+	}
+	f := m.respond
+	m.mu.Unlock()
+	rep := Reply{}
+	if f != nil {
+		rep = f(iface, n)
+	}
+	if c.SignErr != nil && f == nil {
+		rep = Reply{Body: `{"resultCode":"000001","resultMsg":"token is invalid"}`}
+	}
+	if rep.Delay > 0 {
+		select {
+		case <-time.After(rep.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if rep.Status == 0 {
+		rep.Status = http.StatusOK
+	}
+	if rep.Body == "" {
+		rep.Body = `{"resultCode":"000000","resultMsg":"Success"}`
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rep.Status)
+	_, _ = io.WriteString(w, rep.Body)
+}
+
+// Catalog is an in-memory buyer.Catalog.
+type Catalog struct {
+	mu   sync.Mutex
+	apps map[string]buyer.App
+}
+
+// Put adds or replaces an app.
+func (c *Catalog) Put(a buyer.App) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.apps == nil {
+		c.apps = map[string]buyer.App{}
+	}
+	c.apps[a.InstanceID] = a
+}
+
+// App implements buyer.Catalog.
+func (c *Catalog) App(_ context.Context, instanceID string) (buyer.App, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.apps[instanceID]
+	if !ok {
+		return buyer.App{}, buyer.ErrNoApp
+	}
+	return a, nil
+}
+
+// PublicKey returns the merchant's public key as uploaded to KooGallery.
+func (m *Merchant) PublicKey(t testing.TB) string {
+	t.Helper()
+	s, err := kg.PublicKeyBase64(&m.Priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
