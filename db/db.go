@@ -21,7 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	"modernc.org/sqlite"               // also registers the database/sql driver "sqlite"
+	"github.com/soukhq/souk/db/internal/sqltext"
+	"modernc.org/sqlite" // also registers the database/sql driver "sqlite"
 )
 
 // Dialect names the SQL backend behind a DB.
@@ -427,4 +428,12 @@ func redactKeyValue(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// rebind rewrites $n placeholders for the dialect (no-op on PostgreSQL).
+func rebind(d Dialect, query string) string {
+	if d != SQLite {
+		return query
+	}
+	return sqltext.Rebind(query)
 }

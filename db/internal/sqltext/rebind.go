@@ -1,12 +1,14 @@
-package db
+// Package sqltext rewrites SQL text: PostgreSQL-style $n placeholders to
+// SQLite's ?n. It has no dependencies so that its fuzz target builds fast.
+package sqltext
 
 import "strings"
 
-// rebind rewrites $1..$n placeholders to ?1..?n for SQLite. Text inside
+// Rebind rewrites $1..$n placeholders to ?1..?n (SQLite numbered parameters). Text inside
 // single-quoted strings, double-quoted identifiers and comments is left alone,
 // so a literal '$5' stays a literal.
-func rebind(d Dialect, query string) string {
-	if d != SQLite || !strings.Contains(query, "$") {
+func Rebind(query string) string {
+	if !strings.Contains(query, "$") {
 		return query
 	}
 	var b strings.Builder

@@ -1,0 +1,39 @@
+package db
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSQLiteDSN(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		wantPath string
+		contains []string
+		absent   []string
+	}{
+		{"/tmp/x.db", "/tmp/x.db", []string{"_txlock=immediate", "journal_mode%28WAL%29", "synchronous%28FULL%29", "foreign_keys%281%29", "busy_timeout%2810000%29"}, nil},
+		{"sqlite:/tmp/x.db", "/tmp/x.db", []string{"_txlock=immediate"}, nil},
+		{"file:rel.db?_pragma=busy_timeout(50)", "rel.db", []string{"busy_timeout%2850%29"}, []string{"busy_timeout%2810000%29"}},
+		{"x.db?_txlock=exclusive", "x.db", []string{"_txlock=exclusive"}, []string{"immediate"}},
+	} {
+		got, err := sqliteDSN(tc.in)
+		if err != nil {
+			t.Fatalf("sqliteDSN(%q): %v", tc.in, err)
+		}
+		path, _, _ := strings.Cut(got, "?")
+		if path != tc.wantPath {
+			t.Errorf("sqliteDSN(%q) path = %q, want %q", tc.in, path, tc.wantPath)
+		}
+		for _, c := range tc.contains {
+			if !strings.Contains(got, c) {
+				t.Errorf("sqliteDSN(%q) = %q, missing %q", tc.in, got, c)
+			}
+		}
+		for _, c := range tc.absent {
+			if strings.Contains(got, c) {
+				t.Errorf("sqliteDSN(%q) = %q, must not contain %q", tc.in, got, c)
+			}
+		}
+	}
+}
