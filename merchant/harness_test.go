@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -53,11 +55,15 @@ func newFakeMarket(t testing.TB, c clock.Clock) *fakeMarket {
 	return f
 }
 
-func (f *fakeMarket) addOrder(orderID, lineID, mode, productID, sku string) {
+func (f *fakeMarket) addOrder(orderID, lineID, mode, productID, sku string, moreLines ...string) {
+	var lines []map[string]any
+	for _, l := range append([]string{lineID}, moreLines...) {
+		lines = append(lines, map[string]any{"orderLineId": l, "chargingMode": mode, "periodType": "month", "periodNumber": 1,
+			"productInfo": []map[string]any{{"productId": productID, "skuCode": sku, "linearValue": 10}}})
+	}
 	info, _ := json.Marshal(map[string]any{
 		"orderId": orderID, "orderType": "NEW", "createTime": "20260101000000",
-		"orderLine": []map[string]any{{"orderLineId": lineID, "chargingMode": mode, "periodType": "month", "periodNumber": 1,
-			"productInfo": []map[string]any{{"productId": productID, "skuCode": sku, "linearValue": 10}}}},
+		"orderLine": lines,
 		"buyerInfo": map[string]any{"customerId": "cust-1", "customerName": "测试客户"},
 	})
 	f.mu.Lock()
@@ -236,7 +242,7 @@ func newEnv(t testing.TB, backend string, opts ...envOpt) *env {
 		AdminToken: testAdmin,
 		Budget:     2 * time.Second,
 	}
-	deps := Deps{DB: d, Clock: c}
+	deps := Deps{DB: d, Clock: c, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	for _, o := range opts {
 		o(&cfg, &deps)
 	}
@@ -395,4 +401,14 @@ func forBackends(t *testing.T, f func(t *testing.T, backend string)) {
 	for _, b := range dbtest.Backends() {
 		t.Run(b, func(t *testing.T) { f(t, b) })
 	}
+}
+
+func httptestServer(m *Merchant) *httptest.Server { return httptest.NewServer(m.Handler()) }
+
+// testWriter sends log lines to the test log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
