@@ -18,13 +18,13 @@ func runDefective(t *testing.T, mc defective.Config, cc check.Config) check.Repo
 	t.Helper()
 	mc.AccessKey = testKey
 	if mc.SlowDelay == 0 {
-		mc.SlowDelay = 700 * time.Millisecond
+		mc.SlowDelay = 2500 * time.Millisecond
 	}
 	srv := httptest.NewServer(defective.New(mc))
 	t.Cleanup(srv.Close)
 	cc.Target = srv.URL + "/saasproduce"
 	cc.AccessKey = testKey
-	cc.Timeout = 500 * time.Millisecond
+	cc.Timeout = 2 * time.Second
 	cc.PollInterval = 5 * time.Millisecond
 	if cc.AsyncTimeout == 0 {
 		cc.AsyncTimeout = 300 * time.Millisecond

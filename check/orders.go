@@ -1,10 +1,14 @@
 package check
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,71 +17,30 @@ import (
 )
 
 // QueryOrderPath is the path of the Query Order open API (saas-v2.md §5.1).
-const QueryOrderPath = "/api/mkp-openapi-public/global/v1/order/query"
+const QueryOrderPath = kg.QueryOrderPath
 
-// Order is an order the suite invents, in the shape Query Order returns
+// Order is an order the suite invents, in the shape Query Order returns it
 // (saas-v2.md §5.1, joint-kit.md §7).
-type Order struct {
-	OrderID      string        `json:"orderId"`
-	OrderType    string        `json:"orderType"`  // NEW, TRIAL, TRIAL_TO_FORMAL, UNSUBSCRIBE, RENEW, CHANGE
-	CreateTime   string        `json:"createTime"` // yyyyMMddHHmmss
-	OrderLine    []OrderLine   `json:"orderLine"`
-	BuyerInfo    *BuyerInfo    `json:"buyerInfo,omitempty"`
-	ExtendParams []ExtendParam `json:"extendParams,omitempty"`
-}
+type Order = kg.OrderInfo
 
-// OrderLine is one line of an order.
-type OrderLine struct {
-	OrderLineID  string        `json:"orderLineId"`
-	ChargingMode string        `json:"chargingMode"`
-	PeriodType   string        `json:"periodType,omitempty"`
-	PeriodNumber int           `json:"periodNumber,omitempty"`
-	ExpireTime   string        `json:"expireTime,omitempty"`
-	ProductInfo  []ProductInfo `json:"productInfo"`
-	ExtendParams []ExtendParam `json:"extendParams,omitempty"`
-	Currency     string        `json:"currency,omitempty"`
-}
+// APIGWindow is how far a Query Order request's X-Sdk-Date may be from the
+// stub's clock (the API gateway's usual 15 minutes).
+const APIGWindow = 15 * time.Minute
 
-// ProductInfo is the product of an order line.
-type ProductInfo struct {
-	ProductID   string `json:"productId"`
-	SkuCode     string `json:"skuCode"`
-	LinearValue int    `json:"linearValue,omitempty"`
-	ProductName string `json:"productName,omitempty"`
-}
-
-// BuyerInfo is the customer of an order.
-type BuyerInfo struct {
-	CustomerID   string `json:"customerId"`
-	CustomerName string `json:"customerName"`
-	UserID       string `json:"userId,omitempty"`
-	UserName     string `json:"userName,omitempty"`
-	MobilePhone  string `json:"mobilePhone,omitempty"`
-	Email        string `json:"email,omitempty"`
-}
-
-// ExtendParam is a name/value pair.
-type ExtendParam struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-// Query Order result codes (license-api-agents.md, "查询订单 uses MKT.* codes").
-const (
-	mktSuccess  = "MKT.0000"
-	mktBadParam = "MKT.0100"
-	mktAuth     = "MKT.0150"
-	mktNotFound = "MKT.9001"
-)
-
-// MarketStub is a minimal marketplace open API for the suite: it answers
-// Query Order (GET QueryOrderPath, APIG SDK-HMAC-SHA256 signed with the
-// seller's AK/SK) for the orders the suite publishes. It is safe for
-// concurrent use.
+// MarketStub is the marketplace's Query Order open API as the suite needs it:
+// GET QueryOrderPath, APIG SDK-HMAC-SHA256 signed with the seller's AK/SK,
+// answering for the orders the suite publishes. Orders it does not know are
+// forwarded to Upstream (a running souk market or KooGallery itself, signed
+// with UpstreamAK/UpstreamSK) when set, and answered MKT.0100 otherwise.
+// It is safe for concurrent use.
 type MarketStub struct {
 	AK, SK string
 	Clock  clock.Clock
 	Logger *slog.Logger
+
+	Upstream               string // optional base URL of a running marketplace
+	UpstreamAK, UpstreamSK string
+	Client                 *http.Client // for Upstream; default: 10 s timeout
 
 	mu      sync.Mutex
 	orders  map[string]Order
@@ -103,7 +66,7 @@ func (m *MarketStub) PublishOrder(o Order) error {
 	return nil
 }
 
-// Queried reports how many times Query Order was asked for orderID.
+// Queried reports how many authenticated Query Order calls asked for orderID.
 func (m *MarketStub) Queried(orderID string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -112,18 +75,17 @@ func (m *MarketStub) Queried(orderID string) int {
 
 // ServeHTTP implements http.Handler.
 func (m *MarketStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != QueryOrderPath && r.URL.Path != QueryOrderPath+"/" {
+	if r.URL.Path != QueryOrderPath {
 		http.NotFound(w, r)
 		return
 	}
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeMkt(w, http.StatusMethodNotAllowed, mktBadParam, "method not allowed", nil)
+		writeMkt(w, kg.MKTInvalidParam, "Invalid parameter: method must be GET", nil)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil {
-		writeMkt(w, http.StatusBadRequest, mktBadParam, "cannot read body", nil)
+		writeMkt(w, kg.MKTParamError, "Request parameter error: reading the body failed", nil)
 		return
 	}
 	_, err = kg.VerifyAPIG(r, body, func(ak string) (string, bool) {
@@ -131,16 +93,16 @@ func (m *MarketStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return m.SK, true
 		}
 		return "", false
-	}, m.Clock.Now(), 15*time.Minute)
+	}, m.Clock.Now(), APIGWindow)
 	if err != nil {
-		m.Logger.InfoContext(r.Context(), "check market stub: query order rejected", "err", err)
-		writeMkt(w, http.StatusUnauthorized, mktAuth, "authentication failed: "+err.Error(), nil)
+		m.Logger.InfoContext(r.Context(), "check: Query Order rejected", "err", err)
+		writeMkt(w, kg.MKTIllegalToken, "Illegal token: "+err.Error(), nil)
 		return
 	}
-	id := r.URL.Query().Get("orderId")
-	lineID := r.URL.Query().Get("orderLineId")
-	if id == "" || len(id) > 64 || len(lineID) > 64 {
-		writeMkt(w, http.StatusBadRequest, mktBadParam, "orderId is missing or too long", nil)
+	q := r.URL.Query()
+	id, lineID := q.Get("orderId"), q.Get("orderLineId")
+	if _, err := kg.QueryOrderQuery(id, lineID); err != nil {
+		writeMkt(w, kg.MKTInvalidParam, "Invalid parameter: "+err.Error(), nil)
 		return
 	}
 	m.mu.Lock()
@@ -148,32 +110,74 @@ func (m *MarketStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.queried[id]++
 	m.mu.Unlock()
 	if !ok {
-		writeMkt(w, http.StatusOK, mktNotFound, "order not found", nil)
+		if m.Upstream != "" {
+			m.forward(w, r, id, lineID)
+			return
+		}
+		writeMkt(w, kg.MKTBadInput, "Failure of input parameter: order "+id+" does not exist", nil)
 		return
 	}
 	if lineID != "" {
-		var lines []OrderLine
+		var lines []kg.OrderLine
 		for _, l := range o.OrderLine {
 			if l.OrderLineID == lineID {
 				lines = append(lines, l)
 			}
 		}
 		if len(lines) == 0 {
-			writeMkt(w, http.StatusOK, mktNotFound, "order line not found", nil)
+			writeMkt(w, kg.MKTBadInput, "Failure of input parameter: order "+id+" has no line "+lineID, nil)
 			return
 		}
 		o.OrderLine = lines
 	}
-	writeMkt(w, http.StatusOK, mktSuccess, "success", &o)
+	writeMkt(w, kg.MKTSuccess, "Success", &o)
 }
 
-func writeMkt(w http.ResponseWriter, status int, code, msg string, o *Order) {
-	body, _ := json.Marshal(struct {
-		ResultCode string `json:"resultCode"`
-		ResultMsg  string `json:"resultMsg"`
-		OrderInfo  *Order `json:"orderInfo,omitempty"`
-	}{code, msg, o})
+// forward asks the upstream marketplace and relays its answer.
+func (m *MarketStub) forward(w http.ResponseWriter, r *http.Request, id, lineID string) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	v := url.Values{"orderId": {id}}
+	if lineID != "" {
+		v.Set("orderLineId", lineID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(m.Upstream, "/")+QueryOrderPath+"?"+v.Encode(), nil)
+	if err != nil {
+		writeMkt(w, kg.MKTInternal, "System internal error: "+err.Error(), nil)
+		return
+	}
+	if err := kg.SignAPIG(req, nil, m.UpstreamAK, m.UpstreamSK, m.Clock.Now()); err != nil {
+		writeMkt(w, kg.MKTInternal, "System internal error: "+err.Error(), nil)
+		return
+	}
+	client := m.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		m.Logger.WarnContext(ctx, "check: upstream Query Order failed", "err", err)
+		writeMkt(w, kg.MKTInternal, "System internal error: upstream marketplace unreachable", nil)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		writeMkt(w, kg.MKTInternal, "System internal error: reading the upstream answer failed", nil)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.WriteHeader(status)
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(b)
+}
+
+func writeMkt(w http.ResponseWriter, code, msg string, o *Order) {
+	body, err := json.Marshal(kg.QueryOrderResponse{ResultCode: code, ResultMsg: msg, OrderInfo: o})
+	if err != nil {
+		body = []byte(fmt.Sprintf(`{"resultCode":%q,"resultMsg":"encoding failed"}`, kg.MKTInternal))
+		code = kg.MKTInternal
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(kg.MKTStatus(code))
 	_, _ = w.Write(body)
 }

@@ -70,28 +70,37 @@ const stampLayout = "20060102150405" // yyyyMMddHHmmss
 func (s *session) order(orderType string) (Order, error) {
 	now := s.cfg.Clock.Now().UTC()
 	id := s.orderID()
-	line := OrderLine{
+	line := kg.OrderLine{
 		OrderLineID:  id + "-000001",
+		BusinessID:   uuid(),
 		ChargingMode: s.cfg.Mode,
-		ProductInfo: []ProductInfo{{
+		TrialFlag:    "0",
+		OrderAmount:  "99.00",
+		Currency:     "CNY",
+		ProductInfo: []kg.ProductInfo{{
 			ProductID:   "OFFI" + randString(18, "0123456789"),
-			SkuCode:     uuid(),
-			LinearValue: 10,
+			SKUCode:     uuid(),
+			LinearValue: "10",
 			ProductName: "souk check product",
 		}},
-		Currency: "CNY",
 	}
-	if s.cfg.Mode == ModePeriod {
+	switch s.cfg.Mode {
+	case ModePeriod:
 		line.PeriodType = "month"
-		line.PeriodNumber = 1
+		line.PeriodNumber = "1"
 		line.ExpireTime = now.AddDate(0, 1, 0).Format(stampLayout)
+	case ModeOnDemand:
+		line.OrderAmount = ""
+	}
+	if orderType == kg.OrderTypeTrial {
+		line.TrialFlag = "1"
 	}
 	o := Order{
 		OrderID:    id,
 		OrderType:  orderType,
 		CreateTime: now.Format(stampLayout),
-		OrderLine:  []OrderLine{line},
-		BuyerInfo: &BuyerInfo{
+		OrderLine:  []kg.OrderLine{line},
+		BuyerInfo: &kg.BuyerInfo{
 			CustomerID:   "cid" + strings.ToLower(randString(29, alnum)),
 			CustomerName: "souk-check-buyer",
 			UserID:       "uid" + strings.ToLower(randString(29, alnum)),
