@@ -543,8 +543,11 @@ func (m *Market) Unsubscribe(ctx context.Context, in UnsubscribeInput) (Order, e
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, expire_at = CASE WHEN expire_at = 0 THEN 0 ELSE $2 END WHERE id = $3`,
-			SubReleasing, ms(now), s.ID); err != nil {
+		expire := int64(0) // a pay-per-use or one-time subscription never had an expiry
+		if !s.ExpireAt.IsZero() {
+			expire = ms(now)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, expire_at = $2 WHERE id = $3`, SubReleasing, expire, s.ID); err != nil {
 			return err
 		}
 		body := activityBody("releaseInstance", s.TestFlag, "instanceId", s.InstanceID, "orderId", orderID, "orderLineId", lineID(orderID))
