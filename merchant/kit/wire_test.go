@@ -29,7 +29,9 @@ func TestDecodeTenantSync(t *testing.T) {
 				return r.TenantID == "68cbc86880d92f36422fa0e" && r.Flag == FlagAdd && !r.TestFlag && r.DomainName == "https://example.tenantaccount.com"
 			}},
 		{"strings for numbers", `{"tenantId":"t","tenantCode":"c","name":"n","domainName":"https://d.example.com/","flag":"2","testFlag":"1"}`, "",
-			func(r *TenantSync) bool { return r.Flag == FlagModify && r.TestFlag && r.DomainName == "https://d.example.com" }},
+			func(r *TenantSync) bool {
+				return r.Flag == FlagModify && r.TestFlag && r.DomainName == "https://d.example.com"
+			}},
 		{"numeric tenantId", `{"tenantId":12345,"tenantCode":"c","name":"n","domainName":"https://d.example.com","flag":1}`, "",
 			func(r *TenantSync) bool { return r.TenantID == "12345" }},
 		{"delete needs only the tenant", `{"tenantId":"t","flag":0}`, "", func(r *TenantSync) bool { return r.Flag == FlagDelete }},
@@ -87,7 +89,9 @@ func TestDecodeAuthSync(t *testing.T) {
 		{"cancel needs only userName", `{"tenantId":"t","appId":"a","flag":3,"userList":[{"userName":"u"}]}`, "",
 			func(r *AuthSync) bool { return r.Flag == FlagCancel && r.Users[0].UserName == "u" }},
 		{"duplicate userName: last wins", `{"tenantId":"t","appId":"a","flag":1,"userList":[{"userName":"u","name":"1","role":"user","enable":"true"},{"userName":"u","name":"2","role":"admin","enable":"true"}]}`, "",
-			func(r *AuthSync) bool { return len(r.Users) == 1 && r.Users[0].Name == "2" && r.Users[0].Role == "admin" }},
+			func(r *AuthSync) bool {
+				return len(r.Users) == 1 && r.Users[0].Name == "2" && r.Users[0].Role == "admin"
+			}},
 		{"no appId", `{"tenantId":"t","flag":1,"userList":[{"userName":"u"}]}`, "appId", nil},
 		{"no userList", `{"tenantId":"t","appId":"a","flag":1}`, "userList", nil},
 		{"userList object", `{"tenantId":"t","appId":"a","flag":1,"userList":{"userName":"u"}}`, "userList", nil},
