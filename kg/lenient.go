@@ -350,6 +350,7 @@ func assignValue(path string, v jvalue, rv reflect.Value) error {
 	case reflect.Slice:
 		if v.kind == 's' {
 			if strings.TrimSpace(v.str) == "" {
+				rv.Set(reflect.MakeSlice(rv.Type(), 0, 0)) // "" is an empty list
 				return nil
 			}
 			inner, err := parseRelaxedJSON(v.str)

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -311,15 +312,35 @@ var testKeyOnce struct {
 	k *rsa.PrivateKey
 }
 
+// testRSAKey loads a fixed 3072-bit test key (testdata/test_rsa_3072.pem,
+// used only by tests) so fuzz workers need not generate one.
 func testRSAKey(t testing.TB) *rsa.PrivateKey {
 	testKeyOnce.Do(func() {
-		k, err := GenerateRSAKey(rand.Reader)
+		data, err := os.ReadFile("testdata/test_rsa_3072.pem")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := ParsePrivateKeyPEM(data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		testKeyOnce.k = k
 	})
 	return testKeyOnce.k
+}
+
+func TestGenerateRSAKey(t *testing.T) {
+	k, err := GenerateRSAKey(rand.Reader)
+	if err != nil || k.N.BitLen() != RSAKeyBits {
+		t.Fatalf("%v", err)
+	}
+	enc, err := EncryptClientSecret(&k.PublicKey, "x", rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := DecryptClientSecret(k, enc); err != nil || got != "x" {
+		t.Fatalf("%q %v", got, err)
+	}
 }
 
 func TestClientSecret(t *testing.T) {
