@@ -56,7 +56,8 @@ func (d directory) TenantByCode(ctx context.Context, code string) (string, error
 }
 
 func account(m Member) idp.Account {
-	return idp.Account{ID: m.ID, TenantID: m.EnterpriseID, UserName: m.UserName, Name: m.Name, PasswordHash: m.passwordHash, Enabled: m.Enabled}
+	return idp.Account{ID: m.ID, TenantID: m.EnterpriseID, UserName: m.UserName, Name: m.Name, PasswordHash: m.passwordHash, Enabled: m.Enabled,
+		Epoch: m.epoch}
 }
 
 func (d directory) Account(ctx context.Context, tenantID, userName string) (idp.Account, error) {

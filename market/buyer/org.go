@@ -407,6 +407,7 @@ type Member struct {
 	UpdatedAt    time.Time `json:"updatedAt"`
 
 	passwordHash string
+	epoch        int64
 }
 
 // MemberInput creates a member.
@@ -490,14 +491,14 @@ func checkPassword(field, pw string) error {
 }
 
 const memberCols = `id, enterprise_id, user_name, name, org_code, role, enabled, position, employee_code, employee_type, mobile, email,
-	work_place, entry_date, password_hash, created_at, updated_at`
+	work_place, entry_date, password_hash, epoch, created_at, updated_at`
 
 func scanMember(s scanner) (Member, error) {
 	var m Member
 	var enabled int
 	var created, updated int64
 	if err := s.Scan(&m.ID, &m.EnterpriseID, &m.UserName, &m.Name, &m.OrgCode, &m.Role, &enabled, &m.Position, &m.EmployeeCode,
-		&m.EmployeeType, &m.Mobile, &m.Email, &m.WorkPlace, &m.EntryDate, &m.passwordHash, &created, &updated); err != nil {
+		&m.EmployeeType, &m.Mobile, &m.Email, &m.WorkPlace, &m.EntryDate, &m.passwordHash, &m.epoch, &created, &updated); err != nil {
 		return Member{}, err
 	}
 	m.Enabled, m.HasPassword = enabled == 1, m.passwordHash != ""
@@ -610,7 +611,7 @@ func (c *Center) CreateMembers(ctx context.Context, enterpriseID string, in []Me
 				return err
 			}
 			m.CreatedAt, m.UpdatedAt = fromMS(ms64(now)), fromMS(ms64(now))
-			_, err := tx.Exec(ctx, `INSERT INTO buyer_members (`+memberCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$16)`,
+			_, err := tx.Exec(ctx, `INSERT INTO buyer_members (`+memberCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,0,$16,$16)`,
 				m.ID, enterpriseID, m.UserName, m.Name, m.OrgCode, m.Role, b2i(m.Enabled), m.Position, m.EmployeeCode, m.EmployeeType,
 				m.Mobile, m.Email, m.WorkPlace, m.EntryDate, m.passwordHash, ms64(now))
 			if db.IsUniqueViolation(err) {
@@ -668,6 +669,7 @@ func (c *Center) UpdateMember(ctx context.Context, enterpriseID, id string, p Me
 		}
 		if hash != "" {
 			m.passwordHash, m.HasPassword = hash, true
+			m.epoch++ // a new password ends existing sign-ins
 		}
 		if err := checkMember("", &m); err != nil {
 			return err
@@ -682,9 +684,10 @@ func (c *Center) UpdateMember(ctx context.Context, enterpriseID, id string, p Me
 		}
 		m.UpdatedAt = fromMS(ms64(now))
 		if _, err := tx.Exec(ctx, `UPDATE buyer_members SET name = $1, org_code = $2, role = $3, position = $4, employee_code = $5, employee_type = $6,
-			mobile = $7, email = $8, work_place = $9, entry_date = $10, password_hash = $11, updated_at = $12 WHERE id = $13 AND enterprise_id = $14`,
+			mobile = $7, email = $8, work_place = $9, entry_date = $10, password_hash = $11, epoch = $12, updated_at = $13
+			WHERE id = $14 AND enterprise_id = $15`,
 			m.Name, m.OrgCode, m.Role, m.Position, m.EmployeeCode, m.EmployeeType, m.Mobile, m.Email, m.WorkPlace, m.EntryDate, m.passwordHash,
-			ms64(now), id, enterpriseID); err != nil {
+			m.epoch, ms64(now), id, enterpriseID); err != nil {
 			return fmt.Errorf("buyer: update member: %w", err)
 		}
 		return c.reconcile(ctx, tx, o, enterpriseID)
@@ -711,7 +714,10 @@ func (c *Center) SetMembersEnabled(ctx context.Context, enterpriseID string, ids
 	}
 	return c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		for _, id := range dedupe(ids) {
-			res, err := tx.Exec(ctx, `UPDATE buyer_members SET enabled = $1, updated_at = $2 WHERE id = $3 AND enterprise_id = $4`,
+			// Disabling ends the member's sign-ins for good: re-enabling does
+			// not revive sessions or tokens issued before.
+			res, err := tx.Exec(ctx, `UPDATE buyer_members SET enabled = $1, updated_at = $2,
+				epoch = CASE WHEN $1 = 0 AND enabled = 1 THEN epoch + 1 ELSE epoch END WHERE id = $3 AND enterprise_id = $4`,
 				b2i(enabled), ms64(now), id, enterpriseID)
 			if err != nil {
 				return fmt.Errorf("buyer: enable member: %w", err)

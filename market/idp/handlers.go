@@ -60,7 +60,7 @@ func (p *IdP) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		p.internal(w, r, "authorize: userinfo", err)
 		return
 	}
-	code, err := p.issueCode(ctx, client.ID, sess.memberID, redirectURI)
+	code, err := p.issueCode(ctx, client.ID, sess, redirectURI)
 	if err != nil {
 		p.internal(w, r, "authorize: code", err)
 		return
@@ -157,7 +157,7 @@ func (p *IdP) handleUnified(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	target := client.RedirectURIs[0]
-	code, err := p.issueCode(ctx, client.ID, sess.memberID, target)
+	code, err := p.issueCode(ctx, client.ID, sess, target)
 	if err != nil {
 		p.internal(w, r, "unified: code", err)
 		return
@@ -226,7 +226,7 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 		fail("This account is disabled. Ask your enterprise administrator.")
 		return
 	}
-	tok, err := p.createSession(ctx, acc.TenantID, acc.ID)
+	tok, err := p.createSession(ctx, acc.TenantID, acc.ID, acc.Epoch)
 	if err != nil {
 		p.internal(w, r, "login: session", err)
 		return
@@ -290,7 +290,7 @@ func (p *IdP) currentSession(r *http.Request) (session, bool, error) {
 	if err != nil {
 		return session{}, false, err
 	}
-	if !acc.Enabled {
+	if !acc.valid(s.epoch) {
 		return session{}, false, nil
 	}
 	return s, true, nil
@@ -431,7 +431,10 @@ func (p *IdP) grantCode(w http.ResponseWriter, r *http.Request, client Client, f
 		bad()
 		return
 	}
-	if !client.Enabled {
+	if ok, err := p.memberValid(ctx, c.memberID, c.epoch); err != nil {
+		p.internalJSON(w, r, "token: account", err)
+		return
+	} else if !ok || !client.Enabled {
 		bad()
 		return
 	}
@@ -454,7 +457,7 @@ func (p *IdP) grantCode(w http.ResponseWriter, r *http.Request, client Client, f
 			replayed = true
 			return nil
 		}
-		tp, err = p.insertTokens(ctx, tx, now, client.ID, c.memberID, c.scope, c.hash)
+		tp, err = p.insertTokens(ctx, tx, now, client.ID, c.memberID, c.scope, c.hash, c.epoch)
 		return err
 	})
 	if err != nil {
@@ -501,7 +504,10 @@ func (p *IdP) grantRefresh(w http.ResponseWriter, r *http.Request, client Client
 		bad()
 		return
 	}
-	if !client.Enabled {
+	if ok, err := p.memberValid(ctx, t.memberID, t.epoch); err != nil {
+		p.internalJSON(w, r, "refresh: account", err)
+		return
+	} else if !ok || !client.Enabled {
 		bad()
 		return
 	}
@@ -524,7 +530,7 @@ func (p *IdP) grantRefresh(w http.ResponseWriter, r *http.Request, client Client
 			reused = true
 			return nil
 		}
-		tp, err = p.insertTokens(ctx, tx, now, client.ID, t.memberID, t.scope, t.grantID)
+		tp, err = p.insertTokens(ctx, tx, now, client.ID, t.memberID, t.scope, t.grantID, t.epoch)
 		return err
 	})
 	if err != nil {
@@ -574,6 +580,13 @@ func (p *IdP) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 		unauthorized()
 		return
 	}
+	if ok, err := p.memberValid(ctx, t.memberID, t.epoch); err != nil {
+		p.internalJSON(w, r, "userinfo: account", err)
+		return
+	} else if !ok {
+		unauthorized()
+		return
+	}
 	info, err := p.dir.UserInfo(ctx, t.clientID, t.memberID)
 	if errors.Is(err, ErrNotAuthorized) || errors.Is(err, ErrNotFound) {
 		unauthorized()
@@ -588,6 +601,19 @@ func (p *IdP) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 // ---- helpers ----
+
+// memberValid reports whether the member exists, is enabled and is still in
+// the epoch something was issued under.
+func (p *IdP) memberValid(ctx context.Context, memberID string, epoch int64) (bool, error) {
+	acc, err := p.dir.AccountByID(ctx, memberID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return acc.valid(epoch), nil
+}
 
 func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Cache-Control", "no-store")

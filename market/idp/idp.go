@@ -75,7 +75,13 @@ type Account struct {
 	Name         string
 	PasswordHash string // HashPassword output; "" = no password set (cannot sign in)
 	Enabled      bool
+	// Epoch changes when the member is disabled or changes password: the
+	// sessions, codes and tokens issued under another epoch are void.
+	Epoch int64
 }
+
+// valid reports whether something issued under epoch still stands.
+func (a Account) valid(epoch int64) bool { return a.Enabled && a.Epoch == epoch }
 
 // UserInfo is the userinfo response (joint-kit.md §7.3).
 type UserInfo struct {
@@ -119,6 +125,10 @@ type Config struct {
 	Clock     clock.Clock
 	Logger    *slog.Logger
 	Directory Directory
+
+	// Password are the argon2id parameters members' hashes use (default
+	// DefaultPasswordParams); the IdP spends as much on unknown user names.
+	Password PasswordParams
 
 	// SecureCookies marks cookies Secure (set it when the market is served over HTTPS).
 	SecureCookies bool
@@ -176,9 +186,13 @@ func New(cfg Config) (*IdP, error) {
 	if p.sessionTTL <= 0 {
 		p.sessionTTL = DefaultSessionTTL
 	}
-	// A throw-away hash with the cheapest accepted parameters of real hashes'
-	// order of magnitude: verifying against it costs about what a real check costs.
-	h, err := HashPassword("x-unused-password", DefaultPasswordParams)
+	// A throw-away hash with the parameters of real hashes: verifying against
+	// it for an unknown user costs what a real check costs.
+	params := cfg.Password
+	if params == (PasswordParams{}) {
+		params = DefaultPasswordParams
+	}
+	h, err := HashPassword("x-unused-password", params)
 	if err != nil {
 		return nil, fmt.Errorf("idp: %w", err)
 	}

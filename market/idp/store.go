@@ -15,16 +15,17 @@ type session struct {
 	hash     string
 	tenantID string
 	memberID string
+	epoch    int64
 }
 
-func (p *IdP) createSession(ctx context.Context, tenantID, memberID string) (string, error) {
+func (p *IdP) createSession(ctx context.Context, tenantID, memberID string, epoch int64) (string, error) {
 	tok, err := NewSecret()
 	if err != nil {
 		return "", err
 	}
 	now := p.clock.Now()
-	_, err = p.db.Exec(ctx, `INSERT INTO idp_sessions (id_hash, tenant_id, member_id, created_at, expires_at) VALUES ($1,$2,$3,$4,$5)`,
-		HashSecret(tok), tenantID, memberID, ms(now), ms(now.Add(p.sessionTTL)))
+	_, err = p.db.Exec(ctx, `INSERT INTO idp_sessions (id_hash, tenant_id, member_id, epoch, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6)`,
+		HashSecret(tok), tenantID, memberID, epoch, ms(now), ms(now.Add(p.sessionTTL)))
 	if err != nil {
 		return "", fmt.Errorf("idp: create session: %w", err)
 	}
@@ -38,8 +39,8 @@ func (p *IdP) lookupSession(ctx context.Context, tok string) (session, bool, err
 	}
 	s := session{hash: HashSecret(tok)}
 	var exp, revoked int64
-	err := p.db.QueryRow(ctx, `SELECT tenant_id, member_id, expires_at, revoked_at FROM idp_sessions WHERE id_hash = $1`, s.hash).
-		Scan(&s.tenantID, &s.memberID, &exp, &revoked)
+	err := p.db.QueryRow(ctx, `SELECT tenant_id, member_id, epoch, expires_at, revoked_at FROM idp_sessions WHERE id_hash = $1`, s.hash).
+		Scan(&s.tenantID, &s.memberID, &s.epoch, &exp, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return session{}, false, nil
 	}
@@ -60,14 +61,14 @@ func (p *IdP) revokeSession(ctx context.Context, hash string) error {
 	return nil
 }
 
-func (p *IdP) issueCode(ctx context.Context, clientID, memberID, redirectURI string) (string, error) {
+func (p *IdP) issueCode(ctx context.Context, clientID string, s session, redirectURI string) (string, error) {
 	code, err := NewSecret()
 	if err != nil {
 		return "", err
 	}
 	now := p.clock.Now()
-	_, err = p.db.Exec(ctx, `INSERT INTO idp_codes (code_hash, client_id, member_id, redirect_uri, scope, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-		HashSecret(code), clientID, memberID, redirectURI, Scope, ms(now), ms(now.Add(p.codeTTL)))
+	_, err = p.db.Exec(ctx, `INSERT INTO idp_codes (code_hash, client_id, member_id, redirect_uri, scope, epoch, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+		HashSecret(code), clientID, s.memberID, redirectURI, Scope, s.epoch, ms(now), ms(now.Add(p.codeTTL)))
 	if err != nil {
 		return "", fmt.Errorf("idp: issue code: %w", err)
 	}
@@ -76,13 +77,13 @@ func (p *IdP) issueCode(ctx context.Context, clientID, memberID, redirectURI str
 
 type codeRow struct {
 	hash, clientID, memberID, redirectURI, scope string
-	expiresAt, usedAt                            int64
+	epoch, expiresAt, usedAt                     int64
 }
 
 func (p *IdP) loadCode(ctx context.Context, code string) (codeRow, bool, error) {
 	c := codeRow{hash: HashSecret(code)}
-	err := p.db.QueryRow(ctx, `SELECT client_id, member_id, redirect_uri, scope, expires_at, used_at FROM idp_codes WHERE code_hash = $1`, c.hash).
-		Scan(&c.clientID, &c.memberID, &c.redirectURI, &c.scope, &c.expiresAt, &c.usedAt)
+	err := p.db.QueryRow(ctx, `SELECT client_id, member_id, redirect_uri, scope, epoch, expires_at, used_at FROM idp_codes WHERE code_hash = $1`, c.hash).
+		Scan(&c.clientID, &c.memberID, &c.redirectURI, &c.scope, &c.epoch, &c.expiresAt, &c.usedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return codeRow{}, false, nil
 	}
@@ -94,15 +95,15 @@ func (p *IdP) loadCode(ctx context.Context, code string) (codeRow, bool, error) 
 
 type tokenRow struct {
 	hash, kind, clientID, memberID, scope, grantID string
-	expiresAt, revokedAt                           int64
+	epoch, expiresAt, revokedAt                    int64
 }
 
 func (p *IdP) loadToken(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) *sql.Row
 }, tok string) (tokenRow, bool, error) {
 	t := tokenRow{hash: HashSecret(tok)}
-	err := q.QueryRow(ctx, `SELECT kind, client_id, member_id, scope, grant_id, expires_at, revoked_at FROM idp_tokens WHERE token_hash = $1`, t.hash).
-		Scan(&t.kind, &t.clientID, &t.memberID, &t.scope, &t.grantID, &t.expiresAt, &t.revokedAt)
+	err := q.QueryRow(ctx, `SELECT kind, client_id, member_id, scope, grant_id, epoch, expires_at, revoked_at FROM idp_tokens WHERE token_hash = $1`, t.hash).
+		Scan(&t.kind, &t.clientID, &t.memberID, &t.scope, &t.grantID, &t.epoch, &t.expiresAt, &t.revokedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return tokenRow{}, false, nil
 	}
@@ -118,7 +119,7 @@ type tokenPair struct {
 }
 
 // insertTokens stores a new access and refresh token of grant in tx.
-func (p *IdP) insertTokens(ctx context.Context, tx *db.Tx, now time.Time, clientID, memberID, scope, grantID string) (tokenPair, error) {
+func (p *IdP) insertTokens(ctx context.Context, tx *db.Tx, now time.Time, clientID, memberID, scope, grantID string, epoch int64) (tokenPair, error) {
 	var tp tokenPair
 	var err error
 	if tp.access, err = NewSecret(); err != nil {
@@ -127,11 +128,11 @@ func (p *IdP) insertTokens(ctx context.Context, tx *db.Tx, now time.Time, client
 	if tp.refresh, err = NewSecret(); err != nil {
 		return tokenPair{}, err
 	}
-	const q = `INSERT INTO idp_tokens (token_hash, kind, client_id, member_id, scope, grant_id, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`
-	if _, err := tx.Exec(ctx, q, HashSecret(tp.access), "access", clientID, memberID, scope, grantID, ms(now), ms(now.Add(p.accessTTL))); err != nil {
+	const q = `INSERT INTO idp_tokens (token_hash, kind, client_id, member_id, scope, grant_id, epoch, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`
+	if _, err := tx.Exec(ctx, q, HashSecret(tp.access), "access", clientID, memberID, scope, grantID, epoch, ms(now), ms(now.Add(p.accessTTL))); err != nil {
 		return tokenPair{}, fmt.Errorf("idp: store access token: %w", err)
 	}
-	if _, err := tx.Exec(ctx, q, HashSecret(tp.refresh), "refresh", clientID, memberID, scope, grantID, ms(now), ms(now.Add(p.refreshTTL))); err != nil {
+	if _, err := tx.Exec(ctx, q, HashSecret(tp.refresh), "refresh", clientID, memberID, scope, grantID, epoch, ms(now), ms(now.Add(p.refreshTTL))); err != nil {
 		return tokenPair{}, fmt.Errorf("idp: store refresh token: %w", err)
 	}
 	return tp, nil

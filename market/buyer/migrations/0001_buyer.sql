@@ -41,6 +41,7 @@ CREATE TABLE buyer_members (
     work_place     TEXT NOT NULL DEFAULT '',
     entry_date     TEXT NOT NULL DEFAULT '',
     password_hash  TEXT NOT NULL DEFAULT '',
+    epoch          BIGINT NOT NULL DEFAULT 0, -- bumped on disable and password change: voids IdP sessions and tokens issued before
     created_at     BIGINT NOT NULL,
     updated_at     BIGINT NOT NULL,
     UNIQUE (enterprise_id, user_name),

@@ -6,6 +6,7 @@ CREATE TABLE idp_sessions (
     id_hash     TEXT PRIMARY KEY,
     tenant_id   TEXT NOT NULL,
     member_id   TEXT NOT NULL,
+    epoch       BIGINT NOT NULL,    -- the member's epoch when issued (see idp.Account.Epoch)
     created_at  BIGINT NOT NULL,
     expires_at  BIGINT NOT NULL,
     revoked_at  BIGINT NOT NULL DEFAULT 0
@@ -18,6 +19,7 @@ CREATE TABLE idp_codes (
     member_id     TEXT NOT NULL,
     redirect_uri  TEXT NOT NULL,
     scope         TEXT NOT NULL,
+    epoch         BIGINT NOT NULL,
     created_at    BIGINT NOT NULL,
     expires_at    BIGINT NOT NULL,
     used_at       BIGINT NOT NULL DEFAULT 0
@@ -33,6 +35,7 @@ CREATE TABLE idp_tokens (
     member_id   TEXT NOT NULL,
     scope       TEXT NOT NULL,
     grant_id    TEXT NOT NULL,
+    epoch       BIGINT NOT NULL,
     created_at  BIGINT NOT NULL,
     expires_at  BIGINT NOT NULL,
     revoked_at  BIGINT NOT NULL DEFAULT 0

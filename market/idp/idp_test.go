@@ -1,0 +1,571 @@
+package idp_test
+
+import (
+	"context"
+	"encoding/json"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/market/buyer"
+	"github.com/soukhq/souk/market/buyer/buyertest"
+	"github.com/soukhq/souk/market/idp"
+)
+
+const callback = "https://app.example.test/sso/callback"
+
+var testPassword = idp.PasswordParams{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+type env struct {
+	clk      *clock.Virtual
+	c        *buyer.Center
+	idp      *idp.IdP
+	srv      *httptest.Server
+	tenant   buyer.Enterprise
+	binding  buyer.Binding
+	secret   string
+	members  map[string]string // userName → id
+	merchant *buyertest.Merchant
+}
+
+func setup(t *testing.T, backend string) *env {
+	t.Helper()
+	ctx := context.Background()
+	d := dbtest.Open(t, backend)
+	if err := buyer.Migrate(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := idp.Migrate(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewVirtual(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	m := buyertest.NewMerchant(t, clk, "kit-key")
+	cat := &buyertest.Catalog{}
+	cat.Put(buyer.App{InstanceID: "inst-1", OrderID: "CS1", AppID: "app-1", Endpoint: m.URL, KitKey: "kit-key", PublicKey: m.PublicKey(t),
+		RedirectURIs: []string{callback, "https://app.example.test/other"}})
+	e := &env{clk: clk, merchant: m, members: map[string]string{}}
+	mux := http.NewServeMux()
+	e.srv = httptest.NewServer(mux)
+	t.Cleanup(e.srv.Close)
+	var err error
+	e.c, err = buyer.New(buyer.Config{DB: d, Clock: clk, Catalog: cat, DomainName: e.srv.URL, Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.idp, err = idp.New(idp.Config{DB: d, Clock: clk, Directory: e.c.Directory(), Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.idp.Register(mux)
+
+	e.tenant, err = e.c.CreateEnterprise(ctx, buyer.EnterpriseInput{Code: "acme", Name: "Acme Ltd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []buyer.DepartmentInput{{OrgCode: "100", OrgName: "Acme"}, {OrgCode: "110", OrgName: "R&D", ParentCode: "100"}, {OrgCode: "900", OrgName: "Guests"}} {
+		if _, _, err := e.c.CreateDepartment(ctx, e.tenant.ID, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, _, err := e.c.CreateMembers(ctx, e.tenant.ID, []buyer.MemberInput{
+		{UserName: "alice", Name: "Alice", OrgCode: "110", Role: "admin", Email: "alice@acme.test", Mobile: "13800000001", Password: "alice-password"},
+		{UserName: "bob", Name: "Bob", OrgCode: "100", Password: "bob-password"},
+		{UserName: "guest", Name: "Guest", OrgCode: "900", Password: "guest-password"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		e.members[m.UserName] = m.ID
+	}
+	e.binding, _, err = e.c.BindApp(ctx, e.tenant.ID, "inst-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range m.Calls() {
+		if call.Interface == buyer.IfaceApplicationSync {
+			e.secret = call.Secret
+		}
+	}
+	if e.secret == "" {
+		t.Fatal("no client secret reached the merchant")
+	}
+	if _, err := e.c.Authorize(ctx, e.tenant.ID, e.binding.ID, buyer.Subjects{Departments: []string{"100"}}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func forEachBackend(t *testing.T, f func(t *testing.T, e *env)) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) { f(t, setup(t, b)) })
+	}
+}
+
+// browser is an HTTP client that keeps cookies and follows redirects only
+// within the IdP.
+func (e *env) browser(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpHost := strings.TrimPrefix(e.srv.URL, "http://")
+	return &http.Client{Jar: jar, CheckRedirect: func(r *http.Request, via []*http.Request) error {
+		if r.URL.Host != idpHost {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+}
+
+func (e *env) authorizeURL(redirect, state string) string {
+	q := url.Values{"response_type": {"code"}, "client_id": {e.binding.ClientID}, "scope": {"get_user_info"}, "state": {state}}
+	if redirect != "" {
+		q.Set("redirect_uri", redirect)
+	}
+	return e.srv.URL + idp.PathAuthorize + "?" + q.Encode()
+}
+
+var (
+	csrfRE     = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	continueRE = regexp.MustCompile(`name="continue" value="([^"]*)"`)
+	tenantRE   = regexp.MustCompile(`name="tenant" value="([^"]*)"`)
+)
+
+func get(t *testing.T, cl *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := cl.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// submitLogin fills in the login form on page.
+func (e *env) submitLogin(t *testing.T, cl *http.Client, page, tenant, user, password string) (*http.Response, string) {
+	t.Helper()
+	cs := csrfRE.FindStringSubmatch(page)
+	co := continueRE.FindStringSubmatch(page)
+	if cs == nil || co == nil {
+		t.Fatalf("no login form in:\n%s", page)
+	}
+	if tenant == "" {
+		if m := tenantRE.FindStringSubmatch(page); m != nil {
+			tenant = html.UnescapeString(m[1])
+		}
+	}
+	form := url.Values{"csrf": {cs[1]}, "continue": {html.UnescapeString(co[1])}, "tenant": {tenant}, "username": {user}, "password": {password}}
+	resp, err := cl.PostForm(e.srv.URL+idp.PathLoginForm, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// login runs the browser part of the code flow and returns the code.
+func (e *env) login(t *testing.T, cl *http.Client, user, password string) string {
+	t.Helper()
+	resp, page := get(t, cl, e.authorizeURL(callback, "st-1"))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("authorize: %d\n%s", resp.StatusCode, page)
+	}
+	resp, page = e.submitLogin(t, cl, page, "", user, password)
+	return codeFrom(t, resp, page, "st-1")
+}
+
+func codeFrom(t *testing.T, resp *http.Response, page, state string) string {
+	t.Helper()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("want a redirect to the app, got %d\n%s", resp.StatusCode, page)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(loc.String(), callback+"?") {
+		t.Fatalf("redirected to %s, want %s", loc, callback)
+	}
+	if loc.Query().Get("state") != state {
+		t.Errorf("state %q, want %q", loc.Query().Get("state"), state)
+	}
+	code := loc.Query().Get("code")
+	if len(code) < 40 {
+		t.Fatalf("code %q too short", code)
+	}
+	return code
+}
+
+type tokenReply struct {
+	Status int
+	Body   map[string]any
+}
+
+func (e *env) token(t *testing.T, form url.Values) tokenReply {
+	t.Helper()
+	resp, err := http.PostForm(e.srv.URL+idp.PathToken, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r tokenReply
+	r.Status = resp.StatusCode
+	if err := json.NewDecoder(resp.Body).Decode(&r.Body); err != nil {
+		t.Fatalf("token answer: %v", err)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("token answer Cache-Control %q, want no-store", cc)
+	}
+	return r
+}
+
+func (e *env) exchange(t *testing.T, code string) (access, refresh string) {
+	t.Helper()
+	r := e.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {e.binding.ClientID},
+		"client_secret": {e.secret}, "redirect_uri": {callback}})
+	if r.Status != http.StatusOK {
+		t.Fatalf("token: %d %v", r.Status, r.Body)
+	}
+	return r.Body["access_token"].(string), r.Body["refresh_token"].(string)
+}
+
+func (e *env) refresh(t *testing.T, rt string) tokenReply {
+	t.Helper()
+	return e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {e.binding.ClientID}, "client_secret": {e.secret}})
+}
+
+func (e *env) userinfo(t *testing.T, access string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+idp.PathUserInfo, nil)
+	req.Header.Set("Authorization", "Bearer "+access)
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("userinfo answer: %v", err)
+	}
+	return resp.StatusCode, v
+}
+
+func wantGrantError(t *testing.T, r tokenReply, desc string) {
+	t.Helper()
+	if r.Status != http.StatusBadRequest || r.Body["error"] != "invalid_grant" || r.Body["error_description"] != desc {
+		t.Errorf("got %d %v, want 400 invalid_grant %q", r.Status, r.Body, desc)
+	}
+}
+
+func wantUnauthorized(t *testing.T, e *env, access string) {
+	t.Helper()
+	st, v := e.userinfo(t, access)
+	if st != http.StatusUnauthorized || v["error"] != "unauthorized" || v["error_description"] != "Full authentication is required to access this resource" {
+		t.Errorf("userinfo: %d %v, want the documented 401", st, v)
+	}
+}
+
+func TestCodeFlow(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		cl := e.browser(t)
+		// Bad requests never redirect to an unregistered address.
+		for name, u := range map[string]string{
+			"wrong redirect_uri": e.authorizeURL("https://evil.example/cb", "s"),
+			"unknown client":     strings.Replace(e.authorizeURL(callback, "s"), e.binding.ClientID, "nope", 1),
+			"ambiguous default":  e.authorizeURL("", "s"), // two registered URIs, none named
+		} {
+			resp, _ := get(t, cl, u)
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+				t.Errorf("%s: %d Location=%q, want 400 without redirect", name, resp.StatusCode, resp.Header.Get("Location"))
+			}
+		}
+
+		resp, page := get(t, cl, e.authorizeURL(callback, "st-1"))
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, `<form method="post"`) || !strings.Contains(page, `value="acme" required readonly`) {
+			t.Fatalf("login page: %d\n%s", resp.StatusCode, page)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("CSP %q", csp)
+		}
+		// A wrong password shows the form again.
+		resp, page2 := e.submitLogin(t, cl, page, "", "alice", "wrong-password")
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(page2, "Wrong enterprise, user name or password") {
+			t.Fatalf("wrong password: %d\n%s", resp.StatusCode, page2)
+		}
+		resp, page2 = e.submitLogin(t, cl, page2, "", "alice", "alice-password")
+		code := codeFrom(t, resp, page2, "st-1")
+		if loc, _ := url.Parse(resp.Header.Get("Location")); loc.Query().Get("tenant") != e.tenant.ID {
+			t.Errorf("redirect tenant %q, want %q", loc.Query().Get("tenant"), e.tenant.ID)
+		}
+
+		// Client authentication and redirect_uri are checked before the code is spent.
+		r := e.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {e.binding.ClientID}, "client_secret": {"wrong"}})
+		if r.Status != http.StatusUnauthorized || r.Body["error"] != "invalid_client" {
+			t.Errorf("wrong client secret: %d %v", r.Status, r.Body)
+		}
+		r = e.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {e.binding.ClientID}, "client_secret": {e.secret},
+			"redirect_uri": {"https://app.example.test/other"}})
+		wantGrantError(t, r, "Invalid authorization code")
+
+		r = e.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {e.binding.ClientID}, "client_secret": {e.secret},
+			"redirect_uri": {callback}})
+		if r.Status != http.StatusOK || r.Body["token_type"] != "Bearer" || r.Body["expires_in"] != 7200.0 || r.Body["scope"] != "get_user_info" {
+			t.Fatalf("token: %d %v", r.Status, r.Body)
+		}
+		access, refresh := r.Body["access_token"].(string), r.Body["refresh_token"].(string)
+		if len(access) < 40 || len(refresh) < 40 || access == refresh {
+			t.Fatalf("tokens %q %q", access, refresh)
+		}
+		st, info := e.userinfo(t, access)
+		want := map[string]any{"id": e.members["alice"], "userId": e.members["alice"], "userName": "alice", "name": "Alice", "email": "alice@acme.test",
+			"mobile": "13800000001", "role": "admin", "organizationName": "R&D", "organizationCode": "110", "projectName": "Acme Ltd", "tenant": e.tenant.ID}
+		if st != http.StatusOK {
+			t.Fatalf("userinfo %d %v", st, info)
+		}
+		for k, v := range want {
+			if info[k] != v {
+				t.Errorf("userinfo %s = %v, want %v", k, info[k], v)
+			}
+		}
+
+		// A code is single-use; replaying it also revokes what it bought.
+		r = e.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {e.binding.ClientID}, "client_secret": {e.secret}})
+		wantGrantError(t, r, "Invalid authorization code")
+		wantUnauthorized(t, e, access)
+		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
+
+		// The IdP session signs the member in without the form.
+		resp, page = get(t, cl, e.authorizeURL(callback, "st-2"))
+		access, refresh = e.exchange(t, codeFrom(t, resp, page, "st-2"))
+
+		// After 2 h the access token expires; the refresh token renews it (and rotates).
+		e.clk.Advance(2*time.Hour + time.Second)
+		wantUnauthorized(t, e, access)
+		r = e.refresh(t, refresh)
+		if r.Status != http.StatusOK || r.Body["refresh_token"] == refresh || r.Body["expires_in"] != 7200.0 {
+			t.Fatalf("refresh: %d %v", r.Status, r.Body)
+		}
+		access2, refresh2 := r.Body["access_token"].(string), r.Body["refresh_token"].(string)
+		if st, info := e.userinfo(t, access2); st != http.StatusOK || info["userName"] != "alice" {
+			t.Fatalf("userinfo after refresh: %d %v", st, info)
+		}
+		// Reusing the rotated-away refresh token revokes the family.
+		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
+		wantUnauthorized(t, e, access2)
+		wantGrantError(t, e.refresh(t, refresh2), "Invalid refresh token")
+
+		// A refresh token lasts 30 days.
+		cl2 := e.browser(t)
+		_, refresh = e.exchange(t, e.login(t, cl2, "bob", "bob-password"))
+		e.clk.Advance(30*24*time.Hour - time.Minute)
+		r = e.refresh(t, refresh)
+		if r.Status != http.StatusOK {
+			t.Fatalf("refresh before 30 d: %d %v", r.Status, r.Body)
+		}
+		refresh = r.Body["refresh_token"].(string)
+		e.clk.Advance(30*24*time.Hour + time.Second)
+		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
+
+		// Codes expire too.
+		code = e.login(t, cl2, "bob", "bob-password") // the 8 h IdP session is long over
+		e.clk.Advance(10 * time.Minute)
+		r = e.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {e.binding.ClientID}, "client_secret": {e.secret}})
+		wantGrantError(t, r, "Invalid authorization code")
+
+		for name, form := range map[string]url.Values{
+			"unsupported grant": {"grant_type": {"password"}, "client_id": {e.binding.ClientID}, "client_secret": {e.secret}},
+			"missing client":    {"grant_type": {"authorization_code"}, "code": {"x"}},
+		} {
+			r := e.token(t, form)
+			if r.Status == http.StatusOK || r.Body["error"] == nil {
+				t.Errorf("%s: %d %v", name, r.Status, r.Body)
+			}
+		}
+	})
+}
+
+func TestBasicClientAuthentication(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		code := e.login(t, e.browser(t), "alice", "alice-password")
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+idp.PathToken, strings.NewReader(url.Values{"grant_type": {"authorization_code"}, "code": {code}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(e.binding.ClientID, e.secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("HTTP Basic client authentication: %d", resp.StatusCode)
+		}
+	})
+}
+
+func TestDisabledMemberAndStoppedApp(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		cl := e.browser(t)
+		access, refresh := e.exchange(t, e.login(t, cl, "bob", "bob-password"))
+		if _, err := e.c.SetMembersEnabled(ctx, e.tenant.ID, []string{e.members["bob"]}, false); err != nil {
+			t.Fatal(err)
+		}
+		wantUnauthorized(t, e, access)
+		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
+		// The IdP session no longer counts, and the form refuses him.
+		resp, page := get(t, cl, e.authorizeURL(callback, "s"))
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<form") {
+			t.Fatalf("authorize for a disabled member: %d\n%s", resp.StatusCode, page)
+		}
+		resp, page = e.submitLogin(t, cl, page, "", "bob", "bob-password")
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(page, "disabled") {
+			t.Fatalf("disabled member login: %d\n%s", resp.StatusCode, page)
+		}
+		// Enabled again, he is back.
+		if _, err := e.c.SetMembersEnabled(ctx, e.tenant.ID, []string{e.members["bob"]}, true); err != nil {
+			t.Fatal(err)
+		}
+		// … but what was issued before the disable stays void.
+		wantUnauthorized(t, e, access)
+		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
+		access, _ = e.exchange(t, e.login(t, e.browser(t), "bob", "bob-password"))
+		if st, _ := e.userinfo(t, access); st != http.StatusOK {
+			t.Fatalf("re-enabled member userinfo %d", st)
+		}
+
+		// A member not authorized for the app signs in to the IdP but gets no code.
+		resp, page = get(t, cl, e.authorizeURL(callback, "s"))
+		resp, page = e.submitLogin(t, cl, page, "", "guest", "guest-password")
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "Not authorized") {
+			t.Fatalf("unauthorized member: %d\n%s", resp.StatusCode, page)
+		}
+		// Cancelling authorization stops existing tokens.
+		if _, err := e.c.Deauthorize(ctx, e.tenant.ID, e.binding.ID, buyer.Subjects{Departments: []string{"100"}}); err != nil {
+			t.Fatal(err)
+		}
+		wantUnauthorized(t, e, access)
+		if _, err := e.c.Authorize(ctx, e.tenant.ID, e.binding.ID, buyer.Subjects{Departments: []string{"100"}}); err != nil {
+			t.Fatal(err)
+		}
+
+		// A stopped app: no codes, tokens stop working; started again, it works.
+		access, refresh = e.exchange(t, e.login(t, e.browser(t), "alice", "alice-password"))
+		if _, err := e.c.SetAppEnabled(ctx, e.tenant.ID, e.binding.ID, false); err != nil {
+			t.Fatal(err)
+		}
+		wantUnauthorized(t, e, access)
+		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
+		resp, _ = get(t, e.browser(t), e.authorizeURL(callback, "s"))
+		if loc, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != http.StatusFound || loc.Query().Get("error") != "access_denied" {
+			t.Errorf("authorize on a stopped app: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if _, err := e.c.SetAppEnabled(ctx, e.tenant.ID, e.binding.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		e.exchange(t, e.login(t, e.browser(t), "alice", "alice-password"))
+
+		// A deleted member cannot sign in.
+		if _, err := e.c.DeleteMembers(ctx, e.tenant.ID, []string{e.members["alice"]}); err != nil {
+			t.Fatal(err)
+		}
+		cl = e.browser(t)
+		_, page = get(t, cl, e.authorizeURL(callback, "s"))
+		resp, page = e.submitLogin(t, cl, page, "", "alice", "alice-password")
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(page, "Wrong enterprise, user name or password") {
+			t.Fatalf("deleted member login: %d\n%s", resp.StatusCode, page)
+		}
+	})
+}
+
+func TestLoginFormCSRF(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		cl := e.browser(t)
+		_, page := get(t, cl, e.authorizeURL(callback, "s"))
+		cs := csrfRE.FindStringSubmatch(page)[1]
+		post := func(cl *http.Client, csrf, origin string) int {
+			form := url.Values{"csrf": {csrf}, "continue": {"/unified-login/"}, "tenant": {"acme"}, "username": {"alice"}, "password": {"alice-password"}}
+			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+idp.PathLoginForm, strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if origin != "" {
+				req.Header.Set("Origin", origin)
+			}
+			resp, err := cl.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if st := post(cl, "", ""); st != http.StatusForbidden {
+			t.Errorf("no token: %d", st)
+		}
+		if st := post(cl, cs+"x", ""); st != http.StatusForbidden {
+			t.Errorf("wrong token: %d", st)
+		}
+		if st := post(e.browser(t), cs, ""); st != http.StatusForbidden {
+			t.Errorf("token without its cookie (another browser): %d", st)
+		}
+		if st := post(cl, cs, "https://evil.example"); st != http.StatusForbidden {
+			t.Errorf("cross-origin post: %d", st)
+		}
+		if st := post(cl, cs, e.srv.URL); st != http.StatusOK { // 303 → signed-in page
+			t.Errorf("valid post: %d", st)
+		}
+	})
+}
+
+func TestUnifiedLoginAndLogout(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		cl := e.browser(t)
+		resp, page := get(t, cl, e.srv.URL+idp.PathPortalLogin+"?ind=UNOP&appId=app-1")
+		if resp.StatusCode != http.StatusOK || strings.Contains(page, "required readonly") {
+			t.Fatalf("unified login page: %d\n%s", resp.StatusCode, page)
+		}
+		resp, page = e.submitLogin(t, cl, page, "acme", "alice", "alice-password")
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("unified login: %d\n%s", resp.StatusCode, page)
+		}
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if !strings.HasPrefix(loc.String(), callback+"?") || loc.Query().Get("tenant") != e.tenant.ID {
+			t.Fatalf("redirected to %s, want the app's login address with code and tenant", loc)
+		}
+		// The merchant exchanges the code without naming redirect_uri (documented as optional).
+		r := e.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "client_id": {e.binding.ClientID}, "client_secret": {e.secret}})
+		if r.Status != http.StatusOK {
+			t.Fatalf("token: %d %v", r.Status, r.Body)
+		}
+		// The hash-route page carries its script.
+		_, page = get(t, cl, e.srv.URL+idp.PathUnified)
+		if !strings.Contains(page, "signed in as <b>alice</b>") || !strings.Contains(page, "#/portal-login") {
+			t.Errorf("unified page:\n%s", page)
+		}
+
+		// Logout to a registered origin redirects there; the session is over.
+		resp, _ = get(t, cl, e.srv.URL+idp.PathLogout+"?redirect_url="+url.QueryEscape("https://app.example.test/bye"))
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://app.example.test/bye" {
+			t.Fatalf("logout: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		resp, page = get(t, cl, e.authorizeURL(callback, "s"))
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<form") {
+			t.Errorf("after logout authorize shows %d, want the login form", resp.StatusCode)
+		}
+		// Logout never redirects to a foreign origin.
+		noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, _ = get(t, noFollow, e.srv.URL+idp.PathLogout+"?redirect_url="+url.QueryEscape("https://evil.example/"))
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != idp.PathUnified {
+			t.Errorf("logout to a foreign origin: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	})
+}
