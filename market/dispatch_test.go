@@ -1,0 +1,249 @@
+package market
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func hours(hs ...int) []time.Duration {
+	var out []time.Duration
+	for _, h := range hs {
+		out = append(out, time.Duration(h)*time.Hour)
+	}
+	return out
+}
+
+// A merchant failing newInstance is retried hourly for 3 hours; then the
+// order fails and is unsubscribed and refunded, and cannot be restarted.
+func TestNewInstanceRetriesThenRefunds(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		e.fm.setFail("newInstance", "code:000005")
+		o, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		e.advance(2*time.Hour + 59*time.Minute)
+		if got := e.order(o.OrderID).Status; got != OrderProcessing {
+			t.Fatalf("order before the window ends = %s", got)
+		}
+		e.advance(2 * time.Hour)
+		if got := attemptTimes(e.fm.received("newInstance")); !reflect.DeepEqual(got, hours(0, 1, 2, 3)) {
+			t.Fatalf("attempts at %v, want 0h 1h 2h 3h", got)
+		}
+		o = e.order(o.OrderID)
+		if o.Status != OrderRefunded || o.RefundCents != 10000 || !strings.Contains(o.StatusNote, "000005") {
+			t.Fatalf("order after the window = %+v", o)
+		}
+		if s = e.sub(s.ID); s.Status != SubFailed {
+			t.Fatalf("subscription = %+v", s)
+		}
+		orders, err := e.m.ListOrders(e.ctx, "", s.ID, 0)
+		e.must(err)
+		if len(orders) != 2 || orders[0].OrderType != OrderUnsubscribe || orders[0].RefundRule != "create-failed" || orders[0].RelatedOrderID != o.OrderID {
+			t.Fatalf("orders = %+v", orders)
+		}
+		bill, err := e.m.GetBill(e.ctx, e.customer.ID)
+		e.must(err)
+		if bill.TotalMicros != 0 {
+			t.Fatalf("bill total = %d after the refund", bill.TotalMicros)
+		}
+		msgs, err := e.m.ListMessages(e.ctx, MessageFilter{OrderID: o.OrderID, Activity: "newInstance"})
+		e.must(err)
+		if len(msgs) != 1 || msgs[0].State != "failed" || msgs[0].Attempts != 4 {
+			t.Fatalf("message = %+v", msgs)
+		}
+		full, err := e.m.GetMessage(e.ctx, msgs[0].ID, true)
+		e.must(err)
+		for i, a := range full.AttemptLog {
+			wantNext := time.Time{}
+			if i < 3 {
+				wantNext = t0.Add(time.Duration(i+1) * time.Hour)
+			}
+			if a.Verdict != VerdictFailure || a.ResultCode != "000005" || !a.NextTryAt.Equal(wantNext) || !a.At.Equal(t0.Add(time.Duration(i)*time.Hour)) ||
+				!strings.Contains(a.RequestURL, "signature=") || a.BodySign != "ok" {
+				t.Fatalf("attempt %d = %+v", i+1, a)
+			}
+		}
+		e.fm.setFail("newInstance", "")
+		if _, err := e.m.Restart(e.ctx, msgs[0].ID); !isCode(err, "refused") {
+			t.Fatalf("restart of a refunded create: %v", err)
+		}
+	})
+}
+
+// refreshInstance is retried every 15 minutes for an hour; the order is then
+// marked failed; a manual restart after the merchant is fixed succeeds.
+func TestRefreshRetriesThenManualRestart(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		_, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		e.fm.setFail("refreshInstance", "http500")
+		renewAt := e.clk.Now()
+		o, err := e.m.Renew(e.ctx, RenewInput{SubscriptionID: s.ID, PeriodNumber: 1})
+		e.must(err)
+		e.advance(3 * time.Hour)
+		want := []time.Duration{0, 15 * time.Minute, 30 * time.Minute, 45 * time.Minute, time.Hour}
+		if got := attemptTimes(e.fm.received("refreshInstance")); !reflect.DeepEqual(got, want) {
+			t.Fatalf("attempts at %v, want %v", got, want)
+		}
+		if o = e.order(o.OrderID); o.Status != OrderFailed || !strings.Contains(o.StatusNote, "HTTP status 500") {
+			t.Fatalf("order = %+v", o)
+		}
+		msgs, err := e.m.ListMessages(e.ctx, MessageFilter{State: "failed", Activity: "refreshInstance"})
+		e.must(err)
+		if len(msgs) != 1 || msgs[0].Activity != "refreshInstance" || !msgs[0].FirstTryAt.Equal(renewAt) {
+			t.Fatalf("failed messages = %+v", msgs)
+		}
+		// Restarting a message that is not failed is refused.
+		ok, err := e.m.ListMessages(e.ctx, MessageFilter{State: "succeeded", Activity: "newInstance"})
+		e.must(err)
+		if _, err := e.m.Restart(e.ctx, ok[0].ID); !isCode(err, "conflict") {
+			t.Fatalf("restart of a succeeded message: %v", err)
+		}
+		e.fm.setFail("refreshInstance", "")
+		if _, err := e.m.Restart(e.ctx, msgs[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		e.settle()
+		msg, err := e.m.GetMessage(e.ctx, msgs[0].ID, true)
+		e.must(err)
+		if msg.State != "succeeded" || msg.Attempts != 6 || msg.Restarts != 1 || msg.AttemptLog[5].Verdict != VerdictSuccess {
+			t.Fatalf("restarted message = %+v", msg)
+		}
+		if o = e.order(o.OrderID); o.Status != OrderCompleted {
+			t.Fatalf("order after restart = %+v", o)
+		}
+		// A restart that fails again makes a single attempt, no new window.
+		e.fm.setFail("updateInstanceStatus", "code:000003")
+		_, err = e.m.SetFrozen(e.ctx, s.ID, true)
+		e.must(err)
+		e.advance(2 * time.Hour)
+		fm, err := e.m.ListMessages(e.ctx, MessageFilter{State: "failed", Activity: "updateInstanceStatus"})
+		e.must(err)
+		if len(fm) != 1 || fm[0].Attempts != 5 {
+			t.Fatalf("status message = %+v", fm)
+		}
+		if _, err := e.m.Restart(e.ctx, fm[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		e.advance(2 * time.Hour)
+		if msg, _ := e.m.GetMessage(e.ctx, fm[0].ID, false); msg.State != "failed" || msg.Attempts != 6 {
+			t.Fatalf("restart that fails = %+v", msg)
+		}
+	})
+}
+
+// upgradeInstance failing for 3 hours refunds the change order and keeps the spec.
+func TestUpgradeFailureRefunds(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		_, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		e.fm.setFail("upgradeInstance", "hang")
+		o, err := e.m.Upgrade(e.ctx, UpgradeInput{SubscriptionID: s.ID, ProductCode: "P-PRO-MONTH"})
+		e.must(err)
+		e.advance(4 * time.Hour)
+		if got := attemptTimes(e.fm.received("upgradeInstance")); !reflect.DeepEqual(got, hours(0, 1, 2, 3)) {
+			t.Fatalf("attempts at %v", got)
+		}
+		if o = e.order(o.OrderID); o.Status != OrderRefunded || !strings.Contains(o.StatusNote, "timeout") {
+			t.Fatalf("order = %+v", o)
+		}
+		if s = e.sub(s.ID); s.SKUCode != "basic" || s.Status != SubActive {
+			t.Fatalf("subscription = %+v", s)
+		}
+	})
+}
+
+// Messages of one subscription are delivered in order: a queued message waits
+// for the failing one before it.
+func TestMessagesOfOneSubscriptionInOrder(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		_, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		e.advance(t0.AddDate(0, 1, 1).Sub(e.clk.Now())) // frozen
+		e.fm.setFail("refreshInstance", "code:000005")
+		_, err := e.m.Renew(e.ctx, RenewInput{SubscriptionID: s.ID, PeriodNumber: 1})
+		e.must(err)
+		e.settle()
+		queued, err := e.m.ListMessages(e.ctx, MessageFilter{SubscriptionID: s.ID, State: "queued"})
+		e.must(err)
+		if len(queued) != 1 || !strings.Contains(string(queued[0].Body), "UNFREEZE") {
+			t.Fatalf("queued = %+v", queued)
+		}
+		e.fm.setFail("refreshInstance", "")
+		e.advance(15 * time.Minute)
+		if got := e.callOrder(); !strings.HasSuffix(got, "refreshInstance refreshInstance updateInstanceStatus:UNFREEZE ") {
+			t.Fatalf("call order = %s", got)
+		}
+	})
+}
+
+func TestDispatchVerdicts(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		body := activityBody("queryInstance", true, "instanceId", "nope")
+		cases := []struct {
+			mode, verdict, errPart string
+			nosign                 bool
+		}{
+			{"", VerdictFailure, "000003", false},
+			{"code:000001", VerdictFailure, "000001", false},
+			{"http500", VerdictFailure, "HTTP status 500", false},
+			{"hang", VerdictFailure, "timeout", false},
+			{"badsign", VerdictFailure, "Body-Sign", false},
+			{"code:000000", VerdictSuccess, "", true},
+		}
+		for _, c := range cases {
+			e.fm.setFail("queryInstance", c.mode)
+			e.fm.mu.Lock()
+			e.fm.noBodySign = c.nosign
+			e.fm.mu.Unlock()
+			res, err := e.m.Call(e.ctx, Outbound{SellerID: e.seller, Activity: "queryInstance", URL: e.fmURL, Body: body})
+			e.must(err)
+			if res.Verdict != c.verdict || !strings.Contains(res.Error, c.errPart) {
+				t.Errorf("mode %q: verdict %s error %q", c.mode, res.Verdict, res.Error)
+			}
+			if c.nosign && res.BodySign != "absent" {
+				t.Errorf("mode %q: body sign %q", c.mode, res.BodySign)
+			}
+			msg, err := e.m.GetMessage(e.ctx, res.MessageID, true)
+			e.must(err)
+			if len(msg.AttemptLog) != 1 || msg.AttemptLog[0].Verdict != c.verdict {
+				t.Errorf("mode %q: logged %+v", c.mode, msg.AttemptLog)
+			}
+		}
+		// A seller without the key type cannot be called.
+		if _, err := e.m.Call(e.ctx, Outbound{SellerID: e.seller, Activity: "tenantSync", KeyType: KeyKit, URL: e.fmURL, Body: body}); !isCode(err, "refused") {
+			t.Fatalf("call without a kit key: %v", err)
+		}
+	})
+}
+
+func TestPolicyNext(t *testing.T) {
+	p := DefaultPolicies()
+	cases := []struct {
+		activity string
+		n        int
+		want     time.Duration
+		ok       bool
+	}{
+		{"newInstance", 1, time.Hour, true},
+		{"newInstance", 3, 3 * time.Hour, true},
+		{"newInstance", 4, 0, false},
+		{"upgradeInstance", 3, 3 * time.Hour, true},
+		{"orderNotify", 4, 0, false},
+		{"refreshInstance", 4, time.Hour, true},
+		{"releaseInstance", 5, 0, false},
+		{"updateInstanceStatus", 1, 15 * time.Minute, true},
+		{"tenantSync", 1, 0, false},
+		{"changeInstanceCheck", 1, 0, false},
+		{ActivityPoll, 180, 3 * time.Hour, true},
+		{ActivityPoll, 181, 0, false},
+	}
+	for _, c := range cases {
+		got, ok := p[c.activity].next(t0, c.n)
+		if ok != c.ok || (ok && !got.Equal(t0.Add(c.want))) {
+			t.Errorf("%s after attempt %d: %v %v, want %v %v", c.activity, c.n, got.Sub(t0), ok, c.want, c.ok)
+		}
+	}
+}
