@@ -36,15 +36,15 @@ const (
 // fakeMarket stands in for KooGallery's open APIs: Query Order (verifying
 // the APIG signature) and usage push (verifying the usage signature).
 type fakeMarket struct {
-	t      testing.TB
-	srv    *httptest.Server
-	clock  clock.Clock
-	down   atomic.Bool
-	calls  atomic.Int64
-	mu     sync.Mutex
-	orders map[string]json.RawMessage // orderId → orderInfo
-	pushes [][]map[string]any         // usage_records of each push
-	badSig atomic.Int64
+	t        testing.TB
+	srv      *httptest.Server
+	clock    clock.Clock
+	down     atomic.Bool
+	calls    atomic.Int64
+	mu       sync.Mutex
+	orders   map[string]json.RawMessage // orderId → orderInfo
+	pushes   [][]map[string]any         // usage_records of each push
+	badSig   atomic.Int64
 	failPush atomic.Bool
 }
 
@@ -132,7 +132,7 @@ type fakeApp struct {
 	clock  clock.Clock
 	mu     sync.Mutex
 	events []handoff.Envelope
-	ids    []string // Souk-Event-Id of every delivery
+	ids    []string     // Souk-Event-Id of every delivery
 	status atomic.Int64 // HTTP status to answer (0 → 200)
 	delay  atomic.Int64 // ns
 	refuse atomic.Bool  // refuse change checks
