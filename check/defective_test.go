@@ -24,10 +24,12 @@ func runDefective(t *testing.T, mc defective.Config, cc check.Config) check.Repo
 	t.Cleanup(srv.Close)
 	cc.Target = srv.URL + "/saasproduce"
 	cc.AccessKey = testKey
-	cc.Timeout = 2 * time.Second
+	if cc.Timeout == 0 {
+		cc.Timeout = 2 * time.Second
+	}
 	cc.PollInterval = 5 * time.Millisecond
 	if cc.AsyncTimeout == 0 {
-		cc.AsyncTimeout = 300 * time.Millisecond
+		cc.AsyncTimeout = 3 * time.Second
 	}
 	cc.Concurrency = 6
 	stub := check.NewMarketStub("seller-ak", "seller-sk", nil, nil)
@@ -117,8 +119,8 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.NoRefresh, fails: []string{"iface.refreshInstance.renewal", "lifecycle.full"}},
 		{defect: defective.NoBatchQuery, fails: []string{"iface.queryInstance.batch"}},
 		{defect: defective.NoUsageInfo, cc: check.Config{Mode: check.ModeOnDemand}, fails: []string{"answer.fields"}},
-		{defect: defective.AsyncNeverReady, fails: []string{"async.newInstance", "iface.queryInstance"}},
-		{defect: defective.SlowQuery, fails: []string{"answer.latency"}},
+		{defect: defective.AsyncNeverReady, cc: check.Config{AsyncTimeout: 150 * time.Millisecond}, fails: []string{"async.newInstance", "iface.queryInstance"}},
+		{defect: defective.SlowQuery, mc: defective.Config{SlowDelay: 400 * time.Millisecond}, cc: check.Config{Timeout: 250 * time.Millisecond}, fails: []string{"answer.latency"}},
 		{defect: defective.EncryptRawKey, mc: defective.Config{EncryptType: "1"}, fails: []string{"answer.credentials"}},
 		{defect: defective.CredentialTooLong, mc: defective.Config{EncryptType: "2"}, fails: []string{"answer.credentials"}},
 		{defect: defective.DropInstanceID, fails: []string{"iface.newInstance", "answer.fields"}},
