@@ -1,0 +1,290 @@
+// Package sso is the merchant side of KooGallery joint-operation single
+// sign-on (joint-kit.md §7): a member of a tenant signs in at the tenant's
+// identity provider ({domainName}/api/v1/oauth2/...), souk exchanges the code
+// with the tenant's client credentials (received through the kit), checks the
+// member against the directory authSync built, keeps a server-side session
+// with the OAuth tokens (refreshed while the member is active), and hands the
+// identity to the vendor application as a signed Souk-Identity token.
+//
+// See docs/joint-operation.md.
+package sso
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/merchant/kit"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Migrate applies the SSO migrations (component "sso").
+func Migrate(ctx context.Context, d *db.DB) error {
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("sso: migrations: %w", err)
+	}
+	if err := d.Migrate(ctx, "sso", sub); err != nil {
+		return fmt.Errorf("sso: migrate: %w", err)
+	}
+	return nil
+}
+
+// Directory is what SSO needs from the kit directory; *kit.Service implements it.
+type Directory interface {
+	Tenant(ctx context.Context, testFlag bool, tenantID string) (*kit.Tenant, error)
+	LookupTenant(ctx context.Context, tenantID string) (*kit.Tenant, error)
+	Apps(ctx context.Context, testFlag bool, tenantID string) ([]kit.App, error)
+	ClientCredentials(ctx context.Context, testFlag bool, tenantID, appID string) (clientID, clientSecret string, err error)
+	User(ctx context.Context, testFlag bool, tenantID, appID, userName string) (*kit.User, error)
+	Org(ctx context.Context, testFlag bool, tenantID, orgCode string) (*kit.Org, error)
+}
+
+var _ Directory = (*kit.Service)(nil)
+
+// Config configures single sign-on.
+type Config struct {
+	// BaseURL is the public URL at which Handler is mounted, without the
+	// trailing slash (e.g. "https://app.example.com"). Required.
+	BaseURL string
+	// RedirectURL is the login address registered on the app credential,
+	// sent as redirect_uri; default BaseURL + "/sso/callback".
+	RedirectURL string
+	// AppURL is where the browser goes after a login, with the signed
+	// identity in ?souk_identity=; default BaseURL + "/".
+	AppURL string
+	// Audience is the "aud" of identity tokens; default AppURL.
+	Audience string
+	// PostLogoutURL is the redirect_url given to the tenant's logout;
+	// default BaseURL + "/".
+	PostLogoutURL string
+	// AppID picks the app credential when a tenant has several.
+	AppID string
+	// IdentityKeys sign identity tokens (the first) and verify them (any);
+	// shared with the vendor application; each at least 32 bytes. Required.
+	IdentityKeys [][]byte
+	// InsecureCookies drops the Secure attribute (http loopback tests only).
+	InsecureCookies bool
+	// SessionTTL is a session's absolute lifetime (default 24 h); IdleTimeout
+	// ends a session unused that long (default 8 h).
+	SessionTTL  time.Duration
+	IdleTimeout time.Duration
+	// LoginTTL bounds a login in progress (default 10 min).
+	LoginTTL time.Duration
+	// AssertionTTL is the lifetime of identity tokens (default 60 s).
+	AssertionTTL time.Duration
+	// AllowUnsolicited accepts a callback without state when it carries
+	// ?tenant= — KooGallery's unified login page (portal-login) redirects so.
+	// It gives up login-CSRF protection; off by default.
+	AllowUnsolicited bool
+	// Scope requested at authorize (default "get_user_info").
+	Scope string
+	// HTTPClient calls the tenant's token and userinfo endpoints (default:
+	// 10 s timeout).
+	HTTPClient *http.Client
+	// CookieName names the session cookie (default "souk_session").
+	CookieName string
+}
+
+// Deps are the SSO service's collaborators.
+type Deps struct {
+	DB        *db.DB
+	Directory Directory
+	Clock     clock.Clock
+	Logger    *slog.Logger
+	Rand      io.Reader // default crypto/rand
+}
+
+// Service serves the SSO endpoints.
+type Service struct {
+	cfg   Config
+	db    *db.DB
+	dir   Directory
+	clk   clock.Clock
+	log   *slog.Logger
+	rnd   io.Reader
+	aead  cipher.AEAD
+	httpc *http.Client
+}
+
+// Lifetimes documented for the tenant's tokens (joint-kit.md §7.2).
+const (
+	DefaultAccessTTL  = 2 * time.Hour
+	DefaultRefreshTTL = 30 * 24 * time.Hour
+	// refreshLeeway refreshes an access token this long before it expires.
+	refreshLeeway = time.Minute
+)
+
+const loginCookie = "souk_sso_login"
+
+// New validates cfg and returns the SSO service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.DB == nil || deps.Directory == nil {
+		return nil, errors.New("sso: DB and Directory are required")
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if u, err := url.Parse(cfg.BaseURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("sso: BaseURL %q must be an absolute http(s) URL", cfg.BaseURL)
+	}
+	if len(cfg.IdentityKeys) == 0 {
+		return nil, errors.New("sso: an identity key is required (shared with the vendor app)")
+	}
+	for i, k := range cfg.IdentityKeys {
+		if len(k) < MinKeyLen {
+			return nil, fmt.Errorf("sso: identity key %d has %d bytes; at least %d required", i, len(k), MinKeyLen)
+		}
+	}
+	if cfg.RedirectURL == "" {
+		cfg.RedirectURL = cfg.BaseURL + "/sso/callback"
+	}
+	if cfg.AppURL == "" {
+		cfg.AppURL = cfg.BaseURL + "/"
+	}
+	if cfg.Audience == "" {
+		cfg.Audience = cfg.AppURL
+	}
+	if cfg.PostLogoutURL == "" {
+		cfg.PostLogoutURL = cfg.BaseURL + "/"
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 24 * time.Hour
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 8 * time.Hour
+	}
+	if cfg.LoginTTL <= 0 {
+		cfg.LoginTTL = 10 * time.Minute
+	}
+	if cfg.AssertionTTL <= 0 {
+		cfg.AssertionTTL = time.Minute
+	}
+	if cfg.Scope == "" {
+		cfg.Scope = "get_user_info"
+	}
+	if cfg.CookieName == "" {
+		cfg.CookieName = "souk_session"
+	}
+	s := &Service{cfg: cfg, db: deps.DB, dir: deps.Directory, clk: deps.Clock, log: deps.Logger, rnd: deps.Rand, httpc: cfg.HTTPClient}
+	if s.clk == nil {
+		s.clk = clock.Real{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.rnd == nil {
+		s.rnd = rand.Reader
+	}
+	if s.httpc == nil {
+		s.httpc = &http.Client{Timeout: 10 * time.Second}
+	}
+	// tokens at rest are sealed with a key derived from the identity key
+	m := hmac.New(sha256.New, cfg.IdentityKeys[0])
+	m.Write([]byte("souk-sso token encryption v1"))
+	block, err := aes.NewCipher(m.Sum(nil))
+	if err != nil {
+		return nil, fmt.Errorf("sso: %w", err)
+	}
+	if s.aead, err = cipher.NewGCM(block); err != nil {
+		return nil, fmt.Errorf("sso: %w", err)
+	}
+	return s, nil
+}
+
+// Handler serves GET /sso/login, /sso/callback, /sso/logout, /sso/me and
+// /sso/identity. Mount it at the root of Config.BaseURL.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /sso/login", s.login)
+	mux.HandleFunc("GET /sso/callback", s.callback)
+	mux.HandleFunc("GET /sso/logout", s.logout)
+	mux.HandleFunc("GET /sso/me", s.me)
+	mux.HandleFunc("GET /sso/identity", s.identity)
+	return mux
+}
+
+func (s *Service) randomToken() (string, error) {
+	var b [32]byte
+	if _, err := io.ReadFull(s.rnd, b[:]); err != nil {
+		return "", fmt.Errorf("sso: random: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+func hashToken(v string) string {
+	h := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(h[:])
+}
+
+// seal encrypts a token for storage, bound to the row it belongs to.
+func (s *Service) seal(plain, bind string) (string, error) {
+	if plain == "" {
+		return "", nil
+	}
+	nonce := make([]byte, s.aead.NonceSize())
+	if _, err := io.ReadFull(s.rnd, nonce); err != nil {
+		return "", fmt.Errorf("sso: random: %w", err)
+	}
+	ct := s.aead.Seal(nonce, nonce, []byte(plain), []byte(bind))
+	return base64.RawStdEncoding.EncodeToString(ct), nil
+}
+
+func (s *Service) open(sealed, bind string) (string, error) {
+	if sealed == "" {
+		return "", nil
+	}
+	ct, err := base64.RawStdEncoding.DecodeString(sealed)
+	if err != nil || len(ct) < s.aead.NonceSize() {
+		return "", errors.New("sso: stored token is corrupt")
+	}
+	n := s.aead.NonceSize()
+	pt, err := s.aead.Open(nil, ct[:n], ct[n:], []byte(bind))
+	if err != nil {
+		return "", errors.New("sso: stored token cannot be decrypted (was the identity key changed?)")
+	}
+	return string(pt), nil
+}
+
+func (s *Service) setCookie(w http.ResponseWriter, name, value, path string, expires time.Time) {
+	c := &http.Cookie{
+		Name: name, Value: value, Path: path,
+		HttpOnly: true, Secure: !s.cfg.InsecureCookies, SameSite: http.SameSiteLaxMode,
+	}
+	if value == "" {
+		c.MaxAge = -1
+	} else {
+		c.Expires = expires
+		c.MaxAge = max(1, int(expires.Sub(s.clk.Now()).Seconds()))
+	}
+	http.SetCookie(w, c)
+}
+
+// safeReturnTo accepts only a local absolute path (no scheme, no host).
+func safeReturnTo(v string) string {
+	if v == "" || len(v) > 1024 || !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.HasPrefix(v, "/\\") || strings.ContainsAny(v, "\r\n") {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "" || u.Host != "" {
+		return ""
+	}
+	return v
+}
