@@ -77,7 +77,7 @@ func credentialKey(accessKey, encryptType string) ([]byte, error) {
 	case EncryptAES128:
 		return SHA1PRNGKey(accessKey, 128)
 	}
-	return nil, &FieldError{Field: "encryptType", Reason: fmt.Sprintf("%q is not \"1\" (AES-256) or \"2\" (AES-128)", encryptType)}
+	return nil, &FieldError{Field: "encryptType", Reason: fmt.Sprintf("%q is not \"1\" (AES-256) or \"2\" (AES-128)", clip(encryptType))}
 }
 
 const ivAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"

@@ -116,7 +116,7 @@ type TenantSyncRequest struct {
 	TenantCode string `json:"tenantCode" kg:"max=64"`
 	TenantID   string `json:"tenantId" kg:"req,max=64"`
 	TestFlag   int    `json:"testFlag"`
-	TimeStamp  string `json:"timeStamp" kg:"req"`
+	TimeStamp  string `json:"timeStamp" kg:"req,max=32"`
 }
 
 func (r *TenantSyncRequest) KitName() string { return KitTenantSync }
@@ -145,7 +145,7 @@ type ApplicationSyncRequest struct {
 	InstanceID   string `json:"instanceId" kg:"max=64"`
 	TenantID     string `json:"tenantId" kg:"req,max=64"`
 	TestFlag     int    `json:"testFlag"`
-	TimeStamp    string `json:"timeStamp" kg:"req"`
+	TimeStamp    string `json:"timeStamp" kg:"req,max=32"`
 }
 
 func (r *ApplicationSyncRequest) KitName() string { return KitApplicationSync }
@@ -171,7 +171,7 @@ type AuthSyncRequest struct {
 	InstanceID      string    `json:"instanceId" kg:"max=64"`
 	TenantID        string    `json:"tenantId" kg:"req,max=64"`
 	TestFlag        int       `json:"testFlag"`
-	TimeStamp       string    `json:"timeStamp" kg:"req"`
+	TimeStamp       string    `json:"timeStamp" kg:"req,max=32"`
 	UserList        []KitUser `json:"userList" kg:"req,maxitems=500"`
 }
 
@@ -282,7 +282,7 @@ type SingleOrgSyncRequest struct {
 	ParentCode string `json:"parentCode" kg:"max=64"`
 	TenantID   string `json:"tenantId" kg:"req,max=64"`
 	TestFlag   int    `json:"testFlag"`
-	TimeStamp  string `json:"timeStamp" kg:"req"`
+	TimeStamp  string `json:"timeStamp" kg:"req,max=32"`
 }
 
 func (r *SingleOrgSyncRequest) KitName() string { return KitSingleOrgSync }
@@ -307,7 +307,7 @@ type AllOrgSyncRequest struct {
 	OrgInfoList []OrgInfo `json:"orgInfoList" kg:"req,alias=orgInfo"`
 	TenantID    string    `json:"tenantId" kg:"req,max=64"`
 	TestFlag    int       `json:"testFlag"`
-	TimeStamp   string    `json:"timeStamp" kg:"req"`
+	TimeStamp   string    `json:"timeStamp" kg:"req,max=32"`
 }
 
 func (r *AllOrgSyncRequest) KitName() string { return KitAllOrgSync }

@@ -103,13 +103,23 @@ func numberFrom(v jvalue) (string, error) {
 			return "", nil
 		}
 		if !isJSONNumber(s) {
-			return "", fmt.Errorf("%q is not a number", v.str)
+			return "", fmt.Errorf("%q is not a number", clip(v.str))
 		}
 		return s, nil
 	case 'z':
 		return "", nil
 	}
 	return "", fmt.Errorf("must be a number, got %s", kindName(v.kind))
+}
+
+// clip shortens a received value quoted in an error message.
+func clip(s string) string {
+	const n = 40
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
 }
 
 func kindName(k byte) string {
@@ -306,7 +316,7 @@ func assignValue(path string, v jvalue, rv reflect.Value) error {
 		}
 		n, err := strconv.ParseInt(s, 10, rv.Type().Bits())
 		if err != nil {
-			return &FieldError{Field: path, Reason: fmt.Sprintf("%q is not an integer", s)}
+			return &FieldError{Field: path, Reason: fmt.Sprintf("%q is not an integer", clip(s))}
 		}
 		rv.SetInt(n)
 		return nil

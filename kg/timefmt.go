@@ -18,11 +18,11 @@ var kitZone = time.FixedZone("UTC+8", 8*3600)
 // ParseTime14 parses yyyyMMddHHmmss as UTC.
 func ParseTime14(s string) (time.Time, error) {
 	if len(s) != 14 || !isDigits(s) {
-		return time.Time{}, fmt.Errorf("%q is not yyyyMMddHHmmss", s)
+		return time.Time{}, fmt.Errorf("%q is not yyyyMMddHHmmss", clip(s))
 	}
 	t, err := time.ParseInLocation(Layout14, s, time.UTC)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not a valid yyyyMMddHHmmss time", s)
+		return time.Time{}, fmt.Errorf("%q is not a valid yyyyMMddHHmmss time", clip(s))
 	}
 	return t, nil
 }
@@ -34,11 +34,11 @@ func ParseTime17(s string) (time.Time, error) {
 
 func parseTime17In(s string, loc *time.Location) (time.Time, error) {
 	if len(s) != 17 || !isDigits(s) {
-		return time.Time{}, fmt.Errorf("%q is not yyyyMMddHHmmssSSS", s)
+		return time.Time{}, fmt.Errorf("%q is not yyyyMMddHHmmssSSS", clip(s))
 	}
 	t, err := time.ParseInLocation(Layout14, s[:14], loc)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not a valid yyyyMMddHHmmssSSS time", s)
+		return time.Time{}, fmt.Errorf("%q is not a valid yyyyMMddHHmmssSSS time", clip(s))
 	}
 	ms, _ := strconv.Atoi(s[14:])
 	return t.Add(time.Duration(ms) * time.Millisecond), nil
@@ -53,7 +53,7 @@ func ParseExpireTime(s string) (time.Time, error) {
 	case 17:
 		return ParseTime17(s)
 	}
-	return time.Time{}, fmt.Errorf("%q must be yyyyMMddHHmmss or yyyyMMddHHmmssSSS", s)
+	return time.Time{}, fmt.Errorf("%q must be yyyyMMddHHmmss or yyyyMMddHHmmssSSS", clip(s))
 }
 
 // FormatTime14 formats t in UTC as yyyyMMddHHmmss.
@@ -84,11 +84,11 @@ func FormatKitTimeStamp(t time.Time) string {
 // ParseUsageTime parses a usage-push time, yyyyMMdd'T'HHmmss'Z' (UTC).
 func ParseUsageTime(s string) (time.Time, error) {
 	if len(s) != 16 || s[8] != 'T' || s[15] != 'Z' || !isDigits(s[:8]) || !isDigits(s[9:15]) {
-		return time.Time{}, fmt.Errorf("%q is not yyyyMMddTHHmmssZ", s)
+		return time.Time{}, fmt.Errorf("%q is not yyyyMMddTHHmmssZ", clip(s))
 	}
 	t, err := time.ParseInLocation(LayoutUsage, s, time.UTC)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not a valid yyyyMMddTHHmmssZ time", s)
+		return time.Time{}, fmt.Errorf("%q is not a valid yyyyMMddTHHmmssZ time", clip(s))
 	}
 	return t, nil
 }

@@ -382,3 +382,22 @@ func TestTimeFormats(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorMessagesAreBounded(t *testing.T) {
+	huge := strings.Repeat("9x", 50000)
+	bodies := [][]byte{
+		[]byte(`{"activity":"changeInstanceCheck","instanceId":"i","productInfo":{"linearValue":"` + huge + `"}}`),
+		[]byte(`{"activity":"` + huge + `"}`),
+		[]byte(`{"activity":"refreshInstance","scene":"RENEWAL","orderId":"o","orderLineId":"l","instanceId":"i","expireTime":"` + huge + `"}`),
+	}
+	for _, b := range bodies {
+		_, err := DecodeRequest(b)
+		if err == nil || len(err.Error()) > 300 {
+			t.Fatalf("error too long (%d bytes) or missing", len(err.Error()))
+		}
+	}
+	_, err := DecodeKitRequest("tenantSync", []byte(`{"tenantId":"t","flag":"`+huge+`","timeStamp":"20220413093539534"}`))
+	if err == nil || len(err.Error()) > 300 {
+		t.Fatalf("kit error too long or missing: %d", len(err.Error()))
+	}
+}
