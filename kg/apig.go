@@ -123,7 +123,8 @@ func ParseAPIGAuthorization(h string) (APIGAuthorization, error) {
 // Cloud SDKs or SignAPIG) with the secret key lookup(ak) returns: the
 // X-Sdk-Date header must be within ±window of now and signed, and the
 // signature must match the canonical request rebuilt from r and the exact
-// body bytes. It returns the access key. Failures are *AuthError.
+// body bytes. It returns the access key. Failures are *AuthError. A window
+// ≤ 0 means DefaultAPIGWindow.
 func VerifyAPIG(r *http.Request, body []byte, lookup func(ak string) (sk string, ok bool), now time.Time, window time.Duration) (ak string, err error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
@@ -136,6 +137,9 @@ func VerifyAPIG(r *http.Request, body []byte, lookup func(ak string) (sk string,
 	date := r.Header.Get(APIGDateHeader)
 	if date == "" {
 		return "", &AuthError{Reason: "X-Sdk-Date header is missing"}
+	}
+	if window <= 0 {
+		window = DefaultAPIGWindow
 	}
 	t, err := time.Parse(APIGDateFormat, date)
 	if err != nil {

@@ -85,8 +85,12 @@ func isDigits(s string) bool {
 	return true
 }
 
-// checkWindow parses ts and checks |now − ts| ≤ window.
+// checkWindow parses ts and checks |now − ts| ≤ window (DefaultWindow when
+// window ≤ 0).
 func checkWindow(ts string, now time.Time, window time.Duration) (string, error) {
+	if window <= 0 {
+		window = DefaultWindow
+	}
 	t, variant, err := ParseTimestamp(ts)
 	if err != nil {
 		return "", &AuthError{Reason: err.Error()}
@@ -118,7 +122,7 @@ func decodeHexSig(sig string) ([]byte, bool) {
 // bytes (README policy 1). timestamp may be 13-digit milliseconds or 10-digit
 // seconds and must lie within ±window of now; the hex signature is compared
 // case-insensitively and in constant time against every key in keys (several
-// keys allow rotation). It returns the index of the key that matched and the
+// keys allow rotation). A window ≤ 0 means DefaultWindow. It returns the index of the key that matched and the
 // timestamp variant ("ms" or "s"). Any failure is a *AuthError. Replay
 // protection (the nonce cache) is the caller's job.
 func VerifyV2(keys []string, signature, nonce, timestamp string, body []byte, now time.Time, window time.Duration) (keyIndex int, variant string, err error) {
