@@ -450,31 +450,43 @@ func (c *Center) call(ctx context.Context, instanceID, iface string, body []byte
 		at.Error = "reading the answer: " + rerr.Error()
 		return
 	}
-	var r struct {
-		ResultCode json.RawMessage `json:"resultCode"`
-		ResultMsg  string          `json:"resultMsg"`
-	}
-	if err := json.Unmarshal(data, &r); err != nil {
-		at.Error = "the answer is not JSON"
-		if resp.StatusCode != http.StatusOK {
-			at.Error = fmt.Sprintf("HTTP status %d", resp.StatusCode)
-		}
-		return
-	}
-	at.ResultCode = lenientCode(r.ResultCode)
-	switch {
-	case resp.StatusCode != http.StatusOK:
-		at.Error = fmt.Sprintf("HTTP status %d (KooGallery expects 200 with a resultCode)", resp.StatusCode)
-	case at.ResultCode == "":
-		at.Error = "the answer has no resultCode"
-	case at.ResultCode != kg.CodeSuccess:
-		at.Error = "resultCode " + at.ResultCode
-		if r.ResultMsg != "" {
-			at.Error += ": " + r.ResultMsg
-		}
-	default:
+	at.ResultCode, at.Error = judgeAnswer(resp.StatusCode, data)
+	if at.Error == "" {
 		at.Verdict = "success"
 	}
+}
+
+// judgeAnswer reads a merchant's answer to a kit call: success is HTTP 200
+// with resultCode "000000" (a string, or a number the merchant printed
+// without quotes). It returns the result code found and, unless the call
+// succeeded, why it failed.
+func judgeAnswer(status int, data []byte) (code, failure string) {
+	var r struct {
+		ResultCode json.RawMessage `json:"resultCode"`
+		ResultMsg  json.RawMessage `json:"resultMsg"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		if status != http.StatusOK {
+			return "", fmt.Sprintf("HTTP status %d", status)
+		}
+		return "", "the answer is not a JSON object"
+	}
+	code = lenientCode(r.ResultCode)
+	var msg string
+	_ = json.Unmarshal(r.ResultMsg, &msg)
+	switch {
+	case status != http.StatusOK:
+		return code, fmt.Sprintf("HTTP status %d (KooGallery expects 200 with a resultCode)", status)
+	case code == "":
+		return "", "the answer has no resultCode"
+	case code != kg.CodeSuccess:
+		failure = "resultCode " + code
+		if msg != "" {
+			failure += ": " + msg
+		}
+		return code, failure
+	}
+	return code, ""
 }
 
 // lenientCode reads a resultCode given as a string or a number.
@@ -485,7 +497,10 @@ func lenientCode(raw json.RawMessage) string {
 	}
 	var n json.Number
 	if json.Unmarshal(raw, &n) == nil {
-		return fmt.Sprintf("%06s", n.String())
+		if v := n.String(); len(v) <= 6 && strings.Trim(v, "0123456789") == "" {
+			return strings.Repeat("0", 6-len(v)) + v
+		}
+		return n.String()
 	}
 	return ""
 }
