@@ -101,15 +101,15 @@ func FuzzParsePasswordHash(f *testing.F) {
 func TestSafeContinue(t *testing.T) {
 	cases := map[string]string{
 		"/api/v1/oauth2/authorize?client_id=a&state=b": "/api/v1/oauth2/authorize?client_id=a&state=b",
-		"/unified-login/":                               "/unified-login/",
-		"/unified-login/portal-login?appId=x":           "/unified-login/portal-login?appId=x",
-		"https://evil.example/api/v1/oauth2/authorize":  "",
-		"//evil.example/api/v1/oauth2/authorize":        "",
-		"/\\evil.example/":                              "",
-		"/api/v1/logout":                                "",
-		"javascript:alert(1)":                           "",
-		"":                                              "",
-		"/api/v1/oauth2/token":                          "",
+		"/unified-login/":                              "/unified-login/",
+		"/unified-login/portal-login?appId=x":          "/unified-login/portal-login?appId=x",
+		"https://evil.example/api/v1/oauth2/authorize": "",
+		"//evil.example/api/v1/oauth2/authorize":       "",
+		"/\\evil.example/":                             "",
+		"/api/v1/logout":                               "",
+		"javascript:alert(1)":                          "",
+		"":                                             "",
+		"/api/v1/oauth2/token":                         "",
 	}
 	for in, want := range cases {
 		if got := safeContinue(in); got != want {
