@@ -149,3 +149,16 @@ func TestKitNameFromPath(t *testing.T) {
 		}
 	}
 }
+
+func TestKitEmptyStringMembers(t *testing.T) {
+	r, err := DecodeKitRequest("tenantSync", []byte(`{"tenantId":"t","flag":"0","testFlag":"","timeStamp":"20220413093539534"}`))
+	if err != nil || r.IsTest() {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if _, err := DecodeKitRequest("tenantSync", []byte(`{"tenantId":"t","flag":" ","timeStamp":"20220413093539534"}`)); fieldOfNoT(err) != "flag" {
+		t.Fatalf("empty flag: %v", err)
+	}
+	if _, err := DecodeRequest([]byte(`{"activity":"changeInstanceCheck","instanceId":"i","productInfo":""}`)); fieldOfNoT(err) != "productInfo" {
+		t.Fatalf("empty productInfo: %v", err)
+	}
+}

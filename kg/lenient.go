@@ -249,6 +249,9 @@ func assignStruct(path string, v jvalue, rv reflect.Value) error {
 		}
 		fpath := joinPath(path, rule.name)
 		mv, found := findMember(v.obj, rule)
+		if found && mv.kind == 's' && strings.TrimSpace(mv.str) == "" && emptyMeansAbsent(f.Type) {
+			found = false // "" for an integer, boolean or object member means it was not sent
+		}
 		if !found || mv.kind == 'z' {
 			if rule.required {
 				return &FieldError{Field: fpath, Reason: "is required"}
@@ -279,6 +282,14 @@ func assignStruct(path string, v jvalue, rv reflect.Value) error {
 		return val.validate(path)
 	}
 	return nil
+}
+
+func emptyMeansAbsent(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int32, reflect.Int64, reflect.Bool, reflect.Struct, reflect.Pointer:
+		return true
+	}
+	return false
 }
 
 func assignValue(path string, v jvalue, rv reflect.Value) error {
