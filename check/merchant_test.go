@@ -1,0 +1,92 @@
+package check_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/check"
+	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/merchant"
+	"github.com/soukhq/souk/merchant/handoff"
+)
+
+// TestSoukMerchantPasses runs the whole suite against the real souk merchant
+// (merchant.New over httptest, on SQLite), with the embedded Query Order
+// stub as its marketplace and an in-process vendor app that completes every
+// instance.
+func TestSoukMerchantPasses(t *testing.T) {
+	cases := []struct {
+		name    string
+		encrypt string
+		cc      check.Config
+	}{
+		{"period with every optional interface", "", check.Config{Upgrade: true, ChangeCheck: true, OrderNotify: true}},
+		{"one-time, AES-256 credentials", "1", check.Config{Mode: check.ModeOneTime}},
+		{"pay-per-use", "", check.Config{Mode: check.ModeOnDemand}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			stub := check.NewMarketStub("check-market-ak", "check-market-sk", nil, nil)
+			market := httptest.NewServer(stub)
+			defer market.Close()
+
+			d := dbtest.Open(t, "sqlite")
+			if err := merchant.Migrate(ctx, d); err != nil {
+				t.Fatalf("merchant.Migrate: %v", err)
+			}
+			vendor := merchant.ProvisionerFunc(func(ctx context.Context, ev *handoff.Stored) (*merchant.Answer, error) {
+				return &merchant.Answer{
+					AppInfo: &merchant.AppInfo{
+						FrontEndURL: "https://app.example.com/" + ev.Subject,
+						AdminURL:    "https://app.example.com/admin",
+						UserName:    "admin",
+						Password:    "Init-Passw0rd",
+						Memo:        "欢迎使用 (welcome)",
+					},
+					UsageInfo: []merchant.UsageInfo{{UsageValue: "1.5", StatisticalTime: time.Now().UTC().Format("20060102150405") + "000"}},
+				}, nil
+			})
+			m, err := merchant.New(merchant.Config{
+				AccessKeys: []string{testKey},
+				MarketURL:  market.URL, MarketAK: "check-market-ak", MarketSK: "check-market-sk",
+				EncryptType: c.encrypt,
+			}, merchant.Deps{DB: d, Provisioner: vendor})
+			if err != nil {
+				t.Fatalf("merchant.New: %v", err)
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- m.Run(runCtx) }()
+			defer func() {
+				stop()
+				if err := <-done; err != nil {
+					t.Errorf("merchant.Run: %v", err)
+				}
+			}()
+			srv := httptest.NewServer(m.Handler())
+			defer srv.Close()
+
+			cc := c.cc
+			cc.Target = srv.URL + m.Config().BasePath
+			cc.AccessKey = testKey
+			cc.Orders = stub
+			cc.PollInterval = 100 * time.Millisecond
+			cc.AsyncTimeout = 30 * time.Second
+			rep := check.Run(ctx, cc)
+			if rep.SetupError != "" {
+				t.Fatalf("setup: %s", rep.SetupError)
+			}
+			if !rep.Passed {
+				t.Fatalf("the souk merchant failed the suite:\n%s", describe(rep))
+			}
+			if w := describe(rep); w != "" {
+				t.Logf("warnings:\n%s", w)
+			}
+			t.Logf("%d checks, %d calls, p95 %v", len(rep.Results), rep.Latency.Calls, rep.Latency.P95)
+		})
+	}
+}
