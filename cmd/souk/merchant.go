@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/merchant"
+	"github.com/soukhq/souk/merchant/handoff"
+)
+
+const merchantHelp = `Usage:
+  souk merchant [options]                 run the merchant server
+  souk merchant events list [options]     list hand-off events (--state pending|delivered|dead, --type, --subject, --limit)
+  souk merchant events replay ID [opts]   deliver an event again
+  souk merchant events replay --dead      deliver every dead-lettered event again
+  souk merchant help                      this text
+
+"souk merchant -h" lists the server options; the events commands take --db/--data.
+See docs/merchant.md.
+`
+
+func runMerchant(ctx context.Context, a *App, args []string) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "help":
+			fmt.Fprint(a.Stdout, merchantHelp)
+			return 0
+		case "events":
+			return runMerchantEvents(ctx, a, args[1:])
+		}
+	}
+	return runMerchantServer(ctx, a, args)
+}
+
+// dbOptions are the storage options shared by the server and the tools.
+type dbOptions struct {
+	data string
+	dsn  string
+}
+
+func (o *dbOptions) declare(s *Settings) {
+	s.String(&o.data, "data", "./souk-data", "data directory (the SQLite database lives here unless --db is set)")
+	s.Secret(&o.dsn, "db", "database DSN: postgres://… for PostgreSQL; empty → SQLite file <data>/merchant.db")
+}
+
+func (o *dbOptions) open(ctx context.Context) (*db.DB, string, error) {
+	dsn := o.dsn
+	if dsn == "" {
+		if err := os.MkdirAll(o.data, 0o700); err != nil {
+			return nil, "", fmt.Errorf("data directory: %w", err)
+		}
+		dsn = filepath.Join(o.data, "merchant.db")
+	}
+	d, err := db.Open(ctx, dsn)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := merchant.Migrate(ctx, d); err != nil {
+		_ = d.Close()
+		return nil, "", err
+	}
+	return d, db.Redact(dsn), nil
+}
+
+func runMerchantServer(ctx context.Context, a *App, args []string) int {
+	s := a.NewSettings("merchant")
+	var (
+		listen, keys, encProducts, tlsCert, tlsKey, logLevel, logFormat string
+		maxBody                                                         int
+		dbo                                                             dbOptions
+		cfg                                                             merchant.Config
+	)
+	s.String(&listen, "listen", ":8080", "listen address")
+	dbo.declare(s)
+	s.Secret(&keys, "access-key", "KooGallery access key(s) bound to the basic interfaces, comma-separated during a rotation")
+	s.String(&cfg.BasePath, "base-path", "/koogallery", "path of the production interface address")
+	s.String(&cfg.MarketURL, "market-url", "", "marketplace open-API base URL (Query Order, usage push), e.g. https://mkt.myhuaweicloud.com or a souk market")
+	s.String(&cfg.MarketAK, "market-ak", "", "AK for APIG-signed open-API calls (Query Order)")
+	s.Secret(&cfg.MarketSK, "market-sk", "SK for APIG-signed open-API calls")
+	s.String(&cfg.WebhookURL, "webhook-url", "", "vendor app URL receiving signed hand-off events (empty: complete through the management API)")
+	s.Secret(&cfg.WebhookSecret, "webhook-secret", "HMAC secret of the Souk-Signature webhook header")
+	s.String(&cfg.SandboxWebhookURL, "sandbox-webhook-url", "", "receives testFlag=1 (sandbox) events; empty: souk completes them itself with demo appInfo")
+	s.Int(&cfg.WebhookMaxAttempts, "webhook-max-attempts", 12, "delivery attempts before an event is dead-lettered")
+	s.Secret(&cfg.AdminToken, "admin-token", "bearer token of the management API (/api/v1); empty disables it")
+	s.String(&cfg.EncryptType, "encrypt-type", "0", "appInfo credential encryption: 0 plaintext, 1 AES-256, 2 AES-128")
+	s.String(&encProducts, "product-encrypt-types", "", "per-product overrides, e.g. prodA=1,prodB=0")
+	s.Duration(&cfg.Budget, "budget", 4*time.Second, "time newInstance may work before answering 000004 (KooGallery waits 5 s)")
+	s.Duration(&cfg.Window, "window", 60*time.Second, "accepted clock skew of request timestamps")
+	s.Int(&maxBody, "max-body", 64<<10, "maximum request body in bytes")
+	s.Duration(&cfg.AuditRetention, "audit-retention", 0, "prune audit_log rows older than this (0 keeps them)")
+	s.String(&tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS")
+	s.String(&tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	s.String(&logLevel, "log-level", "info", "debug, info, warn or error")
+	s.String(&logFormat, "log-format", "json", "json or text")
+	if err := s.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(a.Stderr, "souk merchant:", err)
+		return 2
+	}
+	if s.FlagSet.NArg() > 0 {
+		fmt.Fprintf(a.Stderr, "souk merchant: unexpected argument %q\n\n%s", s.FlagSet.Arg(0), merchantHelp)
+		return 2
+	}
+	log, err := a.Logger(logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant:", err)
+		return 2
+	}
+	cfg.AccessKeys = merchant.SplitKeys(keys)
+	cfg.MaxBody = int64(maxBody)
+	if cfg.ProductEncrypt, err = merchant.ParseProductEncrypt(encProducts); err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant:", err)
+		return 2
+	}
+	if (tlsCert == "") != (tlsKey == "") {
+		fmt.Fprintln(a.Stderr, "souk merchant: --tls-cert and --tls-key go together")
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant: configuration:", err)
+		return 2
+	}
+	fmt.Fprintln(a.Stderr, "souk merchant configuration:")
+	s.Print(a.Stderr)
+
+	d, where, err := dbo.open(ctx)
+	if err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant: database:", err)
+		return 1
+	}
+	defer d.Close()
+	m, err := merchant.New(cfg, merchant.Deps{DB: d, Clock: clock.Real{}, Logger: log})
+	if err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant:", err)
+		return 2
+	}
+	defer m.Close()
+	if err := serveMerchant(ctx, log, m, listen, tlsCert, tlsKey, where); err != nil {
+		log.Error("merchant stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, listen, cert, key, where string) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+	srv := &http.Server{
+		Handler:           m.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- m.Run(ctx) }()
+	serveErr := make(chan error, 1)
+	go func() {
+		if cert != "" {
+			serveErr <- srv.ServeTLS(ln, cert, key)
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+	log.Info("souk merchant listening", "addr", ln.Addr().String(), "tls", cert != "", "basePath", m.Config().BasePath, "db", where)
+	var err2 error
+	select {
+	case <-ctx.Done():
+	case err2 = <-serveErr:
+	case err2 = <-runErr:
+	}
+	shutdown, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(shutdown)
+	cancel()
+	if errors.Is(err2, http.ErrServerClosed) {
+		err2 = nil
+	}
+	return err2
+}
+
+func runMerchantEvents(ctx context.Context, a *App, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(a.Stderr, merchantHelp)
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	s := a.NewSettings("merchant events " + sub)
+	var (
+		dbo                 dbOptions
+		state, typ, subject string
+		limit               int
+		dead, asJSON        bool
+	)
+	dbo.declare(s)
+	switch sub {
+	case "list":
+		s.FlagSet.StringVar(&state, "state", "", "pending, delivered or dead")
+		s.FlagSet.StringVar(&typ, "type", "", "event type, e.g. instance.created")
+		s.FlagSet.StringVar(&subject, "subject", "", "subject (instanceId, …)")
+		s.FlagSet.IntVar(&limit, "limit", 50, "how many, newest first")
+		s.FlagSet.BoolVar(&asJSON, "json", false, "print JSON lines")
+	case "replay":
+		s.FlagSet.BoolVar(&dead, "dead", false, "replay every dead-lettered event")
+	default:
+		fmt.Fprintf(a.Stderr, "souk merchant events: unknown command %q\n\n%s", sub, merchantHelp)
+		return 2
+	}
+	// Accept the event id before or after the flags.
+	var ids []string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		ids, args = append(ids, args[0]), args[1:]
+	}
+	if err := s.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(a.Stderr, "souk merchant events:", err)
+		return 2
+	}
+	ids = append(ids, s.FlagSet.Args()...)
+	d, _, err := dbo.open(ctx)
+	if err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant events: database:", err)
+		return 1
+	}
+	defer d.Close()
+	now := clock.Real{}.Now()
+	switch sub {
+	case "list":
+		evs, err := handoff.List(ctx, d, handoff.Filter{State: state, Type: typ, Subject: subject, Limit: limit})
+		if err != nil {
+			fmt.Fprintln(a.Stderr, "souk merchant events list:", err)
+			return 1
+		}
+		printEvents(a.Stdout, evs, asJSON)
+		return 0
+	case "replay":
+		switch {
+		case dead && len(ids) == 0:
+			replayed, err := handoff.ReplayDead(ctx, d, now)
+			if err != nil {
+				fmt.Fprintln(a.Stderr, "souk merchant events replay --dead:", err)
+				return 1
+			}
+			fmt.Fprintf(a.Stdout, "replayed %d dead event(s); a running merchant delivers them\n", len(replayed))
+			for _, id := range replayed {
+				fmt.Fprintln(a.Stdout, id)
+			}
+			return 0
+		case !dead && len(ids) > 0:
+			for _, id := range ids {
+				if err := handoff.Replay(ctx, d, now, id); err != nil {
+					fmt.Fprintln(a.Stderr, "souk merchant events replay:", err)
+					return 1
+				}
+				fmt.Fprintln(a.Stdout, "replaying", id)
+			}
+			return 0
+		}
+		fmt.Fprintln(a.Stderr, "souk merchant events replay: give event ids or --dead (not both)")
+		return 2
+	}
+	return 2
+}
+
+func printEvents(w io.Writer, evs []handoff.Stored, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		for _, ev := range evs {
+			_ = enc.Encode(ev)
+		}
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tSUBJECT\tSTATE\tATTEMPTS\tCREATED\tLAST ERROR")
+	for _, ev := range evs {
+		sandbox := ""
+		if ev.TestFlag {
+			sandbox = " (sandbox)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\t%d\t%s\t%.80s\n", ev.ID, ev.Type, ev.Subject, sandbox, ev.State, ev.Attempts,
+			ev.CreatedAt.Format(time.RFC3339), ev.LastError)
+	}
+	_ = tw.Flush()
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/merchant"
+	"github.com/soukhq/souk/merchant/handoff"
+)
+
+func testApp(env map[string]string) (*App, *bytes.Buffer, *bytes.Buffer) {
+	var out, errb bytes.Buffer
+	return &App{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}, &out, &errb
+}
+
+func TestMerchantCommandConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"no access key", nil, []string{"--data", t.TempDir()}, "SOUK_ACCESS_KEY"},
+		{"webhook without secret", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--webhook-url", "http://x.example.com"}, "SOUK_WEBHOOK_SECRET"},
+		{"bad encrypt type", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--encrypt-type", "9"}, "encrypt type"},
+		{"tls half", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--tls-cert", "c.pem"}, "--tls-key"},
+		{"bad product encrypt", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--product-encrypt-types", "oops"}, "productId="},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a, _, errb := testApp(c.env)
+			if code := runMerchant(ctx, a, c.args); code != 2 || !strings.Contains(errb.String(), c.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 naming %q", code, errb.String(), c.want)
+			}
+		})
+	}
+}
+
+func TestMerchantServeAndEvents(t *testing.T) {
+	dir := t.TempDir()
+	a, _, errb := testApp(map[string]string{"SOUK_ACCESS_KEY": "secret-key-1,secret-key-2", "SOUK_ADMIN_TOKEN": "adm"})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if code := runMerchant(ctx, a, []string{"--listen", "127.0.0.1:0", "--data", dir, "--log-format", "text"}); code != 0 {
+		t.Fatalf("serve exit %d: %s", code, errb.String())
+	}
+	if s := errb.String(); strings.Contains(s, "secret-key-1") || strings.Contains(s, "adm ") || !strings.Contains(s, "access-key") {
+		t.Fatalf("configuration print leaks or lacks secrets:\n%s", s)
+	}
+	// Put a dead event in the database the server created, then use the tools.
+	d, err := db.Open(context.Background(), filepath.Join(dir, "merchant.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := merchant.Migrate(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	err = d.Tx(context.Background(), func(tx *db.Tx) error {
+		var err error
+		id, err = handoff.Emit(context.Background(), tx, time.Now(), handoff.Event{Type: "instance.created", Subject: "i-1", Data: map[string]string{"x": "y"}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(context.Background(), `UPDATE handoff_events SET state = 'dead', last_error = 'HTTP 500' WHERE event_id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	a, out, errb := testApp(nil)
+	if code := runMerchant(context.Background(), a, []string{"events", "list", "--data", dir, "--state", "dead"}); code != 0 || !strings.Contains(out.String(), id) {
+		t.Fatalf("events list: %d %q %q", code, out.String(), errb.String())
+	}
+	a, out, _ = testApp(nil)
+	if code := runMerchant(context.Background(), a, []string{"events", "replay", "--dead", "--data", dir}); code != 0 || !strings.Contains(out.String(), id) {
+		t.Fatalf("events replay --dead: %d %q", code, out.String())
+	}
+	ev, err := handoff.Get(context.Background(), d, id)
+	if err != nil || ev.State != handoff.StatePending || ev.Replays != 1 {
+		t.Fatalf("after replay: %+v %v", ev, err)
+	}
+	a, out, _ = testApp(nil)
+	if code := runMerchant(context.Background(), a, []string{"events", "replay", id, "--data", dir}); code != 0 {
+		t.Fatalf("events replay ID: %d %q", code, out.String())
+	}
+	a, _, errb = testApp(nil)
+	if code := runMerchant(context.Background(), a, []string{"events", "replay", "evt_unknown", "--data", dir}); code != 1 || !strings.Contains(errb.String(), "no such event") {
+		t.Fatalf("replay unknown: %d %q", code, errb.String())
+	}
+}
