@@ -18,7 +18,7 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func setup(t *testing.T, backend string) *db.DB {
+func setup(t testing.TB, backend string) *db.DB {
 	t.Helper()
 	d := dbtest.Open(t, backend)
 	if err := jobs.Migrate(context.Background(), d); err != nil {
