@@ -45,7 +45,7 @@ func runCheck(ctx context.Context, a *App, args []string) int {
 	s.Bool(&upgrade, "upgrade", false, "the product offers upgradeInstance (PERIOD only)")
 	s.Bool(&changeCheck, "change-check", false, "the product offers changeInstanceCheck (PERIOD only)")
 	s.Bool(&orderNotify, "order-notify", false, "the product subscribes to orderNotify")
-	s.String(&listen, "listen", "127.0.0.1:7480", "address of the embedded Query Order endpoint the target calls (\"off\" to disable)")
+	s.String(&listen, "market-listen", "127.0.0.1:7480", "address of the embedded Query Order endpoint the target calls (\"off\" to disable)")
 	s.String(&marketAK, "market-ak", checkDefaultMarketAK, "seller AK the target signs Query Order with")
 	s.Secret(&marketSK, "market-sk", "seller SK the target signs Query Order with (default "+checkDefaultMarketSK+")")
 	s.String(&upstream, "market", "", "a running souk market (or KooGallery) to forward Query Order to for orders check did not invent; signed with --market-ak/--market-sk")
@@ -83,6 +83,8 @@ func runCheck(ctx context.Context, a *App, args []string) int {
 		}
 		accessKey = strings.TrimSpace(string(b))
 	}
+	// SOUK_ACCESS_KEY may list several keys (the merchant's rotation syntax): sign with the first.
+	accessKey, _, _ = strings.Cut(accessKey, ",")
 	if target == "" || accessKey == "" {
 		fmt.Fprintln(a.Stderr, "souk check: --target and an access key (SOUK_ACCESS_KEY, SOUK_ACCESS_KEY_FILE or --key-file) are required")
 		s.FlagSet.Usage()
@@ -134,7 +136,7 @@ func runCheck(ctx context.Context, a *App, args []string) int {
 		}
 		fmt.Fprintln(a.Stdout)
 	} else {
-		fmt.Fprintln(a.Stdout, "No Query Order endpoint (--listen off): a target that needs Query Order will fail")
+		fmt.Fprintln(a.Stdout, "No Query Order endpoint (--market-listen off): a target that needs Query Order will fail")
 	}
 
 	if !quiet {
