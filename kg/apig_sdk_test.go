@@ -54,6 +54,15 @@ var sdkCases = []sdkCase{
 		body: `{"usage_records":[{"instance_id":"i-1","metering_sn":"sn-1","usage_value":"1.5","memo":"说明"}]}`,
 	},
 	{
+		name:   "DELETE without body, padded header values",
+		method: "DELETE",
+		path:   "/v1/instances/i-1",
+		headers: map[string]string{
+			"X-Request-Id": "  r-1  ",
+			"X-Stage":      "RELEASE",
+		},
+	},
+	{
 		name:   "POST with query and odd path",
 		method: "POST",
 		path:   "/v1/a b/c%d/",
@@ -149,6 +158,25 @@ func TestAPIGAgainstHuaweiSDK(t *testing.T) {
 				t.Fatalf("X-Sdk-Date = %q", got)
 			}
 		})
+	}
+}
+
+// For a non-JSON Content-Type the SDK signs UNSIGNED-PAYLOAD instead of the
+// body hash; VerifyAPIG accepts that only when there is no body.
+func TestAPIGUnsignedPayloadFromSDK(t *testing.T) {
+	date := time.Date(2026, 3, 17, 14, 42, 37, 0, time.UTC)
+	tc := sdkCase{method: "GET", path: "/api/x", query: map[string]any{"a": "1"}, headers: map[string]string{"Content-Type": "text/plain"}}
+	hr := sdkSign(t, "https://mkt.myhuaweicloud.com", tc, date)
+	if hr.Header.Get(kg.APIGContentSHA256) != "UNSIGNED-PAYLOAD" {
+		t.Fatalf("SDK did not mark the payload unsigned: %v", hr.Header)
+	}
+	r := httptest.NewRequest(hr.Method, hr.URL.String(), nil)
+	r.Header = hr.Header.Clone()
+	if _, err := kg.VerifyAPIG(r, nil, lookupSDK, date, time.Minute); err != nil {
+		t.Fatalf("empty unsigned payload rejected: %v", err)
+	}
+	if _, err := kg.VerifyAPIG(r, []byte("smuggled"), lookupSDK, date, time.Minute); err == nil {
+		t.Fatal("unsigned payload with a body accepted")
 	}
 }
 
