@@ -88,7 +88,9 @@ type Config struct {
 	Logger  *slog.Logger
 
 	// WireClock stamps x-timestamp (the merchant checks it against its own
-	// real clock within ±60 s). Default: Clock.
+	// real clock within ±60 s). Default: the real clock, as the market's
+	// (market.Config.WireClock); set it to Clock when the merchant runs on
+	// the same virtual clock.
 	WireClock clock.Clock
 
 	// DomainName is the IdP's base URL (scheme + host), sent as tenantSync
@@ -146,7 +148,7 @@ func New(cfg Config) (*Center, error) {
 		password: cfg.Password, rand: cfg.Rand,
 	}
 	if c.wire == nil {
-		c.wire = c.clock
+		c.wire = clock.Real{}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

@@ -50,7 +50,7 @@ func setup(t *testing.T, backend string) *env {
 		Endpoint: m.URL + "/", KitKey: kitKey, PublicKey: m.PublicKey(t), RedirectURIs: []string{"https://app.example.test/sso/callback"}}
 	cat.Put(app)
 	c, err := buyer.New(buyer.Config{DB: d, Clock: clk, Catalog: cat, DomainName: "https://idp.example.test", Password: testPassword,
-		Timeout: 2 * time.Second})
+		Timeout: 2 * time.Second, WireClock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +480,7 @@ func TestNoAutomaticRetryAndManualRetry(t *testing.T) {
 func TestTimeoutIsAFailedAttempt(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		c, err := buyer.New(buyer.Config{DB: e.db, Clock: e.clk, Catalog: e.cat, DomainName: "https://idp.example.test", Timeout: 150 * time.Millisecond})
+		c, err := buyer.New(buyer.Config{DB: e.db, Clock: e.clk, WireClock: e.clk, Catalog: e.cat, DomainName: "https://idp.example.test", Timeout: 150 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -57,7 +57,7 @@ func setup(t *testing.T, backend string) *env {
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
 	var err error
-	e.c, err = buyer.New(buyer.Config{DB: d, Clock: clk, Catalog: cat, DomainName: e.srv.URL, Password: testPassword})
+	e.c, err = buyer.New(buyer.Config{DB: d, Clock: clk, WireClock: clk, Catalog: cat, DomainName: e.srv.URL, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
