@@ -1,0 +1,522 @@
+package sso
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/jobs"
+	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/merchant/handoff"
+	"github.com/soukhq/souk/merchant/kit"
+)
+
+var (
+	rsaOnce sync.Once
+	rsaKey  *rsa.PrivateKey
+)
+
+func testRSAKey() *rsa.PrivateKey {
+	rsaOnce.Do(func() {
+		k, err := kg.GenerateRSAKey(rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		rsaKey = k
+	})
+	return rsaKey
+}
+
+var identityKey = []byte("0123456789abcdef0123456789abcdef-identity")
+
+const (
+	tenantID     = "tenant-68cbc868"
+	clientID     = "client-abc"
+	clientSecret = "the-plaintext-client-secret"
+)
+
+type fixture struct {
+	t    *testing.T
+	db   *db.DB
+	clk  *clock.Virtual
+	kit  *kit.Service
+	sso  *Service
+	idp  *fakeIdP
+	srv  *httptest.Server
+	ts   int // authSync currentSyncTime counter
+	seen []*Identity
+	mu   sync.Mutex
+}
+
+func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	d := dbtest.Open(t, backend)
+	for _, m := range []func(context.Context, *db.DB) error{jobs.Migrate, handoff.Migrate, kit.Migrate, Migrate} {
+		if err := m(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &fixture{t: t, db: d, clk: clock.NewVirtual(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))}
+	f.kit = kit.New(kit.Config{Keys: []string{"k"}, PrivateKey: testRSAKey()}, kit.Deps{DB: d, Clock: f.clk})
+	f.idp = newFakeIdP(t, f.clk, tenantID, clientID, clientSecret)
+
+	var handler http.Handler
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(f.srv.Close)
+	cfg := Config{BaseURL: f.srv.URL, AppURL: f.srv.URL + "/app", PostLogoutURL: f.srv.URL + "/bye",
+		IdentityKeys: [][]byte{identityKey}, InsecureCookies: true}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	svc, err := New(cfg, Deps{DB: d, Directory: f.kit, Clock: f.clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sso = svc
+	mux := http.NewServeMux()
+	mux.Handle("/sso/", svc.Handler())
+	// the vendor app: verifies the assertion it is redirected with
+	mux.HandleFunc("/app/", f.app)
+	mux.HandleFunc("/app", f.app)
+	mux.Handle("/protected/", svc.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := VerifyIdentity([][]byte{identityKey}, r.Header.Get(IdentityHeader), f.clk.Now())
+		ctxID, ok := IdentityFromContext(r.Context())
+		if err != nil || !ok || ctxID.UserName != id.UserName {
+			http.Error(w, "bad identity header", http.StatusTeapot)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(id)
+	})))
+	mux.HandleFunc("/bye", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "signed out") })
+	handler = mux
+
+	// the directory, as the kit interfaces would build it
+	now := f.clk.Now()
+	if err := f.kit.ApplyTenantSync(ctx, &kit.TenantSync{Common: kit.Common{TenantID: tenantID}, TenantCode: "acme", Name: "Acme Ltd",
+		DomainName: f.idp.srv.URL, Flag: kit.FlagAdd}, now); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := kg.EncryptClientSecret(&testRSAKey().PublicKey, clientSecret, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.kit.ApplyApplicationSync(ctx, &kit.ApplicationSync{Common: kit.Common{TenantID: tenantID}, AppID: "app-1",
+		ClientID: clientID, ClientSecret: ct, Flag: kit.FlagAdd}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.kit.ApplyAllOrgSync(ctx, &kit.AllOrgSync{Common: kit.Common{TenantID: tenantID},
+		Orgs: []kit.OrgInfo{{OrgCode: "d1", OrgName: "Engineering"}}}, now); err != nil {
+		t.Fatal(err)
+	}
+	f.authSync(kit.FlagAdd, kit.SyncUser{UserName: "alice", Name: "Alice", OrgCode: "d1", Role: "admin", Enabled: true})
+	f.authSync(kit.FlagAdd, kit.SyncUser{UserName: "bob", Name: "Bob", OrgCode: "d1", Role: "user", Enabled: false})
+	f.authSync(kit.FlagAdd, kit.SyncUser{UserName: "carol", Name: "Carol", OrgCode: "d1", Role: "user", Enabled: true})
+	f.authSync(kit.FlagCancel, kit.SyncUser{UserName: "carol"})
+	for _, u := range []string{"alice", "bob", "carol", "dave"} {
+		f.idp.addUser(idpUser{UserName: u, Name: strings.ToUpper(u[:1]) + u[1:], Role: "user", Org: "d1"})
+	}
+	return f
+}
+
+func (f *fixture) authSync(flag int, u kit.SyncUser) {
+	f.t.Helper()
+	f.ts++
+	st := "2026030116000" + string(rune('0'+f.ts/10)) + string(rune('0'+f.ts%10)) + "00"
+	if err := f.kit.ApplyAuthSync(context.Background(), &kit.AuthSync{Common: kit.Common{TenantID: tenantID}, AppID: "app-1",
+		Users: []kit.SyncUser{u}, CurrentSyncTime: st, Flag: flag}, f.clk.Now()); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) app(w http.ResponseWriter, r *http.Request) {
+	id, err := VerifyIdentity([][]byte{identityKey}, r.URL.Query().Get(IdentityParam), f.clk.Now())
+	if err != nil {
+		http.Error(w, "vendor app: "+err.Error(), http.StatusUnauthorized)
+		return
+	}
+	f.mu.Lock()
+	f.seen = append(f.seen, id)
+	f.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(id)
+}
+
+func forEachBackend(t *testing.T, mutate func(*Config), fn func(t *testing.T, f *fixture)) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) { fn(t, newFixture(t, b, mutate)) })
+	}
+}
+
+// browser is a cookie-keeping HTTP client that follows redirects.
+func (f *fixture) browser() *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second}
+}
+
+func get(t *testing.T, c *http.Client, u string) (int, string, *http.Response) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp
+}
+
+// login runs the whole flow for userName in browser c and returns the
+// final status and body.
+func (f *fixture) login(c *http.Client, userName string) (int, string) {
+	f.t.Helper()
+	f.idp.signInAs(userName)
+	code, body, _ := get(f.t, c, f.srv.URL+"/sso/login?tenant="+tenantID+"&return_to=/app/reports?q=1")
+	return code, body
+}
+
+func (f *fixture) me(c *http.Client) (int, Me) {
+	f.t.Helper()
+	code, body, _ := get(f.t, c, f.srv.URL+"/sso/me")
+	var m Me
+	if code == http.StatusOK {
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			f.t.Fatalf("me: %v %s", err, body)
+		}
+	}
+	return code, m
+}
+
+func TestLoginEndToEnd(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		c := f.browser()
+		code, body := f.login(c, "alice")
+		if code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		var id Identity
+		if err := json.Unmarshal([]byte(body), &id); err != nil {
+			t.Fatal(err)
+		}
+		if id.UserName != "alice" || id.Role != "admin" || id.TenantID != tenantID || id.TenantCode != "acme" || id.Department != "d1" ||
+			id.DepartmentName != "Engineering" || id.UserID != "uid-alice" || !id.Enabled || id.Test || id.Audience != f.srv.URL+"/app" {
+			t.Fatalf("identity handed to the app: %+v", id)
+		}
+		code, m := f.me(c)
+		if code != http.StatusOK || m.UserName != "alice" || m.Role != "admin" || m.Tenant != tenantID || m.Department != "d1" ||
+			m.DepartmentName != "Engineering" || !m.Enabled || m.Name != "Alice" || m.AppID != "app-1" {
+			t.Fatalf("/sso/me: %d %+v", code, m)
+		}
+		// the proxy mode hands a verified Souk-Identity header to the app
+		req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/protected/x", nil)
+		req.Header.Set(IdentityHeader, "forged")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"userName":"alice"`) {
+			t.Fatalf("protected: %d %s", resp.StatusCode, b)
+		}
+		// the exchange used form parameters, never HTTP Basic
+		if ex, _, basic, _ := f.idp.stats(); ex != 1 || basic != 0 {
+			t.Fatalf("exchanges %d, basic-auth token calls %d", ex, basic)
+		}
+		// the browser secret is not in the database, nor the tokens in clear
+		u, _ := url.Parse(f.srv.URL)
+		var sessCookie string
+		for _, ck := range c.Jar.Cookies(u) {
+			if ck.Name == "souk_session" {
+				sessCookie = ck.Value
+			}
+		}
+		if sessCookie == "" {
+			t.Fatal("no session cookie")
+		}
+		var idHash, storedAccess, storedRefresh string
+		if err := f.db.QueryRow(context.Background(), `SELECT id_hash, access_token, refresh_token FROM sso_sessions`).Scan(&idHash, &storedAccess, &storedRefresh); err != nil {
+			t.Fatal(err)
+		}
+		f.idp.mu.Lock()
+		_, clearAccess := f.idp.access[storedAccess]
+		_, clearRefresh := f.idp.refresh[storedRefresh]
+		f.idp.mu.Unlock()
+		if idHash == sessCookie || clearAccess || clearRefresh || storedRefresh == "" {
+			t.Fatal("session id or tokens stored in clear")
+		}
+		// a second browser without the cookie is not signed in
+		if code, _ := f.me(f.browser()); code != http.StatusUnauthorized {
+			t.Fatalf("anonymous /sso/me: %d", code)
+		}
+	})
+}
+
+func TestLoginRefused(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		for _, tc := range []struct{ user, want string }{
+			{"dave", "not authorized"}, // authSync never authorized him
+			{"bob", "disabled"},        // enable "false"
+			{"carol", "cancelled"},     // authSync flag 3
+		} {
+			c := f.browser()
+			code, body := f.login(c, tc.user)
+			if code != http.StatusForbidden || !strings.Contains(strings.ToLower(body), tc.want) {
+				t.Errorf("%s: %d %s", tc.user, code, body)
+			}
+			if code, _ := f.me(c); code != http.StatusUnauthorized {
+				t.Errorf("%s got a session: %d", tc.user, code)
+			}
+		}
+		var n int
+		if err := f.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM sso_sessions`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%d sessions after refused logins (%v)", n, err)
+		}
+		// an unknown tenant is refused before any redirect
+		code, body, _ := get(t, f.browser(), f.srv.URL+"/sso/login?tenant=nobody")
+		if code != http.StatusForbidden || !strings.Contains(body, "not bound") {
+			t.Errorf("unknown tenant: %d %s", code, body)
+		}
+	})
+}
+
+func TestDisableEndsSession(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		c := f.browser()
+		if code, body := f.login(c, "alice"); code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		// the administrator disables alice (authSync modify, enable "false")
+		f.authSync(kit.FlagModify, kit.SyncUser{UserName: "alice", Name: "Alice", OrgCode: "d1", Role: "admin", Enabled: false})
+		if code, _ := f.me(c); code != http.StatusForbidden {
+			t.Fatalf("disabled member's session still works: %d", code)
+		}
+		if code, _ := f.me(c); code != http.StatusUnauthorized {
+			t.Fatalf("session not ended: %d", code)
+		}
+		if code, body := f.login(c, "alice"); code != http.StatusForbidden || !strings.Contains(body, "disabled") {
+			t.Fatalf("disabled member logged in: %d %s", code, body)
+		}
+		// re-enabled, she signs in again, now as a plain user
+		f.authSync(kit.FlagModify, kit.SyncUser{UserName: "alice", Name: "Alice", OrgCode: "d1", Role: "user", Enabled: true})
+		if code, body := f.login(c, "alice"); code != http.StatusOK {
+			t.Fatalf("re-enabled: %d %s", code, body)
+		}
+		if _, m := f.me(c); m.Role != "user" {
+			t.Fatalf("role %q after the change", m.Role)
+		}
+	})
+}
+
+func TestAccessTokenRefresh(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		c := f.browser()
+		if code, body := f.login(c, "alice"); code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		accessOf := func() (string, int) {
+			var tok string
+			var n int
+			if err := f.db.QueryRow(ctx, `SELECT access_token, refreshes FROM sso_sessions`).Scan(&tok, &n); err != nil {
+				t.Fatal(err)
+			}
+			return tok, n
+		}
+		before, _ := accessOf()
+		f.clk.Advance(time.Hour)
+		if code, _ := f.me(c); code != http.StatusOK {
+			t.Fatalf("after 1 h: %d", code)
+		}
+		if _, r, _, _ := f.idp.stats(); r != 0 {
+			t.Fatalf("refreshed a valid token (%d)", r)
+		}
+		f.clk.Advance(time.Hour) // the 2 h access token is (about to be) expired
+		if code, _ := f.me(c); code != http.StatusOK {
+			t.Fatalf("after 2 h: %d", code)
+		}
+		after, n := accessOf()
+		if _, r, _, _ := f.idp.stats(); r != 1 || n != 1 || after == before {
+			t.Fatalf("refreshes at the IdP %d, in the session %d, token changed %v", r, n, after != before)
+		}
+		// the refreshed token works at the IdP (userinfo checks the fake clock)
+		var sess *session
+		if err := func() error {
+			var err error
+			var h string
+			if err = f.db.QueryRow(ctx, `SELECT id_hash FROM sso_sessions`).Scan(&h); err != nil {
+				return err
+			}
+			sess, err = f.sso.readSession(ctx, h)
+			return err
+		}(); err != nil {
+			t.Fatal(err)
+		}
+		at, err := f.sso.open(sess.accessSealed, sess.idHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.sso.fetchUserInfo(ctx, f.idp.srv.URL, at); err != nil {
+			t.Fatalf("refreshed token rejected by the IdP: %v", err)
+		}
+		// a refresh token the IdP no longer honours ends the session
+		f.idp.revokeRefreshTokens()
+		f.clk.Advance(2 * time.Hour)
+		if code, _ := f.me(c); code != http.StatusUnauthorized {
+			t.Fatalf("revoked refresh token: %d", code)
+		}
+	})
+}
+
+func TestSessionLifetime(t *testing.T) {
+	forEachBackend(t, func(c *Config) { c.IdleTimeout = 30 * time.Minute }, func(t *testing.T, f *fixture) {
+		c := f.browser()
+		if code, body := f.login(c, "alice"); code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		f.clk.Advance(29 * time.Minute)
+		if code, _ := f.me(c); code != http.StatusOK {
+			t.Fatalf("active session: %d", code)
+		}
+		f.clk.Advance(31 * time.Minute)
+		if code, _ := f.me(c); code != http.StatusUnauthorized {
+			t.Fatalf("idle session: %d", code)
+		}
+	})
+}
+
+func TestLogout(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		c := f.browser()
+		if code, body := f.login(c, "alice"); code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		code, body, resp := get(t, c, f.srv.URL+"/sso/logout")
+		if code != http.StatusOK || body != "signed out" || resp.Request.URL.Path != "/bye" {
+			t.Fatalf("logout ended at %s: %d %s", resp.Request.URL, code, body)
+		}
+		if _, _, _, logouts := f.idp.stats(); len(logouts) != 1 || logouts[0] != f.srv.URL+"/bye" {
+			t.Fatalf("IdP logouts %v", logouts)
+		}
+		if code, _ := f.me(c); code != http.StatusUnauthorized {
+			t.Fatalf("after logout: %d", code)
+		}
+		var n int
+		if err := f.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM sso_sessions`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%d sessions after logout", n)
+		}
+		// logout without a session just goes to the post-logout page
+		code, _, resp = get(t, f.browser(), f.srv.URL+"/sso/logout")
+		if code != http.StatusOK || resp.Request.URL.Path != "/bye" {
+			t.Fatalf("anonymous logout: %d %s", code, resp.Request.URL)
+		}
+	})
+}
+
+func TestCallbackRejections(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		noFollow := f.browser()
+		noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		f.idp.signInAs("alice")
+		// start a login, but stop at the IdP's redirect back
+		_, _, resp := get(t, noFollow, f.srv.URL+"/sso/login?tenant="+tenantID)
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("login: %d", resp.StatusCode)
+		}
+		for _, ck := range resp.Cookies() {
+			if ck.Name == loginCookie && (!ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode) {
+				t.Fatalf("pre-login cookie attributes: %+v", ck)
+			}
+		}
+		authz, _ := url.Parse(resp.Header.Get("Location"))
+		q := authz.Query()
+		if authz.Path != "/api/v1/oauth2/authorize" || q.Get("client_id") != clientID || q.Get("response_type") != "code" ||
+			q.Get("redirect_uri") != f.srv.URL+"/sso/callback" || q.Get("state") == "" || q.Get("scope") != "get_user_info" {
+			t.Fatalf("authorize URL %s", authz)
+		}
+		_, _, resp = get(t, noFollow, authz.String())
+		back, _ := url.Parse(resp.Header.Get("Location"))
+		// a forged state is refused
+		forged := *back
+		fq := forged.Query()
+		fq.Set("state", "forged")
+		forged.RawQuery = fq.Encode()
+		if code, body, _ := get(t, noFollow, forged.String()); code != http.StatusBadRequest || !strings.Contains(body, "state") {
+			t.Fatalf("forged state: %d %s", code, body)
+		}
+		// the pre-login was consumed: the genuine answer now finds no login in progress
+		if code, body, _ := get(t, noFollow, back.String()); code != http.StatusBadRequest || !strings.Contains(body, "expired") {
+			t.Fatalf("replayed callback: %d %s", code, body)
+		}
+		// a callback in another browser (no pre-login cookie) is refused
+		if code, _, _ := get(t, f.browser(), back.String()); code != http.StatusBadRequest {
+			t.Fatalf("callback without pre-login: %d", code)
+		}
+		// a login left pending past its lifetime is refused
+		_, _, resp = get(t, noFollow, f.srv.URL+"/sso/login?tenant="+tenantID)
+		authz, _ = url.Parse(resp.Header.Get("Location"))
+		_, _, resp = get(t, noFollow, authz.String())
+		back, _ = url.Parse(resp.Header.Get("Location"))
+		f.clk.Advance(11 * time.Minute)
+		if code, body, _ := get(t, noFollow, back.String()); code != http.StatusBadRequest || !strings.Contains(body, "expired") {
+			t.Fatalf("stale login: %d %s", code, body)
+		}
+	})
+}
+
+func TestUnsolicitedLogin(t *testing.T) {
+	forEachBackend(t, func(c *Config) { c.AllowUnsolicited = true }, func(t *testing.T, f *fixture) {
+		// KooGallery's unified login redirects with code and tenant only
+		f.idp.signInAs("alice")
+		noFollow := f.browser()
+		noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		_, _, resp := get(t, noFollow, f.idp.srv.URL+"/api/v1/oauth2/authorize?response_type=code&client_id="+clientID+"&redirect_uri="+url.QueryEscape(f.srv.URL+"/sso/callback"))
+		back, _ := url.Parse(resp.Header.Get("Location"))
+		bq := back.Query()
+		bq.Del("state")
+		back.RawQuery = bq.Encode()
+		c := f.browser()
+		if code, body, _ := get(t, c, back.String()); code != http.StatusOK || !strings.Contains(body, `"userName":"alice"`) {
+			t.Fatalf("unsolicited login: %d %s", code, body)
+		}
+	})
+}
+
+func TestSecureCookieAttributes(t *testing.T) {
+	f := &Service{cfg: Config{}, clk: clock.NewVirtual(time.Unix(1e9, 0))}
+	rec := httptest.NewRecorder()
+	f.setCookie(rec, "souk_session", "v", "/", time.Unix(1e9, 0).Add(time.Hour))
+	ck := rec.Result().Cookies()[0]
+	if !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.MaxAge != 3600 {
+		t.Fatalf("cookie %+v", ck)
+	}
+}
+
+func TestSafeReturnTo(t *testing.T) {
+	for in, want := range map[string]string{
+		"/app/x?y=1":          "/app/x?y=1",
+		"//evil.example.com":  "",
+		"/\\evil.example.com": "",
+		"https://evil.com/":   "",
+		"relative":            "",
+		"/a\r\nSet-Cookie: x": "",
+	} {
+		if got := safeReturnTo(in); got != want {
+			t.Errorf("safeReturnTo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
