@@ -2,7 +2,6 @@ package kg
 
 import (
 	"errors"
-	"fmt"
 )
 
 // SaaS result codes (saas-v2.md §7). Every response carries one of them in
@@ -145,8 +144,4 @@ func CodeOf(err error) (code, msg string) {
 		return re.Code, msg
 	}
 	return CodeInternal, codeMessages[CodeInternal]
-}
-
-func fieldErr(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }

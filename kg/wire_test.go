@@ -401,3 +401,73 @@ func TestErrorMessagesAreBounded(t *testing.T) {
 		t.Fatalf("kit error too long or missing: %d", len(err.Error()))
 	}
 }
+
+func TestNumber(t *testing.T) {
+	tests := []struct {
+		in       string
+		want     Number
+		i64      int64
+		i64err   bool
+		decimals int
+	}{
+		{`12`, "12", 12, false, 0},
+		{`"12.50"`, "12.50", 0, true, 1},
+		{`1.2e3`, "1.2e3", 1200, false, 0},
+		{`"1e-2"`, "1e-2", 0, true, 2},
+		{`null`, "", 0, false, 0},
+		{`" 7 "`, "7", 7, false, 0},
+		{`99999999999999999999`, "99999999999999999999", 0, true, 0},
+	}
+	for _, tc := range tests {
+		var n Number
+		if err := n.UnmarshalJSON([]byte(tc.in)); err != nil || n != tc.want {
+			t.Fatalf("%s: %q %v", tc.in, n, err)
+		}
+		i, err := n.Int64()
+		if (err != nil) != tc.i64err || (!tc.i64err && i != tc.i64) {
+			t.Fatalf("%s: Int64 = %d %v", tc.in, i, err)
+		}
+		if d := n.Decimals(); d != tc.decimals {
+			t.Fatalf("%s: Decimals = %d", tc.in, d)
+		}
+	}
+	for _, bad := range []string{`"abc"`, `{}`, `[1]`, `true`, `"0x10"`} {
+		var n Number
+		if err := n.UnmarshalJSON([]byte(bad)); err == nil {
+			t.Fatalf("%s accepted", bad)
+		}
+	}
+	if _, err := Number("1;drop").MarshalJSON(); err == nil {
+		t.Fatal("invalid number marshalled")
+	}
+	if b, _ := Number("").MarshalJSON(); string(b) != "null" {
+		t.Fatal(string(b))
+	}
+}
+
+func TestEveryActivityDecodes(t *testing.T) {
+	full := `"businessId":"b","orderId":"o","orderLineId":"l","instanceId":"i","scene":"RENEWAL","expireTime":"20300101000000","status":"UNFREEZE","productInfo":{"productId":"p"},"testFlag":"1"`
+	for _, a := range Activities() {
+		r, err := DecodeRequest([]byte(`{"activity":"` + a + `",` + full + `}`))
+		if err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		if r.ActivityName() != a || !r.IsTest() {
+			t.Fatalf("%s: %+v", a, r)
+		}
+		b, err := EncodeRequest(r)
+		if err != nil || !strings.Contains(string(b), `"activity":"`+a+`"`) {
+			t.Fatalf("%s: %s %v", a, b, err)
+		}
+	}
+	r, _ := DecodeRequest([]byte(`{"activity":"refreshInstance",` + full + `}`))
+	if !r.(*RefreshInstanceRequest).KnownScene() {
+		t.Fatal("RENEWAL unknown")
+	}
+	if resp, err := DecodeResponse([]byte(`{"resultCode":"000000","resultMsg":"success."}`)); err != nil || resp.ResultCode != CodeSuccess {
+		t.Fatalf("%+v %v", resp, err)
+	}
+	if _, err := DecodeResponse([]byte(`{"resultCode":"0000000","resultMsg":""}`)); fieldOfNoT(err) != "resultCode" {
+		t.Fatalf("7-char resultCode: %v", err)
+	}
+}
