@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -66,7 +68,8 @@ const (
 // "postgres://…" or "postgresql://…" (or a libpq keyword/value string starting with
 // "host=", "dbname=" or "user=") opens PostgreSQL through pgx's database/sql driver.
 // Anything else is an SQLite file path, optionally prefixed "sqlite:" or "file:"
-// and optionally followed by "?" and extra modernc.org/sqlite DSN parameters.
+// and optionally followed by "?" and extra modernc.org/sqlite DSN parameters;
+// its directory is created if missing.
 // SQLite is opened with WAL, synchronous=FULL, foreign_keys=on, a busy timeout and
 // immediate write transactions. Open pings the database before returning.
 func Open(ctx context.Context, dsn string) (*DB, error) {
@@ -163,6 +166,12 @@ func openSQLite(dsn string) (*DB, error) {
 	full, err := sqliteDSN(dsn)
 	if err != nil {
 		return nil, err
+	}
+	path, _, _ := strings.Cut(full, "?")
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("db: create directory for %s: %w", path, err)
+		}
 	}
 	sdb, err := sql.Open("sqlite", full)
 	if err != nil {

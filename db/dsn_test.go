@@ -37,3 +37,15 @@ func TestSQLiteDSN(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenCreatesDirectory(t *testing.T) {
+	p := t.TempDir() + "/a/b/souk.db"
+	d, err := Open(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Exec(t.Context(), `CREATE TABLE x (a TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+}

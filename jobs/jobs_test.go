@@ -671,3 +671,22 @@ func TestRunnerConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestHandlerTimeout(t *testing.T) {
+	d := setup(t, "sqlite")
+	v := clock.NewVirtual(t0)
+	r := &jobs.Runner{DB: d, Clock: v, Timeout: 50 * time.Millisecond,
+		Backoff: func(string, int) time.Duration { return time.Minute },
+		Handlers: map[string]jobs.Handler{"k": func(ctx context.Context, j *jobs.Job) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}}}
+	id := enqueue(t, d, v.Now(), jobs.New{Kind: "k"})
+	if n := runDue(t, r); n != 1 {
+		t.Fatalf("ran %d", n)
+	}
+	j := get(t, d, id)
+	if j.State != jobs.StatePending || j.Attempt != 1 || !strings.Contains(j.LastError, "deadline") || !j.DueAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("after timeout: %+v", j)
+	}
+}

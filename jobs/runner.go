@@ -50,6 +50,8 @@ type Runner struct {
 	Lease       time.Duration // real time a claimed job stays locked (default 1 min); crashed workers' jobs come back after it. Running handlers renew it.
 	Backoff     func(kind string, attempt int) time.Duration
 	MaxAttempts int // default 25; 0 = default
+	// Timeout bounds each handler run (its context is cancelled after it); 0 = no limit.
+	Timeout time.Duration
 
 	// ID names this runner as the lease holder (locked_by); default host-pid-random.
 	ID string
@@ -328,6 +330,9 @@ func (r *Runner) claim(ctx context.Context, now time.Time, n int) ([]claimed, er
 // execute runs c's handler, renewing the lease while it runs, and records the result.
 func (r *Runner) execute(ctx context.Context, c claimed) {
 	hctx, cancel := context.WithCancel(ctx)
+	if r.Timeout > 0 {
+		hctx, cancel = context.WithTimeout(ctx, r.Timeout)
+	}
 	defer cancel()
 	hbDone := make(chan struct{})
 	go func() {
