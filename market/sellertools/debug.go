@@ -55,6 +55,7 @@ type Command struct {
 	URL       string            `json:"url"` // signed: ?signature=…&timestamp=…&nonce=…
 	Headers   []Header          `json:"headers"`
 	Body      json.RawMessage   `json:"body"`
+	BodyText  string            `json:"bodyText"` // the exact bytes signed and sent
 	Signature string            `json:"signature,omitempty"`
 	Timestamp string            `json:"timestamp,omitempty"`
 	Nonce     string            `json:"nonce,omitempty"`
@@ -295,7 +296,7 @@ func (t *Tools) command(pr prepared, signedURL string) Command {
 	return Command{
 		ProductID: pr.product.ID, SellerID: pr.product.SellerID, Activity: pr.iface.Activity, KeyType: pr.iface.KeyType,
 		Params: pr.params, Method: "POST", URL: signedURL, Headers: requestHeaders, Body: json.RawMessage(pr.body),
-		Curl: curl(signedURL, pr.body),
+		BodyText: string(pr.body), Curl: curl(signedURL, pr.body),
 	}
 }
 
