@@ -109,6 +109,32 @@ func TestPayPerUseIdempotentOnProduct(t *testing.T) {
 		if len(q.Info) != 1 || len(q.Info[0].UsageInfo) != 1 || q.Info[0].UsageInfo[0].UsageValue != "0" {
 			t.Fatalf("usageInfo: %s", q.raw)
 		}
+		// Line 1 arrives while Query Order is down (productId unknown), line 2
+		// after: line 1's instance becomes an alias of line 2's once its order
+		// is fetched, and both ids show the same appInfo.
+		e.market.addOrder("OD2", "OD2-000001", ChargingOnDemand, "prod-od", "sku-od", "OD2-000002")
+		e.market.down.Store(true)
+		l1 := e.call(newInstanceBody("OD2", "OD2-000001", "biz-l1", false))
+		e.market.down.Store(false)
+		l2 := e.call(newInstanceBody("OD2", "OD2-000002", "biz-l2", false))
+		if l1.ResultCode != kg.CodeInProgress || l2.ResultCode != kg.CodeSuccess || l1.InstanceID == l2.InstanceID {
+			t.Fatalf("lines: %+v / %+v", l1, l2)
+		}
+		e.runJobs(time.Minute)
+		inst, err := loadInstance(e.ctx, e.db, l1.InstanceID)
+		if err != nil || inst.AliasOf != l2.InstanceID {
+			t.Fatalf("line 1 instance: %+v %v", inst, err)
+		}
+		q = e.call(map[string]string{"activity": "queryInstance", "instanceId": l1.InstanceID + "," + l2.InstanceID})
+		if q.ResultCode != kg.CodeSuccess || len(q.Info) != 2 || q.Info[0].AppInfo.FrontEndURL != q.Info[1].AppInfo.FrontEndURL {
+			t.Fatalf("alias query: %s", q.raw)
+		}
+		if r := e.call(newInstanceBody("OD2", "OD2-000001", "biz-l1-retry", false)); r.InstanceID != l2.InstanceID || r.ResultCode != kg.CodeSuccess {
+			t.Fatalf("line 1 retry: %+v", r)
+		}
+		if n := len(e.app.eventsOf(EventCreated)); n != 2 { // OD1 and OD2, one each
+			t.Fatalf("%d instance.created events, want 2", n)
+		}
 	})
 }
 

@@ -119,8 +119,11 @@ func (m *Merchant) createTx(ctx context.Context, tx *db.Tx, now time.Time, in Cr
 			return CreateResult{}, fmt.Errorf("create: check id: %w", err)
 		}
 	}
+	// The order line key decides which call creates: it is the same for
+	// every retry of the line, whether or not Query Order answered.
+	line := keys[len(keys)-1]
 	res, err := tx.Exec(ctx, `INSERT INTO merchant_instance_keys (idem_key, instance_id, created_at) VALUES ($1, $2, $3)
-		ON CONFLICT (idem_key) DO NOTHING`, keys[0], id, now.UnixMilli())
+		ON CONFLICT (idem_key) DO NOTHING`, line, id, now.UnixMilli())
 	if err != nil {
 		return CreateResult{}, fmt.Errorf("create: claim key: %w", err)
 	}
@@ -131,13 +134,38 @@ func (m *Merchant) createTx(ctx context.Context, tx *db.Tx, now time.Time, in Cr
 		if r, ok, err := existing(); err != nil || ok {
 			return r, err
 		}
-		return CreateResult{}, fmt.Errorf("create: key %s claimed but not visible", keys[0])
+		return CreateResult{}, fmt.Errorf("create: key %s claimed but not visible", line)
 	}
-	for _, k := range keys[1:] {
-		if _, err := tx.Exec(ctx, `INSERT INTO merchant_instance_keys (idem_key, instance_id, created_at) VALUES ($1, $2, $3)
-			ON CONFLICT (idem_key) DO NOTHING`, k, id, now.UnixMilli()); err != nil {
-			return CreateResult{}, fmt.Errorf("create: key: %w", err)
+	aliasOf := ""
+	if len(keys) > 1 {
+		// Pay-per-use: (orderId, productId) may already belong to an
+		// instance created meanwhile for another line of the order; this
+		// line then becomes an alias of it.
+		res, err := tx.Exec(ctx, `INSERT INTO merchant_instance_keys (idem_key, instance_id, created_at) VALUES ($1, $2, $3)
+			ON CONFLICT (idem_key) DO NOTHING`, keys[0], id, now.UnixMilli())
+		if err != nil {
+			return CreateResult{}, fmt.Errorf("create: product key: %w", err)
 		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			if aliasOf, err = lookupKey(ctx, tx, keys[0]); err != nil {
+				return CreateResult{}, fmt.Errorf("create: product key: %w", err)
+			}
+		}
+	}
+	if aliasOf != "" {
+		o := in.Order
+		if _, err := tx.Exec(ctx, `INSERT INTO merchant_instances (instance_id, order_id, order_line_id, business_id, test_flag, phase, status,
+			alias_of, product_id, sku_code, charging_mode, order_json, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)`,
+			id, in.OrderID, in.OrderLineID, in.BusinessID, b2i(in.TestFlag), PhaseReady, StatusNormal, aliasOf,
+			o.ProductID, o.SkuCode, o.ChargingMode, string(o.Raw), now.UnixMilli()); err != nil {
+			return CreateResult{}, fmt.Errorf("create: insert alias: %w", err)
+		}
+		target, err := loadInstance(ctx, tx, aliasOf)
+		if err != nil {
+			return CreateResult{}, fmt.Errorf("create: alias target: %w", err)
+		}
+		return CreateResult{InstanceID: target.ID, Phase: target.Phase}, nil
 	}
 	inst := &Instance{ID: id, OrderID: in.OrderID, OrderLineID: in.OrderLineID, BusinessID: in.BusinessID, TestFlag: in.TestFlag,
 		Phase: PhaseAwaitingOrder, Status: StatusNormal}
