@@ -164,13 +164,20 @@ type env struct {
 	addr   string
 }
 
-func newEnv(t *testing.T, backend string) *env {
+// newEnv starts a market on a virtual clock with the seller tools mounted, a
+// fake merchant and a seller whose address is verified. The market's call
+// timeout is short (the tests make the merchant hang) unless one is given.
+func newEnv(t *testing.T, backend string, callTimeout ...time.Duration) *env {
 	t.Helper()
+	timeout := 500 * time.Millisecond
+	if len(callTimeout) > 0 {
+		timeout = callTimeout[0]
+	}
 	ctx := t.Context()
 	d := dbtest.Open(t, backend)
 	clk := clock.NewVirtual(t0)
 	// The wire clock stays real: the merchant checks its 60 s window on real time.
-	m, err := market.New(market.Config{DB: d, Clock: clk, CallTimeout: 500 * time.Millisecond})
+	m, err := market.New(market.Config{DB: d, Clock: clk, CallTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
