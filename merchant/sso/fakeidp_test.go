@@ -34,6 +34,8 @@ type fakeIdP struct {
 	codes        map[string]codeGrant
 	access       map[string]tokenGrant
 	refresh      map[string]string // refresh token → userName
+	used         map[string]string // rotated-away refresh token → userName
+	reuses       int
 	refreshCalls int
 	exchanges    int
 	logouts      []string // redirect_url of each logout
@@ -56,7 +58,7 @@ type tokenGrant struct {
 
 func newFakeIdP(t *testing.T, clk *clock.Virtual, tenant, clientID, secret string) *fakeIdP {
 	f := &fakeIdP{t: t, clk: clk, tenant: tenant, clientID: clientID, secret: secret,
-		users: map[string]idpUser{}, codes: map[string]codeGrant{}, access: map[string]tokenGrant{}, refresh: map[string]string{}}
+		users: map[string]idpUser{}, codes: map[string]codeGrant{}, access: map[string]tokenGrant{}, refresh: map[string]string{}, used: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/oauth2/authorize", f.authorize)
 	mux.HandleFunc("POST /api/v1/oauth2/token", f.token)
@@ -146,8 +148,21 @@ func (f *fakeIdP) token(w http.ResponseWriter, r *http.Request) {
 		f.exchanges++
 		f.issue(w, g.user)
 	case "refresh_token":
-		user, ok := f.refresh[r.PostForm.Get("refresh_token")]
-		delete(f.refresh, r.PostForm.Get("refresh_token")) // rotated
+		rt := r.PostForm.Get("refresh_token")
+		user, ok := f.refresh[rt]
+		delete(f.refresh, rt) // rotated
+		if !ok && f.used[rt] != "" {
+			// reuse of a rotated-away token revokes the whole family (RFC 9700 §4.14)
+			f.reuses++
+			for k, u := range f.refresh {
+				if u == f.used[rt] {
+					delete(f.refresh, k)
+				}
+			}
+		}
+		if ok {
+			f.used[rt] = user
+		}
 		if !ok {
 			oauthErr(w, http.StatusBadRequest, "invalid_grant", "Invalid refresh token")
 			return

@@ -127,6 +127,32 @@ func (s *Service) refresh(ctx context.Context, t *kit.Tenant, sess *session, now
 	if err != nil {
 		return nil, err
 	}
+	// one refresh at a time per session, across requests and replicas
+	claimed, err := s.claimRefresh(ctx, sess.idHash, now)
+	if err != nil {
+		return nil, err
+	}
+	if !claimed {
+		return s.awaitRefresh(ctx, sess, now)
+	}
+	defer s.releaseRefresh(sess.idHash)
+	// another request may have refreshed between our read and our claim
+	fresh, err := s.readSession(ctx, sess.idHash)
+	if err != nil {
+		return nil, err
+	}
+	if fresh == nil {
+		return nil, errNoSession
+	}
+	if now.Before(fresh.accessExp.Add(-refreshLeeway)) {
+		return fresh, nil
+	}
+	if fresh.refreshSealed != sess.refreshSealed {
+		sess = fresh
+		if rt, err = s.open(sess.refreshSealed, sess.idHash); err != nil {
+			return nil, errors.Join(errNoSession, err, s.endSession(ctx, sess.idHash))
+		}
+	}
 	tok, err := conf.TokenSource(s.oauthCtx(ctx), &oauth2.Token{RefreshToken: rt}).Token()
 	if err != nil {
 		// a concurrent request may have refreshed (and rotated) first
@@ -174,6 +200,62 @@ func (s *Service) refresh(ctx context.Context, t *kit.Tenant, sess *session, now
 	sess.accessSealed, sess.refreshSealed, sess.accessExp, sess.refreshExp = access, refreshSealed, accessExp, refreshExp
 	sess.refreshes++
 	return sess, nil
+}
+
+// refreshClaimTTL bounds a refresh claim left by a crashed process.
+const refreshClaimTTL = 30 * time.Second
+
+func (s *Service) claimRefresh(ctx context.Context, idHash string, now time.Time) (bool, error) {
+	res, err := s.db.Exec(ctx, `UPDATE sso_sessions SET refresh_claim = $1 WHERE id_hash = $2 AND refresh_claim < $3`,
+		now.Add(refreshClaimTTL).UnixMilli(), idHash, now.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("sso: claim refresh: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sso: claim refresh: %w", err)
+	}
+	return n == 1, nil
+}
+
+func (s *Service) releaseRefresh(idHash string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.db.Exec(ctx, `UPDATE sso_sessions SET refresh_claim = 0 WHERE id_hash = $1`, idHash); err != nil {
+		s.log.Warn("sso: release refresh claim", "err", err)
+	}
+}
+
+// awaitRefresh handles a request arriving while another refreshes the same
+// session: the current access token is used while it is valid; otherwise it
+// waits (a few seconds at most) for the other refresh to be stored.
+func (s *Service) awaitRefresh(ctx context.Context, sess *session, now time.Time) (*session, error) {
+	if now.Before(sess.accessExp) {
+		return sess, nil
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			return nil, &loginError{Status: http.StatusServiceUnavailable, Title: "Session busy", Msg: "Your session is being renewed. Try again in a moment."}
+		case <-t.C:
+		}
+		again, err := s.readSession(ctx, sess.idHash)
+		if err != nil {
+			return nil, err
+		}
+		if again == nil {
+			return nil, errNoSession
+		}
+		if now.Before(again.accessExp.Add(-refreshLeeway)) {
+			return again, nil
+		}
+	}
 }
 
 // identityFor builds and signs the identity token of a member.

@@ -382,6 +382,48 @@ func TestAccessTokenRefresh(t *testing.T) {
 	})
 }
 
+func TestConcurrentRefresh(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		c := f.browser()
+		if code, body := f.login(c, "alice"); code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		f.clk.Advance(2 * time.Hour)
+		var wg sync.WaitGroup
+		codes := make([]int, 8)
+		for i := range codes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := c.Get(f.srv.URL + "/sso/me")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				codes[i] = resp.StatusCode
+			}()
+		}
+		wg.Wait()
+		for i, code := range codes {
+			if code != http.StatusOK {
+				t.Fatalf("request %d: %d", i, code)
+			}
+		}
+		f.idp.mu.Lock()
+		refreshes, reuses := f.idp.refreshCalls, f.idp.reuses
+		f.idp.mu.Unlock()
+		if refreshes != 1 || reuses != 0 {
+			t.Fatalf("refreshes %d, refresh-token reuses %d; want 1 and 0", refreshes, reuses)
+		}
+		// the rotated refresh token still works two hours later
+		f.clk.Advance(2 * time.Hour)
+		if code, _ := f.me(c); code != http.StatusOK {
+			t.Fatalf("second refresh: %d", code)
+		}
+	})
+}
+
 func TestSessionLifetime(t *testing.T) {
 	forEachBackend(t, func(c *Config) { c.IdleTimeout = 30 * time.Minute }, func(t *testing.T, f *fixture) {
 		c := f.browser()
