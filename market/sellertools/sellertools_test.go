@@ -829,3 +829,56 @@ func TestNoCasesIsAFailingRun(t *testing.T) {
 		}
 	})
 }
+
+// TestReplicasRunASlotOnce runs a slot on two market replicas sharing one
+// database at once: the slot and each product's dial test run once.
+func TestReplicasRunASlotOnce(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		p := e.listed("prod-1")
+		before := len(e.fm.received(""))
+
+		// A second replica on the same database, with its own clock.
+		clk2 := clock.NewVirtual(t0)
+		m2, err := market.New(market.Config{DB: e.db, Clock: clk2, CallTimeout: 2 * time.Second})
+		e.must(err)
+		tools2, err := sellertools.New(m2, e.db, clk2, nil, sellertools.Options{})
+		e.must(err)
+		e.must(tools2.Migrate(e.ctx)) // schedules the same slot: a no-op
+		if js, _ := jobs.List(e.ctx, e.db, jobs.Filter{Kind: sellertools.JobDialSlot}); len(js) != 1 {
+			t.Fatalf("slot jobs = %d", len(js))
+		}
+
+		e.clk.Set(slot(0, 9))
+		clk2.Set(slot(0, 9))
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for _, m := range []*market.Market{e.m, m2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 3; i++ { // again, in case the other held a lease
+					if _, err := m.RunDue(e.ctx); err != nil {
+						errs <- err
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if rs := e.runs(p.ID); len(rs) != 1 || !rs[0].Passed {
+			t.Fatalf("runs = %+v", rs)
+		}
+		if n := len(e.fm.received("")) - before; n != 3 {
+			t.Fatalf("merchant got %d calls, want 3 (one replay)", n)
+		}
+		if pending, _ := jobs.List(e.ctx, e.db, jobs.Filter{Kind: sellertools.JobDialSlot, State: jobs.StatePending}); len(pending) != 1 || !pending[0].DueAt.Equal(slot(0, 15)) {
+			t.Fatalf("pending slots = %+v", pending)
+		}
+	})
+}
