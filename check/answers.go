@@ -11,7 +11,7 @@ import (
 )
 
 // maxExamples bounds the findings an answer check lists; the rest are counted.
-const maxExamples = 5
+const maxExamples = 3
 
 // audited returns the exchanges whose answers the answer checks judge.
 func (s *session) audited() []*exchange {
@@ -259,5 +259,5 @@ func answerLatency(_ context.Context, s *session, t *T) {
 	}
 	l.done("slow or missing answers")
 	lat := latencyOf(all, s.cfg.Timeout)
-	t.note("%d calls: p50 %v, p95 %v, max %v", lat.Calls, lat.P50.Round(time.Millisecond), lat.P95.Round(time.Millisecond), lat.Max.Round(time.Millisecond))
+	t.note("%d calls: p50 %s, p95 %s, max %s", lat.Calls, fmtDur(lat.P50), fmtDur(lat.P95), fmtDur(lat.Max))
 }

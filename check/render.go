@@ -23,7 +23,24 @@ func ProgressLine(r Result) string {
 	if r.Status != Pass && r.Message != "" && r.Message != "skipped" {
 		line += "\n         → " + r.Message
 	}
-	return line + fmt.Sprintf("  (%v)", r.Duration.Round(time.Millisecond))
+	return line + "  (" + fmtDur(r.Duration) + ")"
+}
+
+// Header is the first line of the text report.
+func Header(target, mode string, features []string) string {
+	h := fmt.Sprintf("souk check: %s  (charging mode %s", target, mode)
+	if len(features) > 0 {
+		h += "; optional interfaces: " + strings.Join(features, ", ")
+	}
+	return h + ")"
+}
+
+// fmtDur rounds a duration for display.
+func fmtDur(d time.Duration) string {
+	if d < 10*time.Millisecond {
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 // WriteText writes the human-readable report. With lines set it lists every
@@ -31,11 +48,9 @@ func ProgressLine(r Result) string {
 // already shown as progress).
 func WriteText(w io.Writer, rep Report, lines bool) error {
 	ew := &errWriter{w: w}
-	ew.printf("souk check: %s  (charging mode %s", rep.Target, rep.Mode)
-	if len(rep.Features) > 0 {
-		ew.printf("; optional interfaces: %s", strings.Join(rep.Features, ", "))
+	if lines || rep.SetupError != "" {
+		ew.printf("%s\n", Header(rep.Target, rep.Mode, rep.Features))
 	}
-	ew.printf(")\n")
 	if rep.SetupError != "" {
 		ew.printf("\nsetup error: %s\n", rep.SetupError)
 		return ew.err
@@ -76,14 +91,13 @@ func WriteText(w io.Writer, rep Report, lines bool) error {
 		}
 	}
 	ew.printf("\nLatency: %d calls, p50 %v, p95 %v, max %v, %d over the timeout\n",
-		rep.Latency.Calls, rep.Latency.P50.Round(time.Millisecond), rep.Latency.P95.Round(time.Millisecond),
-		rep.Latency.Max.Round(time.Millisecond), rep.Latency.Slow)
+		rep.Latency.Calls, fmtDur(rep.Latency.P50), fmtDur(rep.Latency.P95), fmtDur(rep.Latency.Max), rep.Latency.Slow)
 	verdict := "PASS"
 	if !rep.Passed {
 		verdict = "FAIL"
 	}
-	ew.printf("Result: %s — %d passed, %d failed, %d warnings, %d skipped (%d checks in %v)\n",
-		verdict, rep.Counts[Pass], rep.Counts[Fail], rep.Counts[Warn], rep.Counts[Skip], len(rep.Results), rep.Duration.Round(time.Millisecond))
+	ew.printf("Result: %s — %d passed, %d failed, %d warnings, %d skipped (%d checks in %s)\n",
+		verdict, rep.Counts[Pass], rep.Counts[Fail], rep.Counts[Warn], rep.Counts[Skip], len(rep.Results), fmtDur(rep.Duration))
 	return ew.err
 }
 

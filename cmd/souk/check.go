@@ -139,6 +139,16 @@ func runCheck(ctx context.Context, a *App, args []string) int {
 		fmt.Fprintln(a.Stdout, "No Query Order endpoint (--market-listen off): a target that needs Query Order will fail")
 	}
 
+	features := []string{}
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{upgrade, check.FeatureUpgrade}, {changeCheck, check.FeatureChangeCheck}, {orderNotify, check.FeatureOrderNotify}} {
+		if f.on {
+			features = append(features, f.name)
+		}
+	}
+	fmt.Fprintln(a.Stdout, check.Header(target, cfg.Mode, features))
 	if !quiet {
 		cfg.Progress = func(r check.Result, done bool) {
 			if done {
