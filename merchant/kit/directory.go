@@ -203,6 +203,18 @@ func (s *Service) Apps(ctx context.Context, testFlag bool, tenantID string) ([]A
 	return out, nil
 }
 
+// App returns one app credential (deleted ones included; check Deleted).
+func (s *Service) App(ctx context.Context, testFlag bool, tenantID, appID string) (*App, error) {
+	a, err := scanApp(s.db.QueryRow(ctx, `SELECT `+appCols+` FROM kit_apps WHERE test_flag = $1 AND tenant_id = $2 AND app_id = $3`, b2i(testFlag), tenantID, appID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("app %q of tenant %q: %w", appID, tenantID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kit: read app: %w", err)
+	}
+	return &a.App, nil
+}
+
 // ClientCredentials returns an app's OAuth client id and plaintext client
 // secret (decrypted with the merchant's private key). Never log the secret.
 func (s *Service) ClientCredentials(ctx context.Context, testFlag bool, tenantID, appID string) (clientID, clientSecret string, err error) {

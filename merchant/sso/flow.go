@@ -263,6 +263,39 @@ func (s *Service) checkMember(ctx context.Context, t *kit.Tenant, appID, userNam
 
 // GET /sso/callback?code=…&state=…&tenant=…
 func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
+	rec := &statusRecorder{ResponseWriter: w}
+	s.serveCallback(rec, r)
+	switch {
+	case rec.status == http.StatusFound:
+		s.logins.WithLabelValues("ok").Inc()
+	case rec.status >= 500:
+		s.logins.WithLabelValues("failed").Inc()
+	default:
+		s.logins.WithLabelValues("refused").Inc()
+	}
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	pending, err := s.takeLogin(ctx, r)

@@ -87,6 +87,11 @@ func (s *Service) current(ctx context.Context, r *http.Request) (*active, error)
 	if err != nil {
 		return nil, err
 	}
+	if app, err := s.dir.App(ctx, sess.testFlag, sess.tenantID, sess.appID); errors.Is(err, kit.ErrNotFound) || (err == nil && app.Deleted) {
+		return nil, errors.Join(forbidden("Application not connected", "The application credential of your organization was removed."), s.endSession(ctx, sess.idHash))
+	} else if err != nil {
+		return nil, err
+	}
 	u, err := s.checkMember(ctx, t, sess.appID, sess.userName)
 	if err != nil {
 		var le *loginError
@@ -161,9 +166,11 @@ func (s *Service) refresh(ctx context.Context, t *kit.Tenant, sess *session, now
 		}
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
+			s.refreshes.WithLabelValues("rejected").Inc()
 			s.log.Info("sso: refresh token rejected; session ended", "tenant", t.TenantID, "user", sess.userName, "error", re.ErrorCode)
 			return nil, errors.Join(errNoSession, s.endSession(ctx, sess.idHash))
 		}
+		s.refreshes.WithLabelValues("failed").Inc()
 		if now.Before(sess.accessExp) {
 			s.log.Warn("sso: refresh failed; access token still valid", "tenant", t.TenantID, "err", err)
 			return sess, nil
@@ -196,6 +203,7 @@ func (s *Service) refresh(ctx context.Context, t *kit.Tenant, sess *session, now
 		}
 		return again, nil
 	}
+	s.refreshes.WithLabelValues("ok").Inc()
 	s.log.Debug("sso: access token refreshed", "tenant", t.TenantID, "user", sess.userName)
 	sess.accessSealed, sess.refreshSealed, sess.accessExp, sess.refreshExp = access, refreshSealed, accessExp, refreshExp
 	sess.refreshes++

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/merchant/kit"
@@ -54,6 +56,7 @@ type Directory interface {
 	Tenant(ctx context.Context, testFlag bool, tenantID string) (*kit.Tenant, error)
 	LookupTenant(ctx context.Context, tenantID string) (*kit.Tenant, error)
 	Apps(ctx context.Context, testFlag bool, tenantID string) ([]kit.App, error)
+	App(ctx context.Context, testFlag bool, tenantID, appID string) (*kit.App, error)
 	ClientCredentials(ctx context.Context, testFlag bool, tenantID, appID string) (clientID, clientSecret string, err error)
 	User(ctx context.Context, testFlag bool, tenantID, appID, userName string) (*kit.User, error)
 	Org(ctx context.Context, testFlag bool, tenantID, orgCode string) (*kit.Org, error)
@@ -112,6 +115,8 @@ type Deps struct {
 	Clock     clock.Clock
 	Logger    *slog.Logger
 	Rand      io.Reader // default crypto/rand
+	// Registerer receives the SSO metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Service serves the SSO endpoints.
@@ -124,6 +129,9 @@ type Service struct {
 	rnd   io.Reader
 	aead  cipher.AEAD
 	httpc *http.Client
+
+	logins    *prometheus.CounterVec
+	refreshes *prometheus.CounterVec
 }
 
 // Lifetimes documented for the tenant's tokens (joint-kit.md §7.2).
@@ -195,6 +203,21 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	if s.httpc == nil {
 		s.httpc = &http.Client{Timeout: 10 * time.Second}
+	}
+	s.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "souk_sso_logins_total",
+		Help: "SSO logins by outcome: ok, refused (4xx: not authorized, disabled, bad state…) or failed (5xx).",
+	}, []string{"result"})
+	s.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "souk_sso_token_refreshes_total",
+		Help: "Access-token refreshes by outcome: ok, rejected (session ended) or failed (IdP unreachable).",
+	}, []string{"result"})
+	if deps.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.logins, s.refreshes} {
+			if err := deps.Registerer.Register(c); err != nil {
+				s.log.Warn("sso: metric not registered", "err", err)
+			}
+		}
 	}
 	// tokens at rest are sealed with a key derived from the identity key
 	m := hmac.New(sha256.New, cfg.IdentityKeys[0])

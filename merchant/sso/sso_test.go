@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
@@ -322,6 +325,36 @@ func TestDisableEndsSession(t *testing.T) {
 	})
 }
 
+func TestUnbindEndsSession(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		c := f.browser()
+		if code, body := f.login(c, "alice"); code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		// applicationSync delete: the app credential is gone
+		if err := f.kit.ApplyApplicationSync(ctx, &kit.ApplicationSync{Common: kit.Common{TenantID: tenantID}, AppID: "app-1", Flag: kit.FlagDelete}, f.clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := f.me(c); code != http.StatusForbidden {
+			t.Fatalf("after the app was unbound: %d", code)
+		}
+		if code, body := f.login(c, "alice"); code != http.StatusForbidden {
+			t.Fatalf("login without an app credential: %d %s", code, body)
+		}
+		// tenantSync delete: the organization is gone
+		if err := f.kit.ApplyTenantSync(ctx, &kit.TenantSync{Common: kit.Common{TenantID: tenantID}, Flag: kit.FlagDelete}, f.clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := f.login(c, "alice"); code != http.StatusForbidden || !strings.Contains(body, "not connected") {
+			t.Fatalf("login to a deleted tenant: %d %s", code, body)
+		}
+		if got := counterValue(t, f.sso.logins.WithLabelValues("ok")); got != 1 {
+			t.Errorf("ok logins counted %v, want 1", got)
+		}
+	})
+}
+
 func TestAccessTokenRefresh(t *testing.T) {
 	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
 		ctx := context.Background()
@@ -561,4 +594,13 @@ func TestSafeReturnTo(t *testing.T) {
 			t.Errorf("safeReturnTo(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func counterValue(t testing.TB, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
