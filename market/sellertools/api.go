@@ -183,6 +183,10 @@ func decode(r *http.Request, v any) error {
 	d := json.NewDecoder(strings.NewReader(string(body)))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
+		var me *market.Error
+		if errors.As(err, &me) {
+			return err
+		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return badField(te.Field, "must be a JSON %s", te.Type.String())

@@ -1,6 +1,7 @@
 package sellertools
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -41,6 +42,45 @@ type DebugInput struct {
 	// Name names the case when it is saved; default the activity (with the
 	// scene or status for refreshInstance and updateInstanceStatus).
 	Name string `json:"name,omitempty"`
+}
+
+// UnmarshalJSON reads a DebugInput strictly (unknown fields are errors) and
+// accepts a parameter value given as a JSON object (productInfo) as well as a
+// string.
+func (in *DebugInput) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		ProductID string                     `json:"productId"`
+		Activity  string                     `json:"activity"`
+		Params    map[string]json.RawMessage `json:"params"`
+		URL       string                     `json:"url"`
+		Name      string                     `json:"name"`
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&raw); err != nil {
+		return err
+	}
+	*in = DebugInput{ProductID: raw.ProductID, Activity: raw.Activity, URL: raw.URL, Name: raw.Name}
+	if raw.Params != nil {
+		in.Params = make(map[string]string, len(raw.Params))
+	}
+	for k, v := range raw.Params {
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			in.Params[k] = s
+			continue
+		}
+		var obj map[string]any
+		if err := json.Unmarshal(v, &obj); err != nil || obj == nil {
+			return badField("params."+k, "must be a string (or a JSON object for productInfo)")
+		}
+		var c bytes.Buffer
+		if err := json.Compact(&c, v); err != nil {
+			return badField("params."+k, "%v", err)
+		}
+		in.Params[k] = c.String()
+	}
+	return nil
 }
 
 // Command is a generated request (生成请求命令): exactly what the market
@@ -216,6 +256,9 @@ func (t *Tools) prepare(ctx context.Context, in DebugInput) (prepared, error) {
 		if v == "" {
 			delete(params, k)
 		}
+	}
+	if _, ok := params["instanceId"]; !ok && iface.Activity != "newInstance" && iface.Activity != "orderNotify" {
+		return prepared{}, badField("params.instanceId", "is required: debug and save a newInstance case of product %s first, or enter an instance ID", p.ID)
 	}
 	body, err := buildBody(iface, params)
 	if err != nil {

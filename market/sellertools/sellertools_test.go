@@ -482,6 +482,26 @@ func TestDebugToolGenerateSendSave(t *testing.T) {
 			t.Fatalf("unknown product: %d %+v", st, me)
 		}
 
+		// productInfo may be given as a JSON object; other values must be strings.
+		var ci sellertools.Result
+		if st := e.do("POST", base+"/debug/send", map[string]any{"productId": p.ID, "activity": "changeInstanceCheck",
+			"params": map[string]any{"productInfo": map[string]any{"productId": "P-MONTH-prod-1", "skuCode": "basic-prod-1", "linearValue": 2}}}, &ci); st != 200 || !ci.Passed {
+			t.Fatalf("changeInstanceCheck with an object: %d %+v", st, ci)
+		}
+		if !strings.Contains(ci.Request.BodyText, `"productInfo":{"linearValue":2,"productId":"P-MONTH-prod-1","skuCode":"basic-prod-1"}`) {
+			t.Fatalf("changeInstanceCheck body = %s", ci.Request.BodyText)
+		}
+		if st := e.do("POST", base+"/debug/send", map[string]any{"productId": p.ID, "activity": "queryInstance", "params": map[string]any{"instanceId": 7}}, &me); st != 400 || me.Field != "params.instanceId" {
+			t.Fatalf("numeric param: %d %+v", st, me)
+		}
+		if st := e.do("POST", base+"/debug/send", map[string]any{"productId": p.ID, "activity": "queryInstance", "bogus": 1}, &me); st != 400 || me.Field != "bogus" {
+			t.Fatalf("unknown field: %d %+v", st, me)
+		}
+		fresh := e.product("prod-fresh", oneTimePlans)
+		if st := e.do("POST", base+"/debug/send", sellertools.DebugInput{ProductID: fresh.ID, Activity: "releaseInstance"}, &me); st != 400 || me.Field != "params.instanceId" || !strings.Contains(me.Msg, "newInstance") {
+			t.Fatalf("no instance yet: %d %+v", st, me)
+		}
+
 		// Case management: show, delete.
 		var c sellertools.Case
 		if st := e.do("GET", fmt.Sprintf("%s/cases/%d", base, q.Saved.ID), nil, &c); st != 200 || c.Activity != "queryInstance" || c.Params["instanceId"] != sent.InstanceID {
