@@ -60,6 +60,10 @@ func TestEnsureKeyPair(t *testing.T) {
 	if err != nil || !parsed.Equal(&k.PublicKey) {
 		t.Fatalf("public key does not parse back: %v", err)
 	}
+	var printed strings.Builder
+	if err := PrintPublicKey(&printed, dir); err != nil || printed.String() != pub+"\n" {
+		t.Fatalf("PrintPublicKey = %q, %v", printed.String(), err)
+	}
 	// what Seller Center encrypts with the printed key, the merchant decrypts
 	ct, err := kg.EncryptClientSecret(parsed, "client-secret", rand.Reader)
 	if err != nil {
@@ -111,5 +115,14 @@ func TestLoadPrivateKeyRefuses(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(bad, KeyFile)); string(b) != "garbage" {
 		t.Fatal("EnsureKeyPair replaced an unreadable key file")
+	}
+}
+
+func TestParseKeys(t *testing.T) {
+	if got := ParseKeys(" new-key , old-key,,"); len(got) != 2 || got[0] != "new-key" || got[1] != "old-key" {
+		t.Fatalf("ParseKeys = %q", got)
+	}
+	if got := ParseKeys(""); len(got) != 0 {
+		t.Fatalf("ParseKeys(\"\") = %q", got)
 	}
 }

@@ -130,3 +130,24 @@ func VerifyIdentity(keys [][]byte, token string, now time.Time) (*Identity, erro
 	}
 	return &id, nil
 }
+
+// ParseKeys reads identity keys from a comma-separated list
+// (SOUK_IDENTITY_KEY): each is used as its raw bytes and must be at least
+// MinKeyLen long. The first signs; all verify.
+func ParseKeys(s string) ([][]byte, error) {
+	var out [][]byte
+	for i, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		if k == "" {
+			continue
+		}
+		if len(k) < MinKeyLen {
+			return nil, fmt.Errorf("sso: identity key %d has %d bytes; at least %d required", i, len(k), MinKeyLen)
+		}
+		out = append(out, []byte(k))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("sso: no identity key given")
+	}
+	return out, nil
+}

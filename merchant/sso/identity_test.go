@@ -80,3 +80,16 @@ func FuzzVerifyIdentity(f *testing.F) {
 		}
 	})
 }
+
+func TestParseKeys(t *testing.T) {
+	long := strings.Repeat("a", 32)
+	keys, err := ParseKeys(long + " , " + strings.Repeat("b", 40))
+	if err != nil || len(keys) != 2 || string(keys[0]) != long {
+		t.Fatalf("ParseKeys = %q %v", keys, err)
+	}
+	for _, bad := range []string{"", " , ", "short", long + ",short"} {
+		if _, err := ParseKeys(bad); err == nil {
+			t.Errorf("ParseKeys(%q) accepted", bad)
+		}
+	}
+}
