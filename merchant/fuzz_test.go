@@ -1,12 +1,18 @@
 package merchant
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant/handoff"
 )
 
@@ -67,6 +73,55 @@ func FuzzWebhookVerify(f *testing.F) {
 		}
 		if err == nil && handoff.Sign("k", now, body) != header && !strings.Contains(header, ",") {
 			t.Fatalf("accepted a header Sign did not make: %q", header)
+		}
+	})
+}
+
+// FuzzServeKG: whatever a correctly signed body holds, the production
+// address answers HTTP 200 with JSON carrying a documented result code and a
+// valid Body-Sign, and never panics.
+func FuzzServeKG(f *testing.F) {
+	for _, s := range []string{
+		`{"activity":"newInstance","orderId":"F1","orderLineId":"F1-1","businessId":"b1"}`,
+		`{"activity":"queryInstance","instanceId":"b1,b2"}`,
+		`{"activity":"refreshInstance","instanceId":"b1","orderId":"o","orderLineId":"l","scene":"RENEWAL","expireTime":"20300101000000123"}`,
+		`{"activity":"updateInstanceStatus","instanceId":"b1","status":"FREEZE","testFlag":1}`,
+		`{"activity":"releaseInstance","instanceId":"b1"}`,
+		`{"activity":"upgradeInstance","instanceId":"b1","orderId":"u","orderLineId":"u1"}`,
+		`{"activity":"changeInstanceCheck","instanceId":"b1","productInfo":"{\"skuCode\":\"s\"}"}`,
+		`{"activity":"orderNotify","orderId":"n","orderLineId":"n1","testFlag":"1"}`,
+		`{"activity":null}`, `[]`, ``, `{"activity":"newInstance","orderId":12345,"orderLineId":true}`,
+	} {
+		f.Add([]byte(s))
+	}
+	// No test logger: f.Log must not be called inside the fuzz target.
+	e := newEnv(f, "sqlite", func(c *Config, d *Deps) { c.Budget = time.Second; d.Logger = slog.New(slog.DiscardHandler) })
+	e.market.addOrder("F1", "F1-1", ChargingPeriod, "prod-1", "sku-1")
+	codes := map[string]bool{}
+	for _, c := range kg.Codes() {
+		codes[c] = true
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ts := strconv.FormatInt(e.clock.Now().UnixMilli(), 10)
+		n := nonce()
+		req := httptest.NewRequest(http.MethodPost, "/koogallery?signature="+kg.SignV2(testKey, n, ts, body)+"&timestamp="+ts+"&nonce="+n, bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		e.m.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("HTTP %d", rec.Code)
+		}
+		var r struct {
+			ResultCode string `json:"resultCode"`
+			ResultMsg  string `json:"resultMsg"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil || !codes[r.ResultCode] {
+			t.Fatalf("answer %q (%v)", rec.Body.String(), err)
+		}
+		if r.ResultCode == kg.CodeInternal || r.ResultCode == kg.CodeAuthFailed {
+			t.Fatalf("body %q gave %s %s", body, r.ResultCode, r.ResultMsg)
+		}
+		if err := kg.VerifyBodySignHeader(testKey, rec.Header().Get("Body-Sign"), rec.Body.Bytes()); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -412,3 +412,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// reopen starts a second merchant (a restarted process) on e's database,
+// with the same fakes and clock.
+func reopen(t testing.TB, e *env) *env {
+	t.Helper()
+	d, err := db.Open(e.ctx, e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	if err := Migrate(e.ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	e2 := &env{t: t, ctx: e.ctx, db: d, dsn: e.dsn, clock: e.clock, market: e.market, app: e.app, cfg: e.cfg}
+	e2.m = e2.newMerchant(d, e.cfg, Deps{Clock: e.clock})
+	e2.srv = httptest.NewServer(e2.m.Handler())
+	t.Cleanup(e2.srv.Close)
+	return e2
+}

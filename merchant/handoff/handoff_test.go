@@ -156,7 +156,9 @@ func TestAnswerErrorFailsTheDelivery(t *testing.T) {
 	ctx := context.Background()
 	tg := &target{answer: []byte(`bad`)}
 	dl := &handoff.Deliverer{DB: d, Clock: c, Target: func(*handoff.Stored) handoff.Target { return tg },
-		OnAnswer: func(context.Context, *db.Tx, time.Time, *handoff.Stored, []byte) error { return errors.New("invalid appInfo") }}
+		OnAnswer: func(context.Context, *db.Tx, time.Time, *handoff.Stored, []byte) error {
+			return errors.New("invalid appInfo")
+		}}
 	id := emit(t, d, c.Now(), handoff.Event{Type: "instance.created", Subject: "i"})
 	if ok, err := dl.Attempt(ctx, id); ok || err == nil {
 		t.Fatalf("Attempt = %v, %v; want a failure", ok, err)
