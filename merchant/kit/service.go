@@ -160,6 +160,11 @@ func (s *Service) Handler() http.Handler {
 	mux.Handle(PathAuthSync, s.endpoint("authSync", s.authSync))
 	mux.Handle(PathSingleOrgSync, s.endpoint("singleOrgSync", s.singleOrgSync))
 	mux.Handle(PathAllOrgSync, s.endpoint("allOrgSync", s.allOrgSync))
+	// anything else below the production address still gets a kit answer (policy 7)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.requests.WithLabelValues("unknown", kg.CodeBadParam).Inc()
+		s.respond(w, Response{ResultCode: kg.CodeBadParam, ResultMsg: "invalid field path: no kit interface " + truncate(r.URL.Path, 80)})
+	})
 	return mux
 }
 

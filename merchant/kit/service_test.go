@@ -117,6 +117,9 @@ func TestBadParams(t *testing.T) {
 				t.Errorf("%s %s: message %q does not name %s", tc.path, tc.body, r.ResultMsg, tc.field)
 			}
 		}
+		if r := f.code(kg.CodeBadParam, "/produceAPI/v2/noSuchSync", []byte(`{}`), signOpts{}); !strings.Contains(r.ResultMsg, "noSuchSync") {
+			t.Errorf("unknown interface: %q", r.ResultMsg)
+		}
 		if n := len(f.events()); n != 0 {
 			t.Errorf("%d events after rejected requests", n)
 		}
