@@ -77,11 +77,11 @@ func (x *exchange) sent() string {
 func (x *exchange) got() string {
 	if x.Err != nil {
 		if x.TimedOut {
-			return fmt.Sprintf("no answer within the timeout (%v)", x.Latency.Round(time.Millisecond))
+			return "no answer within the timeout (" + fmtDur(x.Latency) + ")"
 		}
 		return "transport error: " + x.Err.Error()
 	}
-	return fmt.Sprintf("HTTP %d in %v: %s", x.Status, x.Latency.Round(time.Millisecond), clip(string(x.Answer), 400))
+	return fmt.Sprintf("HTTP %d in %s: %s", x.Status, fmtDur(x.Latency), clip(string(x.Answer), 400))
 }
 
 func redactURL(u string) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +158,18 @@ func TestLatencyOf(t *testing.T) {
 	}
 	if z := latencyOf(nil, time.Second); z.Calls != 0 {
 		t.Errorf("empty: %+v", z)
+	}
+}
+
+// TestDocsListEveryCheck keeps docs/check.md in step with the table.
+func TestDocsListEveryCheck(t *testing.T) {
+	b, err := os.ReadFile("../docs/check.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range Checks() {
+		if !bytes.Contains(b, []byte("`"+c.ID+"`")) {
+			t.Errorf("docs/check.md does not list %s", c.ID)
+		}
 	}
 }
