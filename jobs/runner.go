@@ -52,6 +52,9 @@ type Runner struct {
 	MaxAttempts int // default 25; 0 = default
 	// Timeout bounds each handler run (its context is cancelled after it); 0 = no limit.
 	Timeout time.Duration
+	// Observe, if set, is called after every run with its outcome — one of
+	// Outcome* — and the handler's duration and error (see Metrics).
+	Observe func(j *Job, outcome string, took time.Duration, err error)
 
 	// ID names this runner as the lease holder (locked_by); default host-pid-random.
 	ID string
@@ -340,10 +343,15 @@ func (r *Runner) execute(ctx context.Context, c claimed) {
 		r.heartbeat(hctx, c, cancel)
 	}()
 	job := c.Job
+	start := time.Now()
 	err := r.call(hctx, &job)
+	took := time.Since(start)
 	cancel()
 	<-hbDone
-	r.finish(ctx, c, err)
+	outcome := r.finish(ctx, c, err)
+	if r.Observe != nil {
+		r.Observe(&job, outcome, took, err)
+	}
 }
 
 func (r *Runner) call(ctx context.Context, j *Job) (err error) {
@@ -386,7 +394,7 @@ WHERE id = $2 AND locked_by = $3 AND attempt = $4 AND state = 'pending'`,
 }
 
 // finish records the outcome of one run, only if this runner still holds the lease.
-func (r *Runner) finish(ctx context.Context, c claimed, herr error) {
+func (r *Runner) finish(ctx context.Context, c claimed, herr error) string {
 	// Record the result even if ctx was cancelled meanwhile.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resultTimeout)
 	defer cancel()
@@ -402,20 +410,20 @@ func (r *Runner) finish(ctx context.Context, c claimed, herr error) {
 	var perm *permanentError
 	switch {
 	case herr == nil:
-		outcome = "done"
+		outcome = OutcomeDone
 		q = `UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, completed_at = $1, updated_at = $1`
 		args = []any{nowMS}
 	case ctx.Err() != nil:
 		// Shutdown interrupted the handler: give the job back untouched.
-		outcome = "released"
+		outcome = OutcomeReleased
 		q = `UPDATE jobs SET attempt = attempt - 1, locked_by = NULL, locked_until = NULL, updated_at = $1`
 		args = []any{nowMS}
 	case errors.As(herr, &perm):
-		outcome = "dead"
+		outcome = OutcomeDead
 		q = `UPDATE jobs SET state = 'dead', last_error = $2, locked_by = NULL, locked_until = NULL, completed_at = $1, updated_at = $1`
 		args = []any{nowMS, truncate(herr.Error())}
 	case errors.As(herr, &retryAt):
-		outcome = "rescheduled"
+		outcome = OutcomeRescheduled
 		due := max(retryAt.at.UnixMilli(), nowMS+1)
 		msg := ""
 		if retryAt.err != nil {
@@ -424,11 +432,11 @@ func (r *Runner) finish(ctx context.Context, c claimed, herr error) {
 		q = `UPDATE jobs SET due_at = $2, last_error = $3, locked_by = NULL, locked_until = NULL, updated_at = $1`
 		args = []any{nowMS, due, msg}
 	case c.Attempt >= r.maxAttempts():
-		outcome = "dead"
+		outcome = OutcomeDead
 		q = `UPDATE jobs SET state = 'dead', last_error = $2, locked_by = NULL, locked_until = NULL, completed_at = $1, updated_at = $1`
 		args = []any{nowMS, truncate(herr.Error())}
 	default:
-		outcome = "retry"
+		outcome = OutcomeRetry
 		due := max(now.Add(r.backoff(&c)).UnixMilli(), nowMS+1)
 		q = `UPDATE jobs SET due_at = $2, last_error = $3, locked_by = NULL, locked_until = NULL, updated_at = $1`
 		args = []any{nowMS, due, truncate(herr.Error())}
@@ -441,23 +449,35 @@ func (r *Runner) finish(ctx context.Context, c claimed, herr error) {
 	if err != nil {
 		// The lease will expire and the job run again.
 		log.Error("jobs: recording result failed", "outcome", outcome, "handler_err", herr, "err", err)
-		return
+		return OutcomeUnrecorded
 	}
 	if k, _ := res.RowsAffected(); k == 0 {
 		log.Warn("jobs: lease lost before the result was recorded; result discarded", "outcome", outcome, "handler_err", herr)
-		return
+		return OutcomeLeaseLost
 	}
 	switch outcome {
-	case "done":
+	case OutcomeDone:
 		log.Debug("jobs: done")
-	case "dead":
+	case OutcomeDead:
 		log.Error("jobs: dead", "err", herr)
-	case "released":
+	case OutcomeReleased:
 		log.Info("jobs: released on shutdown")
 	default:
 		log.Warn("jobs: failed, will retry", "outcome", outcome, "err", herr)
 	}
+	return outcome
 }
+
+// Outcomes of a run, as passed to Runner.Observe.
+const (
+	OutcomeDone        = "done"        // handler returned nil
+	OutcomeRetry       = "retry"       // failed; pending after backoff
+	OutcomeRescheduled = "rescheduled" // RetryAt
+	OutcomeDead        = "dead"        // Permanent, or MaxAttempts reached
+	OutcomeReleased    = "released"    // interrupted by shutdown, given back
+	OutcomeLeaseLost   = "lease_lost"  // another runner holds the job now; result discarded
+	OutcomeUnrecorded  = "unrecorded"  // the result could not be written; the lease will expire
+)
 
 func truncate(s string) string {
 	if len(s) <= maxErrorLen {
