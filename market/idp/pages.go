@@ -11,8 +11,9 @@ import (
 
 // The pages are plain HTML with inline CSS and no external assets. The only
 // script turns the documented hash route (#/portal-login?ind=UNOP&appId=…)
-// into a query the server can read; it is allowed by its hash in the CSP.
-const fragmentScript = `(function(){var h=location.hash;var p="#/portal-login";if(h.indexOf(p)===0){var q=h.slice(p.length);location.replace("/unified-login/portal-login"+(q.charAt(0)==="?"?q:""));}})();`
+// into a query the server can read, on load and when only the fragment
+// changes; it is allowed by its hash in the CSP.
+const fragmentScript = `(function(){function go(){var h=location.hash,p="#/portal-login";if(h.indexOf(p)===0){var q=h.slice(p.length);location.replace("/unified-login/portal-login"+(q.charAt(0)==="?"?q:""));}}go();window.addEventListener("hashchange",go);})();`
 
 const pageCSS = `body{font-family:system-ui,sans-serif;background:#f3f4f6;margin:0;color:#111}
 main{max-width:360px;margin:8vh auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.15)}
