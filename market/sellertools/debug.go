@@ -118,6 +118,7 @@ type Result struct {
 	Passed     bool            `json:"passed"`
 	Error      string          `json:"error,omitempty"`
 	InstanceID string          `json:"instanceId,omitempty"`
+	Warnings   []string        `json:"warnings,omitempty"`  // allowed by the protocol, but worth a look
 	Saved      *Case           `json:"savedCase,omitempty"` // debug and save case: the case, when it passed
 }
 
@@ -397,7 +398,42 @@ func judge(cmd Command, res market.CallResult) Result {
 		}
 	}
 	r.Passed = res.Verdict == market.VerdictSuccess || res.Verdict == market.VerdictInProgress
+	if r.Passed {
+		r.Warnings = warnings(cmd, res)
+	}
 	return r
+}
+
+// warnings notes answers that pass but that a buyer or KooGallery would
+// notice.
+func warnings(cmd Command, res market.CallResult) []string {
+	var out []string
+	switch cmd.Activity {
+	case "newInstance":
+		if res.Verdict == market.VerdictInProgress {
+			out = append(out, "provisioning asynchronously (000004): KooGallery polls queryInstance until the instance answers")
+		}
+		if res.BodySign == "absent" {
+			out = append(out, "no Body-Sign header on the answer")
+		}
+	case "queryInstance":
+		for _, id := range strings.Split(cmd.Params["instanceId"], ",") {
+			id = strings.TrimSpace(id)
+			found := false
+			for _, in := range res.Response.Info {
+				if in.InstanceID == id {
+					found = true
+					if in.AppInfo == nil || in.AppInfo.FrontEndURL == "" {
+						out = append(out, "instance "+id+" has no appInfo.frontEndUrl: the buyer sees no usage information")
+					}
+				}
+			}
+			if !found && id != "" {
+				out = append(out, "info has no entry for instance "+id)
+			}
+		}
+	}
+	return out
 }
 
 // DebugAndSave makes the debug call and, when it passed, saves it as the

@@ -454,6 +454,9 @@ func TestDebugToolGenerateSendSave(t *testing.T) {
 			t.Fatalf("unknown instance: %+v", r)
 		}
 		q := e.save(p.ID, "queryInstance", nil)
+		if len(q.Warnings) != 0 {
+			t.Fatalf("queryInstance warnings = %v", q.Warnings)
+		}
 
 		// orderNotify is signed with the general key.
 		e.save(p.ID, "orderNotify", nil)

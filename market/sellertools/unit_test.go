@@ -138,3 +138,21 @@ func TestCurlQuoting(t *testing.T) {
 		t.Fatalf("curl =\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestWarnings(t *testing.T) {
+	q := Command{Activity: "queryInstance", Params: map[string]string{"instanceId": "a, b"}}
+	res := market.CallResult{Verdict: market.VerdictSuccess, BodySign: "ok", Response: market.Response{ResultCode: "000000",
+		Info: []market.InstanceInfo{{InstanceID: "a", AppInfo: &market.AppInfo{}}}}}
+	got := warnings(q, res)
+	if len(got) != 2 || !strings.Contains(got[0], "instance a has no appInfo.frontEndUrl") || !strings.Contains(got[1], "no entry for instance b") {
+		t.Fatalf("queryInstance warnings = %q", got)
+	}
+	n := Command{Activity: "newInstance"}
+	got = warnings(n, market.CallResult{Verdict: market.VerdictInProgress, BodySign: "absent"})
+	if len(got) != 2 {
+		t.Fatalf("newInstance warnings = %q", got)
+	}
+	if got := warnings(n, market.CallResult{Verdict: market.VerdictSuccess, BodySign: "ok"}); len(got) != 0 {
+		t.Fatalf("clean newInstance warnings = %q", got)
+	}
+}
