@@ -440,7 +440,9 @@ func idemStatus(status string) func(context.Context, *session, *T) {
 		}
 		q := s.query(ctx, inst, "after repeated "+status)
 		if !listed(q, inst.ID) {
-			t.fail(Finding{What: "the instance is no longer listed after repeated " + status, Sent: q.sent(), Got: q.got(), Want: "freezing keeps the instance and its data", Ref: refMatrix + " (freeze period)"})
+			// The data must be kept while frozen; that queryInstance keeps
+			// listing a frozen instance is an inference.
+			t.warn(Finding{What: "the instance is no longer listed after repeated " + status, Sent: q.sent(), Got: q.got(), Want: "freezing keeps the instance and its data", Ref: refMatrix + " (freeze period)"})
 		}
 	}
 }
@@ -664,10 +666,15 @@ func inputActivity(ctx context.Context, s *session, t *T) {
 	cases := []badCase{
 		{"unknown activity destroyInstance", obj("activity", "destroyInstance", "instanceId", inst.ID)},
 		{"body without activity", obj("instanceId", inst.ID, "status", "FREEZE")},
-		{"activity in the wrong case (RELEASEINSTANCE)", obj("activity", "RELEASEINSTANCE", "instanceId", inst.ID)},
 	}
 	s.expectAll(ctx, t, cases, refBadParam, kg.CodeBadParam)
-	s.stillThere(ctx, t, inst, &exchange{Note: "the requests above"}, refBadParam)
+	// A case-insensitive activity match is lenient rather than wrong: warn.
+	x := s.c.send(ctx, call{body: obj("activity", "RELEASEINSTANCE", "instanceId", inst.ID), note: "activity in the wrong case"})
+	if !codeIn(x, kg.CodeBadParam) {
+		t.warn(Finding{What: "activity RELEASEINSTANCE (wrong case) was not refused with 000002: " + gotWhat(x), Sent: x.sent(), Got: x.got(),
+			Want: "activity values are case-sensitive names; an unknown one is an invalid parameter", Ref: refBadParam})
+	}
+	s.stillThere(ctx, t, inst, x, refBadParam)
 }
 
 func inputUnknownInstance(ctx context.Context, s *session, t *T) {
@@ -798,8 +805,8 @@ func lifecycleFull(ctx context.Context, s *session, t *T) {
 			}
 			q := s.query(ctx, inst, "query after step "+st.name)
 			if !listed(q, inst.ID) {
-				t.fail(Finding{What: "after step " + st.name + " queryInstance no longer lists the instance: " + gotWhat(q), Sent: q.sent(), Got: q.got(), Want: "the instance and its data are kept until it is released", Ref: refMatrix + " (freeze period)"})
-				return
+				t.warn(Finding{What: "after step " + st.name + " queryInstance no longer lists the instance: " + gotWhat(q), Sent: q.sent(), Got: q.got(),
+					Want: "the instance and its data are kept until it is released (that queryInstance lists a frozen instance is inferred)", Ref: refMatrix + " (freeze period)"})
 			}
 		}
 	}

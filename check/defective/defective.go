@@ -78,7 +78,8 @@ const (
 	NumericResultCode  Defect = "numeric-result-code"  // resultCode as a JSON number
 	LongResultMsg      Defect = "long-result-msg"      // resultMsg over 255 characters
 	BadBodySign        Defect = "bad-body-sign"        // Body-Sign computed with another key
-	HTTP500OnError     Defect = "http-500-on-error"    // error answers with HTTP 500
+	HTTP500OnError     Defect = "http-500-on-error"    // error answers with HTTP 500 [warning only]
+	HTTPAccepted       Defect = "http-202"             // every answer with HTTP 202
 	NonJSONQuery       Defect = "non-json-query"       // queryInstance answers plain text
 	UnescapedMemo      Defect = "unescaped-memo"       // memo with raw UTF-8 Chinese
 	ReleasedStillShown Defect = "released-still-shown" // a released instance is still listed [warning only]
@@ -91,7 +92,7 @@ func Defects() []Defect {
 		FirstJSONValueOnly, ApplyBeforeAuth, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, NoUsageInfo,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
-		BadBodySign, HTTP500OnError, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
+		BadBodySign, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
 }
 
 // Config configures the merchant.
@@ -193,6 +194,8 @@ func (m *Merchant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = a.httpCode
 	} else if m.has(HTTP500OnError) && a.code != kg.CodeSuccess && a.code != kg.CodeInProgress {
 		status = http.StatusInternalServerError
+	} else if m.has(HTTPAccepted) {
+		status = http.StatusAccepted
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
