@@ -20,6 +20,8 @@ import (
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/merchant"
 	"github.com/soukhq/souk/merchant/handoff"
+	"github.com/soukhq/souk/merchant/kit"
+	"github.com/soukhq/souk/merchant/sso"
 )
 
 const merchantHelp = `Usage:
@@ -27,6 +29,7 @@ const merchantHelp = `Usage:
   souk merchant events list [options]     list hand-off events (--state pending|delivered|dead, --type, --subject, --limit)
   souk merchant events replay ID [opts]   deliver an event again
   souk merchant events replay --dead      deliver every dead-lettered event again
+  souk merchant public-key [--data DIR]   print the joint-operation RSA public key (generated on first use)
   souk merchant help                      this text
 
 "souk merchant -h" lists the server options; the events commands take --db/--data.
@@ -41,6 +44,8 @@ func runMerchant(ctx context.Context, a *App, args []string) int {
 			return 0
 		case "events":
 			return runMerchantEvents(ctx, a, args[1:])
+		case "public-key":
+			return runMerchantPublicKey(a, args[1:])
 		}
 	}
 	return runMerchantServer(ctx, a, args)
@@ -83,6 +88,7 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 		maxBody                                                         int
 		dbo                                                             dbOptions
 		cfg                                                             merchant.Config
+		joint                                                           jointOptions
 	)
 	s.String(&listen, "listen", ":8080", "listen address")
 	dbo.declare(s)
@@ -104,6 +110,7 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	s.Duration(&cfg.AuditRetention, "audit-retention", 0, "prune audit_log rows older than this (0 keeps them)")
 	s.String(&tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS")
 	s.String(&tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	joint.declare(s)
 	s.String(&logLevel, "log-level", "info", "debug, info, warn or error")
 	s.String(&logFormat, "log-format", "json", "json or text")
 	if err := s.Parse(args); err != nil {
@@ -151,6 +158,10 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 		return 2
 	}
 	defer m.Close()
+	if err := joint.mount(ctx, m, d, dbo.data, cfg, log); err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant:", err)
+		return 2
+	}
 	if err := serveMerchant(ctx, log, m, listen, tlsCert, tlsKey, where); err != nil {
 		log.Error("merchant stopped", "err", err)
 		return 1
@@ -304,4 +315,82 @@ func printEvents(w io.Writer, evs []handoff.Stored, asJSON bool) {
 			ev.CreatedAt.Format(time.RFC3339), ev.LastError)
 	}
 	_ = tw.Flush()
+}
+
+// jointOptions enable the joint-operation (联营) parts: the kit sync
+// interfaces under the production address and single sign-on.
+type jointOptions struct {
+	kitKeys, identityKeys, ssoBaseURL, ssoAppURL, ssoAppID string
+	ssoUnsolicited                                         bool
+}
+
+func (o *jointOptions) declare(s *Settings) {
+	s.Secret(&o.kitKeys, "kit-key", "joint-operation kit key(s), comma-separated; set → serve the kit sync interfaces at <base-path>/produceAPI/v2/…")
+	s.String(&o.ssoBaseURL, "sso-base-url", "", "public URL where souk serves /sso/… (set → single sign-on enabled)")
+	s.Secret(&o.identityKeys, "identity-key", "key(s) signing the identity tokens given to the vendor app (≥ 32 bytes each, comma-separated)")
+	s.String(&o.ssoAppURL, "sso-app-url", "", "where the browser lands after login (default <sso-base-url>/)")
+	s.String(&o.ssoAppID, "sso-app-id", "", "app credential to use when a tenant has several")
+	s.Bool(&o.ssoUnsolicited, "sso-allow-unsolicited", false, "accept callbacks from KooGallery's unified login page without state (no login-CSRF protection)")
+}
+
+func (o *jointOptions) mount(ctx context.Context, m *merchant.Merchant, d *db.DB, dataDir string, cfg merchant.Config, log *slog.Logger) error {
+	if o.kitKeys == "" && o.ssoBaseURL == "" {
+		return nil
+	}
+	if err := kit.Migrate(ctx, d); err != nil {
+		return err
+	}
+	priv, err := kit.EnsureKeyPair(dataDir)
+	if err != nil {
+		return err
+	}
+	k := kit.New(kit.Config{Keys: kit.ParseKeys(o.kitKeys), PrivateKey: priv, APIToken: cfg.AdminToken},
+		kit.Deps{DB: d, Clock: clock.Real{}, Logger: log.With("component", "kit"), Registerer: m.Registry()})
+	base := strings.TrimRight(cfg.BasePath, "/")
+	if o.kitKeys != "" {
+		m.Handle(base+"/produceAPI/v2/", http.StripPrefix(base, k.Handler()))
+		m.Handle("/api/v1/tenants/", k.APIHandler())
+		log.Info("kit sync interfaces enabled", "path", base+"/produceAPI/v2/")
+	}
+	if o.ssoBaseURL == "" {
+		return nil
+	}
+	if err := sso.Migrate(ctx, d); err != nil {
+		return err
+	}
+	keys, err := sso.ParseKeys(o.identityKeys)
+	if err != nil {
+		return err
+	}
+	svc, err := sso.New(sso.Config{BaseURL: strings.TrimRight(o.ssoBaseURL, "/"), AppURL: o.ssoAppURL, AppID: o.ssoAppID,
+		IdentityKeys: keys, AllowUnsolicited: o.ssoUnsolicited},
+		sso.Deps{DB: d, Directory: k, Clock: clock.Real{}, Logger: log.With("component", "sso"), Registerer: m.Registry()})
+	if err != nil {
+		return err
+	}
+	m.Handle("/sso/", svc.Handler())
+	log.Info("single sign-on enabled", "baseURL", o.ssoBaseURL)
+	return nil
+}
+
+func runMerchantPublicKey(a *App, args []string) int {
+	s := a.NewSettings("merchant public-key")
+	var dbo dbOptions
+	dbo.declare(s)
+	if err := s.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
+		return 2
+	}
+	if err := os.MkdirAll(dbo.data, 0o700); err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
+		return 1
+	}
+	if err := kit.PrintPublicKey(a.Stdout, dbo.data); err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
+		return 1
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,9 +46,19 @@ func TestMerchantCommandConfigErrors(t *testing.T) {
 func TestMerchantServeAndEvents(t *testing.T) {
 	dir := t.TempDir()
 	a, _, errb := testApp(map[string]string{"SOUK_ACCESS_KEY": "secret-key-1,secret-key-2", "SOUK_ADMIN_TOKEN": "adm"})
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if code := runMerchant(ctx, a, []string{"--listen", "127.0.0.1:0", "--data", dir, "--log-format", "text"}); code != 0 {
+	addr := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- runMerchant(ctx, a, []string{"--listen", addr, "--data", dir, "--log-format", "text"}) }()
+	for i := 0; i < 200; i++ {
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
 		t.Fatalf("serve exit %d: %s", code, errb.String())
 	}
 	if s := errb.String(); strings.Contains(s, "secret-key-1") || strings.Contains(s, "adm ") || !strings.Contains(s, "access-key") {

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// souk merchant over TLS, with the joint-operation kit and SSO mounted.
+func TestMerchantTLSAndJointOperation(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	addr := freePort(t)
+	a, _, errb := testApp(map[string]string{
+		"SOUK_ACCESS_KEY": "k1", "SOUK_KIT_KEY": "kit-key-1", "SOUK_ADMIN_TOKEN": "adm",
+		"SOUK_SSO_BASE_URL": "https://" + addr, "SOUK_IDENTITY_KEY": strings.Repeat("i", 32),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- runMerchant(ctx, a, []string{"--listen", addr, "--data", dir, "--tls-cert", certFile, "--tls-key", keyFile, "--log-format", "text"})
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d: %s", code, errb.String())
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var resp *http.Response
+	var err error
+	for i := 0; i < 100; i++ {
+		if resp, err = client.Get("https://" + addr + "/healthz"); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HTTPS healthz: %v %v\n%s", resp, err, errb.String())
+	}
+	resp.Body.Close()
+	// The kit interfaces answer under the production address (unsigned → 000001).
+	resp, err = client.Post("https://"+addr+"/koogallery/produceAPI/v2/tenantSync", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kr struct{ ResultCode string }
+	_ = json.NewDecoder(resp.Body).Decode(&kr)
+	resp.Body.Close()
+	if kr.ResultCode != "000001" {
+		t.Fatalf("kit tenantSync unsigned: %+v", kr)
+	}
+	// SSO is mounted.
+	resp, err = client.Get("https://" + addr + "/sso/me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		t.Fatal("/sso/me is not mounted")
+	}
+	// The basic interfaces still answer at the exact production address.
+	resp, err = client.Post("https://"+addr+"/koogallery", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var br struct{ ResultCode string }
+	_ = json.NewDecoder(resp.Body).Decode(&br)
+	resp.Body.Close()
+	if br.ResultCode != "000001" {
+		t.Fatalf("basic interface unsigned: %+v", br)
+	}
+}
+
+func TestMerchantPublicKey(t *testing.T) {
+	dir := t.TempDir()
+	a, out, errb := testApp(nil)
+	if code := runMerchant(context.Background(), a, []string{"public-key", "--data", dir}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	first := out.String()
+	a, out, _ = testApp(nil)
+	runMerchant(context.Background(), a, []string{"public-key", "--data", dir})
+	if first == "" || out.String() != first {
+		t.Fatalf("public key not stable: %q vs %q", first, out.String())
+	}
+}
