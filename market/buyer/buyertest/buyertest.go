@@ -103,9 +103,13 @@ func (m *Merchant) Reset() {
 
 func (m *Merchant) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	iface, ok := strings.CutPrefix(r.URL.Path, "/produceAPI/v2/")
-	if r.Method != http.MethodPost || !ok {
-		http.Error(w, "not a kit call", http.StatusNotFound)
+	_, iface, ok := strings.Cut(r.URL.Path, "/produceAPI/v2/")
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	if !ok {
+		m.basic(w, body)
 		return
 	}
 	c := Call{Interface: iface, Header: r.Header.Clone(), Body: body}
@@ -152,6 +156,28 @@ func (m *Merchant) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(rep.Status)
 	_, _ = io.WriteString(w, rep.Body)
+}
+
+// basic answers the SaaS basic interfaces the market sends to the same
+// production address, just enough for a purchase to complete: newInstance
+// succeeds with instanceId "inst-<businessId>", everything else succeeds
+// (queryInstance of an unknown instance: 000003). Their signature is not
+// checked here; the market's own tests do that.
+func (m *Merchant) basic(w http.ResponseWriter, body []byte) {
+	var req struct {
+		Activity   string `json:"activity"`
+		BusinessID string `json:"businessId"`
+	}
+	_ = jsonUnmarshal(body, &req)
+	w.Header().Set("Content-Type", "application/json")
+	switch req.Activity {
+	case "newInstance":
+		_, _ = io.WriteString(w, `{"resultCode":"000000","resultMsg":"Success","instanceId":"inst-`+req.BusinessID+`"}`)
+	case "queryInstance":
+		_, _ = io.WriteString(w, `{"resultCode":"000003","resultMsg":"no such instance"}`)
+	default:
+		_, _ = io.WriteString(w, `{"resultCode":"000000","resultMsg":"Success"}`)
+	}
 }
 
 // Catalog is an in-memory buyer.Catalog.

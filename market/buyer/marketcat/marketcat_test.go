@@ -1,0 +1,127 @@
+package marketcat_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/market"
+	"github.com/soukhq/souk/market/buyer"
+	"github.com/soukhq/souk/market/buyer/buyertest"
+	"github.com/soukhq/souk/market/buyer/marketcat"
+	"github.com/soukhq/souk/market/idp"
+)
+
+func TestCatalogResolvesPurchasedApps(t *testing.T) {
+	for _, backend := range dbtest.Backends() {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			d := dbtest.Open(t, backend)
+			clk := clock.NewVirtual(time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC))
+			m, err := market.New(market.Config{DB: d, Clock: clk, WireClock: clk, CallTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := buyer.Migrate(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			mer := buyertest.NewMerchant(t, clk, "kit-key-seller-1")
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err = m.CreateSeller(ctx, "seller-1", "ISV One")
+			must(err)
+			_, err = m.SetAccessKey(ctx, "seller-1", market.KeyBasic, "basic-key-seller-1")
+			must(err)
+			addr, err := m.AddAddress(ctx, "seller-1", mer.URL+"/saas")
+			must(err)
+			addr, err = m.VerifyAddress(ctx, addr.ID)
+			must(err)
+			if !addr.Verified {
+				t.Fatalf("address: %s", addr.VerifyNote)
+			}
+			_, err = m.CreateProduct(ctx, market.ProductInput{ID: "prod-joint", SellerID: "seller-1", Name: "Joint app", AddressID: addr.ID,
+				Plans: []market.Plan{{ProductCode: "J-MONTH", SKUCode: "std", ChargingMode: market.ModePeriod, PeriodType: "month", PriceCents: 1000}}})
+			must(err)
+			_, err = m.CreateCustomer(ctx, market.Customer{ID: "cust-1", Name: "Buyer One"})
+			must(err)
+			o, err := m.Buy(ctx, market.BuyInput{CustomerID: "cust-1", ProductCode: "J-MONTH", PeriodNumber: 1})
+			must(err)
+			if _, err := m.RunDue(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sub, err := m.GetSubscription(ctx, o.SubscriptionID)
+			must(err)
+			if sub.Status != "ACTIVE" || sub.InstanceID == "" {
+				t.Fatalf("subscription %+v", sub)
+			}
+
+			cat := marketcat.Catalog{Market: m}
+			center, err := buyer.New(buyer.Config{DB: d, Clock: clk, WireClock: clk, Catalog: cat, DomainName: "https://market.example.test",
+				Password: idp.PasswordParams{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
+			must(err)
+			for name, id := range map[string]string{"unknown instance": "nope", "empty": ""} {
+				if _, err := cat.App(ctx, id); !errors.Is(err, buyer.ErrNoApp) {
+					t.Errorf("%s: %v, want ErrNoApp", name, err)
+				}
+			}
+			if _, err := cat.App(ctx, sub.InstanceID); !errors.Is(err, buyer.ErrNoApp) {
+				t.Errorf("a product without app credential: %v, want ErrNoApp", err)
+			}
+			cred, err := center.SetAppCredential(ctx, buyer.AppCredential{ProductID: "prod-joint", SellerID: "seller-1", PublicKey: mer.PublicKey(t),
+				LoginURLs: []string{"https://app.example.test/sso/callback"}})
+			must(err)
+			if _, err := cat.App(ctx, sub.InstanceID); err == nil || !strings.Contains(err.Error(), "kit key") {
+				t.Errorf("a seller without kit key: %v", err)
+			}
+			_, err = m.SetAccessKey(ctx, "seller-1", market.KeyKit, "kit-key-seller-1")
+			must(err)
+			app, err := cat.App(ctx, sub.InstanceID)
+			must(err)
+			want := buyer.App{InstanceID: sub.InstanceID, OrderID: o.OrderID, SellerID: "seller-1", CustomerID: "cust-1", AppID: cred.AppID,
+				Endpoint: mer.URL + "/saas", KitKey: "kit-key-seller-1", PublicKey: cred.PublicKey, RedirectURIs: cred.LoginURLs}
+			if app.InstanceID != want.InstanceID || app.OrderID != want.OrderID || app.SellerID != want.SellerID || app.CustomerID != want.CustomerID ||
+				app.AppID != want.AppID || app.Endpoint != want.Endpoint || app.KitKey != want.KitKey || app.PublicKey != want.PublicKey ||
+				len(app.RedirectURIs) != 1 || app.TestFlag {
+				t.Fatalf("app\n got %+v\nwant %+v", app, want)
+			}
+
+			// Binding through the market: the kit calls reach the production address, signed with the kit key.
+			ent, err := center.CreateEnterprise(ctx, buyer.EnterpriseInput{Name: "Buyer One Ltd", CustomerID: "cust-1"})
+			must(err)
+			_, msgs, err := center.BindApp(ctx, ent.ID, sub.InstanceID)
+			must(err)
+			for _, msg := range msgs {
+				if msg.State != buyer.StateSucceeded {
+					t.Errorf("%s: %s %s", msg.Interface, msg.State, msg.LastError)
+				}
+			}
+			var kitCalls int
+			for _, c := range mer.Calls() {
+				if c.SignErr != nil {
+					t.Errorf("%s: %v", c.Interface, c.SignErr)
+				}
+				kitCalls++
+			}
+			if kitCalls != 3 {
+				t.Errorf("kit calls %d, want 3", kitCalls)
+			}
+			// Another customer's enterprise cannot bind it.
+			other, err := center.CreateEnterprise(ctx, buyer.EnterpriseInput{Name: "Other", CustomerID: "cust-2"})
+			must(err)
+			if _, _, err := center.BindApp(ctx, other.ID, sub.InstanceID); err == nil {
+				t.Error("another customer bound the instance")
+			}
+		})
+	}
+}
