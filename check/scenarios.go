@@ -150,7 +150,12 @@ func ifaceNew(test bool) func(context.Context, *session, *T) {
 			t.fail(Finding{What: err.Error()})
 			return
 		}
-		x := s.c.send(ctx, call{body: newInstanceBody(o, uuid(), test)})
+		body := newInstanceBody(o, uuid(), test)
+		if !test {
+			// As in the documentation's example: a real request with testFlag "0".
+			body = obj("activity", "newInstance", "businessId", uuid(), "orderId", o.OrderID, "orderLineId", o.OrderLine[0].OrderLineID, "testFlag", "0")
+		}
+		x := s.c.send(ctx, call{body: body})
 		if !t.expect(x, "newInstance was not accepted", refNew, kg.CodeSuccess, kg.CodeInProgress) {
 			return
 		}
