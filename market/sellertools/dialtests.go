@@ -367,7 +367,8 @@ func (t *Tools) nextStreak(l Listing, day string, passed, unfreeze bool, now tim
 	return l, froze
 }
 
-// replay sends one saved case again (newInstance with a fresh businessId).
+// replay sends one saved case again, as a debugging request (testFlag "1")
+// and, for newInstance, with a fresh businessId.
 // Only database failures are errors; every call failure is a failed result.
 func (t *Tools) replay(ctx context.Context, c Case) (CaseResult, error) {
 	r := CaseResult{CaseID: c.ID, Activity: c.Activity, Name: c.Name, At: t.clock.Now().UTC(), Verdict: market.VerdictFailure}
@@ -379,6 +380,11 @@ func (t *Tools) replay(ctx context.Context, c Case) (CaseResult, error) {
 	params := map[string]string{}
 	for k, v := range c.Params {
 		params[k] = v
+	}
+	for _, prm := range iface.Params {
+		if prm.Name == "testFlag" {
+			params["testFlag"] = "1" // dial tests are debugging requests, whatever the case was saved with
+		}
 	}
 	if _, ok := params["businessId"]; ok {
 		id, err := t.uuid()

@@ -625,6 +625,10 @@ func TestDialTestsAtSlotTimes(t *testing.T) {
 		draft := e.product("prod-draft", oneTimePlans)
 		e.saveAll(draft.ID, "newInstance", "queryInstance", "releaseInstance")
 		savedBiz := e.fm.received("newInstance")[0].Body["businessId"]
+		// A case saved as real traffic is still replayed as a debugging request.
+		if r := e.save(p.ID, "queryInstance", map[string]string{"testFlag": "0"}); r.Saved.Params["testFlag"] != "0" {
+			t.Fatalf("saved params = %v", r.Saved.Params)
+		}
 
 		var s sellertools.Schedule
 		e.do("GET", sellertools.APIPrefix+"/dialtests/schedule", nil, &s)
