@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,12 @@ var (
 func testRSAKey(t testing.TB) *rsa.PrivateKey {
 	t.Helper()
 	rsaOnce.Do(func() {
-		k, err := kg.GenerateRSAKey(rand.Reader)
+		// a committed test key: generating 3072-bit keys under -race is slow
+		data, err := os.ReadFile("testdata/test_rsa_3072.pem")
+		if err != nil {
+			panic(err)
+		}
+		k, err := kg.ParsePrivateKeyPEM(data)
 		if err != nil {
 			panic(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,12 @@ var (
 
 func testRSAKey() *rsa.PrivateKey {
 	rsaOnce.Do(func() {
-		k, err := kg.GenerateRSAKey(rand.Reader)
+		// a committed test key: generating 3072-bit keys under -race is slow
+		data, err := os.ReadFile("testdata/test_rsa_3072.pem")
+		if err != nil {
+			panic(err)
+		}
+		k, err := kg.ParsePrivateKeyPEM(data)
 		if err != nil {
 			panic(err)
 		}
