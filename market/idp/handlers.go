@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -194,6 +195,22 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 		fail("Enter the enterprise, the user name and the password.")
 		return
 	}
+	if until, err := p.lockedUntil(ctx, view.TenantCode, view.UserName); err != nil {
+		p.internal(w, r, "login: lockout", err)
+		return
+	} else if !until.IsZero() {
+		p.log.WarnContext(ctx, "idp: login locked", "tenant", view.TenantCode, "user", view.UserName)
+		view.Error = fmt.Sprintf("Too many failed sign-ins. Try again after %s.", until.UTC().Format("15:04 UTC"))
+		p.loginPage(w, r, http.StatusTooManyRequests, view)
+		return
+	}
+	failed := func(msg string) {
+		if err := p.recordFailure(ctx, view.TenantCode, view.UserName); err != nil {
+			p.internal(w, r, "login: failure", err)
+			return
+		}
+		fail(msg)
+	}
 	tenantID, err := p.dir.TenantByCode(ctx, view.TenantCode)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		p.internal(w, r, "login: tenant", err)
@@ -210,7 +227,7 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if err != nil || acc.PasswordHash == "" {
 		_ = VerifyPassword(p.dummyHash, password) // same cost as a real check
 		p.log.InfoContext(ctx, "idp: login failed", "tenant", view.TenantCode, "user", view.UserName, "reason", "unknown user")
-		fail("Wrong enterprise, user name or password.")
+		failed("Wrong enterprise, user name or password.")
 		return
 	}
 	if err := VerifyPassword(acc.PasswordHash, password); err != nil {
@@ -218,12 +235,16 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 			p.log.ErrorContext(ctx, "idp: unusable password hash", "member", acc.ID, "err", err)
 		}
 		p.log.InfoContext(ctx, "idp: login failed", "tenant", view.TenantCode, "user", view.UserName, "reason", "password")
-		fail("Wrong enterprise, user name or password.")
+		failed("Wrong enterprise, user name or password.")
 		return
 	}
 	if !acc.Enabled {
 		p.log.InfoContext(ctx, "idp: login refused", "tenant", view.TenantCode, "user", view.UserName, "reason", "disabled")
 		fail("This account is disabled. Ask your enterprise administrator.")
+		return
+	}
+	if err := p.clearFailures(ctx, view.TenantCode, view.UserName); err != nil {
+		p.internal(w, r, "login: clear failures", err)
 		return
 	}
 	tok, err := p.createSession(ctx, acc.TenantID, acc.ID, acc.Epoch)

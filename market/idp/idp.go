@@ -133,6 +133,11 @@ type Config struct {
 	// SecureCookies marks cookies Secure (set it when the market is served over HTTPS).
 	SecureCookies bool
 
+	// MaxLoginFailures failed sign-ins of one user name within
+	// LoginFailureWindow lock it until the window ends (defaults 10, 15 min).
+	MaxLoginFailures   int
+	LoginFailureWindow time.Duration
+
 	AccessTTL  time.Duration // default 2 h
 	RefreshTTL time.Duration // default 30 d
 	CodeTTL    time.Duration // default 5 min
@@ -148,6 +153,8 @@ type IdP struct {
 	secure bool
 
 	accessTTL, refreshTTL, codeTTL, sessionTTL time.Duration
+	maxFailures                                int
+	failureWindow                              time.Duration
 
 	dummyHash string // verified against when a user does not exist, to equalize timing
 }
@@ -170,6 +177,13 @@ func New(cfg Config) (*IdP, error) {
 	p := &IdP{
 		db: cfg.DB, clock: cfg.Clock, log: cfg.Logger, dir: cfg.Directory, secure: cfg.SecureCookies,
 		accessTTL: cfg.AccessTTL, refreshTTL: cfg.RefreshTTL, codeTTL: cfg.CodeTTL, sessionTTL: cfg.SessionTTL,
+		maxFailures: cfg.MaxLoginFailures, failureWindow: cfg.LoginFailureWindow,
+	}
+	if p.maxFailures <= 0 {
+		p.maxFailures = 10
+	}
+	if p.failureWindow <= 0 {
+		p.failureWindow = 15 * time.Minute
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)

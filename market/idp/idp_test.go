@@ -569,3 +569,29 @@ func TestUnifiedLoginAndLogout(t *testing.T) {
 		}
 	})
 }
+
+func TestLoginLockout(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		cl := e.browser(t)
+		_, page := get(t, cl, e.authorizeURL(callback, "s"))
+		for i := range 10 {
+			resp, p := e.submitLogin(t, cl, page, "", "alice", "guess-"+string(rune('a'+i)))
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("guess %d: %d", i, resp.StatusCode)
+			}
+			page = p
+		}
+		// Locked: even the right password is refused, without checking it.
+		resp, p := e.submitLogin(t, cl, page, "", "alice", "alice-password")
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(p, "Too many failed sign-ins") {
+			t.Fatalf("after 10 failures: %d\n%s", resp.StatusCode, p)
+		}
+		// Another member is not affected; unknown names are throttled the same way.
+		if code := e.login(t, e.browser(t), "bob", "bob-password"); code == "" {
+			t.Fatal("bob")
+		}
+		e.clk.Advance(15*time.Minute + time.Second)
+		resp, p = e.submitLogin(t, cl, p, "", "alice", "alice-password")
+		codeFrom(t, resp, p, "s")
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/soukhq/souk/db"
@@ -143,6 +144,60 @@ func (p *IdP) revokeGrant(ctx context.Context, grantID string) error {
 	_, err := p.db.Exec(ctx, `UPDATE idp_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at = 0`, ms(p.clock.Now()), grantID)
 	if err != nil {
 		return fmt.Errorf("idp: revoke grant: %w", err)
+	}
+	return nil
+}
+
+// failureKey bounds and normalizes what the login form names.
+func failureKey(tenantCode, userName string) (string, string) {
+	tc, un := strings.ToLower(strings.TrimSpace(tenantCode)), strings.TrimSpace(userName)
+	if len(tc) > 128 {
+		tc = tc[:128]
+	}
+	if len(un) > 128 {
+		un = un[:128]
+	}
+	return tc, un
+}
+
+// lockedUntil reports until when sign-ins of the user name are refused (zero: not locked).
+func (p *IdP) lockedUntil(ctx context.Context, tenantCode, userName string) (time.Time, error) {
+	tc, un := failureKey(tenantCode, userName)
+	var n int
+	var start int64
+	err := p.db.QueryRow(ctx, `SELECT failures, window_start FROM idp_login_failures WHERE tenant_code = $1 AND user_name = $2`, tc, un).Scan(&n, &start)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("idp: login failures: %w", err)
+	}
+	end := time.UnixMilli(start).Add(p.failureWindow)
+	if n >= p.maxFailures && p.clock.Now().Before(end) {
+		return end, nil
+	}
+	return time.Time{}, nil
+}
+
+// recordFailure counts a failed sign-in (a new window once the last one is over).
+func (p *IdP) recordFailure(ctx context.Context, tenantCode, userName string) error {
+	tc, un := failureKey(tenantCode, userName)
+	now := p.clock.Now()
+	_, err := p.db.Exec(ctx, `INSERT INTO idp_login_failures (tenant_code, user_name, failures, window_start) VALUES ($1, $2, 1, $3)
+		ON CONFLICT (tenant_code, user_name) DO UPDATE SET
+		failures = CASE WHEN idp_login_failures.window_start < $4 THEN 1 ELSE idp_login_failures.failures + 1 END,
+		window_start = CASE WHEN idp_login_failures.window_start < $4 THEN $3 ELSE idp_login_failures.window_start END`,
+		tc, un, ms(now), ms(now.Add(-p.failureWindow)))
+	if err != nil {
+		return fmt.Errorf("idp: record login failure: %w", err)
+	}
+	return nil
+}
+
+func (p *IdP) clearFailures(ctx context.Context, tenantCode, userName string) error {
+	tc, un := failureKey(tenantCode, userName)
+	if _, err := p.db.Exec(ctx, `DELETE FROM idp_login_failures WHERE tenant_code = $1 AND user_name = $2`, tc, un); err != nil {
+		return fmt.Errorf("idp: clear login failures: %w", err)
 	}
 	return nil
 }
