@@ -37,6 +37,8 @@ func TestSignatureVariants(t *testing.T) {
 		}{
 			{name: "raw", body: body, want: kg.CodeSuccess},
 			{name: "sorted", body: body, o: signOpts{signBody: sorted}, want: kg.CodeSuccess},
+			{name: "sorted-deep", body: []byte(`{"domainName":"https://acme.example.com","flag":1,"instanceId":"i","name":"Acme","orderId":"o","tenantCode":"acme","tenantId":"t-1","testFlag":0,"timeStamp":"20260301160000000","x":{"z":1,"b":2}}`),
+				o: signOpts{signBody: []byte(`{"domainName":"https://acme.example.com","flag":1,"instanceId":"i","name":"Acme","orderId":"o","tenantCode":"acme","tenantId":"t-1","testFlag":0,"timeStamp":"20260301160000000","x":{"b":2,"z":1}}`)}, want: kg.CodeSuccess},
 			{name: "rotated old key", body: body, o: signOpts{key: "old-rotated-key"}, want: kg.CodeSuccess},
 			{name: "seconds timestamp", body: body, o: signOpts{timestamp: strconv.FormatInt(now.Unix(), 10)}, want: kg.CodeSuccess},
 			{name: "59s old", body: body, o: signOpts{timestamp: ms(-59 * time.Second)}, want: kg.CodeSuccess},
@@ -59,6 +61,9 @@ func TestSignatureVariants(t *testing.T) {
 		}
 		if got := counterValue(t, f.svc.signVariants.WithLabelValues(kg.KitVariantSorted, kg.VariantMillis)); got != 1 {
 			t.Errorf("sorted variant counted %v times, want 1", got)
+		}
+		if got := counterValue(t, f.svc.signVariants.WithLabelValues(kg.KitVariantSortedDeep, kg.VariantMillis)); got != 1 {
+			t.Errorf("sorted-deep variant counted %v times, want 1", got)
 		}
 		if got := counterValue(t, f.svc.signVariants.WithLabelValues(kg.KitVariantRaw, kg.VariantSeconds)); got != 1 {
 			t.Errorf("raw/seconds variant counted %v times, want 1", got)
