@@ -3,6 +3,7 @@ package merchant
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -223,4 +224,26 @@ func newServer(t *testing.T, m *Merchant) string {
 	srv := httptestServer(m)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+func TestQueryOrderFallbackHost(t *testing.T) {
+	e := newEnv(t, "sqlite", func(c *Config, _ *Deps) {
+		c.MarketFallbackURL = c.MarketURL
+		c.MarketURL = "http://" + closedAddr(t)
+	})
+	e.market.addOrder("FB1", "FB1-000001", ChargingPeriod, "prod-1", "sku-1")
+	if r := e.call(newInstanceBody("FB1", "FB1-000001", "biz-fb", false)); r.ResultCode != kg.CodeSuccess {
+		t.Fatalf("with the primary host down: %s %s", r.ResultCode, r.ResultMsg)
+	}
+}
+
+// closedAddr is a loopback address nobody listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
 }

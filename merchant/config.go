@@ -31,8 +31,11 @@ type Config struct {
 
 	// MarketURL, MarketAK, MarketSK: Query Order and usage push.
 	MarketURL string
-	MarketAK  string
-	MarketSK  string
+	// MarketFallbackURL is tried for Query Order when MarketURL is
+	// unreachable (e.g. https://mkt.myhuaweicloud.cn).
+	MarketFallbackURL string
+	MarketAK          string
+	MarketSK          string
 
 	// WebhookURL and WebhookSecret: the vendor app's event endpoint. Without
 	// a URL (and without a Provisioner) real events are recorded as delivered
@@ -107,6 +110,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkURL("market URL", c.MarketURL)
+	checkURL("market fallback URL", c.MarketFallbackURL)
 	checkURL("webhook URL", c.WebhookURL)
 	checkURL("sandbox webhook URL", c.SandboxWebhookURL)
 	if c.WebhookURL != "" && c.WebhookSecret == "" {

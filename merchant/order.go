@@ -202,9 +202,12 @@ func (e *OrderAPIError) Error() string { return "query order: " + e.Code + ": " 
 // OrderClient calls the marketplace's Query Order open API, APIG-signed.
 type OrderClient struct {
 	BaseURL string // e.g. https://mkt.myhuaweicloud.com
-	AK, SK  string
-	Client  *http.Client
-	Clock   clock.Clock
+	// FallbackURL is tried when BaseURL cannot be reached (the CN site
+	// documents https://mkt.myhuaweicloud.cn as its fallback).
+	FallbackURL string
+	AK, SK      string
+	Client      *http.Client
+	Clock       clock.Clock
 }
 
 // ErrNoMarket means no marketplace URL or AK/SK is configured.
@@ -215,11 +218,26 @@ func (c *OrderClient) QueryOrder(ctx context.Context, orderID, orderLineID strin
 	if c == nil || c.BaseURL == "" || c.AK == "" || c.SK == "" {
 		return nil, ErrNoMarket
 	}
+	o, err := c.queryOrder(ctx, c.BaseURL, orderID, orderLineID)
+	var te *transportError
+	if err != nil && c.FallbackURL != "" && errors.As(err, &te) && ctx.Err() == nil {
+		return c.queryOrder(ctx, c.FallbackURL, orderID, orderLineID)
+	}
+	return o, err
+}
+
+// transportError is a failure to reach the marketplace at all.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+func (c *OrderClient) queryOrder(ctx context.Context, base, orderID, orderLineID string) (*Order, error) {
 	q := url.Values{"orderId": {orderID}}
 	if orderLineID != "" {
 		q.Set("orderLineId", orderLineID)
 	}
-	u := strings.TrimRight(c.BaseURL, "/") + QueryOrderPath + "?" + q.Encode()
+	u := strings.TrimRight(base, "/") + QueryOrderPath + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("query order: %w", err)
@@ -234,7 +252,7 @@ func (c *OrderClient) QueryOrder(ctx context.Context, orderID, orderLineID strin
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("query order %s: %w", orderID, err)
+		return nil, fmt.Errorf("query order %s: %w", orderID, &transportError{err})
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))

@@ -95,6 +95,7 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	s.Secret(&keys, "access-key", "KooGallery access key(s) bound to the basic interfaces, comma-separated during a rotation")
 	s.String(&cfg.BasePath, "base-path", "/koogallery", "path of the production interface address")
 	s.String(&cfg.MarketURL, "market-url", "", "marketplace open-API base URL (Query Order, usage push), e.g. https://mkt.myhuaweicloud.com or a souk market")
+	s.String(&cfg.MarketFallbackURL, "market-fallback-url", "", "tried for Query Order when --market-url is unreachable (CN: https://mkt.myhuaweicloud.cn)")
 	s.String(&cfg.MarketAK, "market-ak", "", "AK for APIG-signed open-API calls (Query Order)")
 	s.Secret(&cfg.MarketSK, "market-sk", "SK for APIG-signed open-API calls")
 	s.String(&cfg.WebhookURL, "webhook-url", "", "vendor app URL receiving signed hand-off events (empty: complete through the management API)")
