@@ -33,6 +33,7 @@ const APIPrefix = market.APIPrefix + "/sellertools"
 //	POST   /api/v1/sellertools/products/{id}/off-sale               take off sale {"note"}
 //	POST   /api/v1/sellertools/products/{id}/unfreeze               dial-test now; back on sale if it passes
 //	POST   /api/v1/sellertools/products/{id}/dialtests              dial-test now
+//	GET    /api/v1/sellertools/products/{id}/history?days=          dial-test days (runs, failures, streak), newest first
 //	GET    /api/v1/sellertools/dialtests?sellerId=&productId=&limit= run history, newest first
 //	GET    /api/v1/sellertools/dialtests/{id}                       one run with its per-case results
 //	GET    /api/v1/sellertools/dialtests/schedule                   time zone, slots, pending slot jobs
@@ -131,6 +132,10 @@ func (t *Tools) Mount(rt *market.Router) {
 		q := r.URL.Query()
 		limit, _ := strconv.Atoi(q.Get("limit"))
 		return ok(orEmpty(t.ListRuns(r.Context(), RunFilter{SellerID: q.Get("sellerId"), ProductID: q.Get("productId"), Limit: limit})))
+	})
+	h("GET "+p+"/products/{id}/history", func(r *http.Request) (int, any, error) {
+		limit, _ := strconv.Atoi(r.URL.Query().Get("days"))
+		return ok(orEmpty(t.History(r.Context(), r.PathValue("id"), limit)))
 	})
 	h("GET "+p+"/dialtests/schedule", func(r *http.Request) (int, any, error) { return ok(t.Schedule(r.Context())) })
 	h("GET "+p+"/dialtests/{id}", func(r *http.Request) (int, any, error) {

@@ -26,6 +26,7 @@ souk market dialtests show     RUN-ID
 souk market dialtests run      -product ID
 souk market dialtests schedule
 souk market dialtests status   [-seller ID] [-product ID]
+souk market dialtests history  -product ID [-limit DAYS]
 souk market dialtests on-sale  -product ID
 souk market dialtests off-sale -product ID [-note TEXT]
 souk market dialtests unfreeze -product ID
@@ -160,6 +161,8 @@ func (t *Tools) Command(ctx context.Context, stdout, stderr io.Writer, group str
 			return out(t.Status(ctx, *product))
 		}
 		return out(orEmpty(t.ListListings(ctx, *seller)))
+	case "dialtests history":
+		return out(orEmpty(t.History(ctx, *product, *limit)))
 	case "dialtests on-sale":
 		return out(t.PutOnSale(ctx, *product))
 	case "dialtests off-sale":

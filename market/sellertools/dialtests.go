@@ -510,3 +510,42 @@ func (t *Tools) Schedule(ctx context.Context) (Schedule, error) {
 	}
 	return s, nil
 }
+
+// Day sums up one market day of a product's dial tests.
+type Day struct {
+	Day        string `json:"day"` // YYYY-MM-DD in the market's time zone
+	Runs       int    `json:"runs"`
+	Failed     int    `json:"failed"` // failing runs
+	Passed     bool   `json:"passed"` // no failing run that day
+	FailStreak int    `json:"failStreak"`
+	Froze      bool   `json:"froze"`
+}
+
+// History returns a product's dial-test days, newest first (at most limit
+// days; default 30): what the five-day freeze rule looks at.
+func (t *Tools) History(ctx context.Context, productID string, limit int) ([]Day, error) {
+	if _, err := t.product(ctx, productID); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > 366 {
+		limit = 30
+	}
+	rows, err := t.db.Query(ctx, `SELECT day, COUNT(*), SUM(1 - passed), MAX(froze),
+		(SELECT r2.fail_streak FROM sellertools_dial_runs r2 WHERE r2.product_id = r.product_id AND r2.day = r.day ORDER BY r2.started_at DESC, r2.id DESC LIMIT 1)
+		FROM sellertools_dial_runs r WHERE product_id = $1 GROUP BY product_id, day ORDER BY day DESC LIMIT $2`, productID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sellertools: history: %w", err)
+	}
+	defer rows.Close()
+	var out []Day
+	for rows.Next() {
+		var d Day
+		var froze int
+		if err := rows.Scan(&d.Day, &d.Runs, &d.Failed, &froze, &d.FailStreak); err != nil {
+			return nil, fmt.Errorf("sellertools: history: %w", err)
+		}
+		d.Passed, d.Froze = d.Failed == 0, froze == 1
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

@@ -745,6 +745,12 @@ func TestFiveFailingDaysFreeze(t *testing.T) {
 		if rs := e.runs(p.ID); !rs[0].Froze || rs[0].FailStreak != 5 {
 			t.Fatalf("freezing run = %+v", rs[0])
 		}
+		var days []sellertools.Day
+		e.do("GET", base+p.ID+"/history", nil, &days)
+		if len(days) != 5 || days[0].Day != "2026-03-07" || days[0].Runs != 1 || days[0].Passed || !days[0].Froze || days[0].FailStreak != 5 ||
+			days[4].Day != "2026-03-03" || days[4].Runs != 2 || days[4].Failed != 2 || days[4].FailStreak != 1 || days[4].Froze {
+			t.Fatalf("history = %+v", days)
+		}
 		e.do("GET", base+p.ID+"/purchasable", nil, &pur)
 		if pur["purchasable"] != false || !strings.Contains(fmt.Sprint(pur["reason"]), "frozen") {
 			t.Fatalf("purchasable when frozen = %v", pur)
