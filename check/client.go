@@ -112,7 +112,19 @@ type client struct {
 
 	mu        sync.Mutex
 	exchanges []*exchange
+	dead      int // consecutive calls without any HTTP answer
 }
+
+// unreachable reports whether the last calls all went unanswered.
+func (c *client) unreachable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dead >= unreachableAfter
+}
+
+// unreachableAfter is how many consecutive unanswered calls make the suite
+// give up on the target (a dead target would otherwise cost 5 s per call).
+const unreachableAfter = 6
 
 func newNonce() string {
 	var b [32]byte
@@ -168,19 +180,26 @@ func (c *client) send(ctx context.Context, cl call) *exchange {
 	}
 	x.URL = target
 	c.do(ctx, x)
-	c.mu.Lock()
-	c.exchanges = append(c.exchanges, x)
-	c.mu.Unlock()
+	c.record(x)
 	return x
+}
+
+func (c *client) record(x *exchange) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.exchanges = append(c.exchanges, x)
+	if x.Err != nil && x.Status == 0 {
+		c.dead++
+	} else {
+		c.dead = 0
+	}
 }
 
 // resend sends exactly the same URL and body again (a replay).
 func (c *client) resend(ctx context.Context, prev *exchange, note string) *exchange {
 	x := &exchange{Activity: prev.Activity, URL: prev.URL, Body: prev.Body, Note: note, Nonce: prev.Nonce, Audit: true}
 	c.do(ctx, x)
-	c.mu.Lock()
-	c.exchanges = append(c.exchanges, x)
-	c.mu.Unlock()
+	c.record(x)
 	return x
 }
 

@@ -173,3 +173,20 @@ func TestDocsListEveryCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestUnreachableTargetFailsFast(t *testing.T) {
+	start := time.Now()
+	rep := Run(context.Background(), Config{Target: "http://127.0.0.1:1/koogallery", AccessKey: "k", Timeout: time.Second})
+	if rep.Passed || rep.Counts[Fail] == 0 {
+		t.Fatalf("an unreachable target passed: %+v", rep.Counts)
+	}
+	if rep.Counts[Skip] == 0 {
+		t.Errorf("no check was skipped after the target stopped answering: %+v", rep.Counts)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if r, _ := rep.Result("answer.latency"); r.Status != Fail {
+		t.Errorf("answer.latency: %s, want FAIL", r.Status)
+	}
+}

@@ -144,6 +144,8 @@ func Run(ctx context.Context, cfg Config) Report {
 		begin := time.Now()
 		if ctx.Err() != nil {
 			t.skip("run cancelled: %v", ctx.Err())
+		} else if s.c.unreachable() && d.Family != FamilyAnswers {
+			t.skip("not run: the target stopped answering (%d consecutive calls without an HTTP answer)", unreachableAfter)
 		} else {
 			runOne(ctx, s, &d, t)
 		}
