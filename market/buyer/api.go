@@ -19,7 +19,7 @@ const maxRequestBody = 4 << 20
 //	GET    /enterprises[?customerId=]
 //	GET    /enterprises/{tid}
 //	PATCH  /enterprises/{tid}                            {name}
-//	GET    /enterprises/{tid}/departments
+//	GET    /enterprises/{tid}/departments[?tree=1]          flat list, or nested
 //	POST   /enterprises/{tid}/departments                {orgCode?, orgName, parentCode?}
 //	PATCH  /enterprises/{tid}/departments/{code}         {orgName?, parentCode?}
 //	DELETE /enterprises/{tid}/departments/{code}
@@ -86,6 +86,9 @@ func (c *Center) Handler() http.Handler {
 
 	h("GET /enterprises/{tid}/departments", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		ds, err := c.Departments(r.Context(), tid(r))
+		if err == nil && r.URL.Query().Get("tree") != "" {
+			return http.StatusOK, map[string]any{"tree": DepartmentTree(ds)}, nil
+		}
 		return http.StatusOK, map[string]any{"departments": ds}, err
 	})
 	h("POST /enterprises/{tid}/departments", func(w http.ResponseWriter, r *http.Request) (int, any, error) {

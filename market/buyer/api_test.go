@@ -67,6 +67,11 @@ func TestHTTPAPI(t *testing.T) {
 			t.Errorf("enterprise %v", ent)
 		}
 		a.ok("POST", "/enterprises/"+tid+"/departments", map[string]any{"orgCode": "1", "orgName": "HQ"}, 201)
+		a.ok("POST", "/enterprises/"+tid+"/departments", map[string]any{"orgCode": "2", "orgName": "Dev", "parentCode": "1"}, 201)
+		tree := a.ok("GET", "/enterprises/"+tid+"/departments?tree=1", nil, 200)["tree"].([]any)
+		if len(tree) != 1 || len(tree[0].(map[string]any)["children"].([]any)) != 1 {
+			t.Errorf("department tree %v", tree)
+		}
 		out := a.ok("POST", "/enterprises/"+tid+"/members", map[string]any{"members": []map[string]any{
 			{"userName": "amy", "name": "Amy", "orgCode": "1", "password": "amy-password"},
 			{"userName": "ben", "name": "Ben", "orgCode": "1", "role": "admin"},
@@ -126,6 +131,12 @@ func TestHTTPAPI(t *testing.T) {
 		if d := a.ok("GET", "/enterprises/"+tid+"/messages/"+id, nil, 200); d["attempts"] != 2.0 {
 			t.Errorf("message detail %v", d)
 		}
+		sellerSrv := httptest.NewServer(e.c.SellerHandler())
+		defer sellerSrv.Close()
+		sm := apiClient{t: t, base: sellerSrv.URL}.ok("GET", "/sellers/seller-1/kit-messages?interface=allOrgSync", nil, 200)["messages"].([]any)
+		if len(sm) != 1 || sm[0].(map[string]any)["state"] != "succeeded" {
+			t.Errorf("the seller's view of its kit calls: %v", sm)
+		}
 		all := a.ok("GET", "/enterprises/"+tid+"/messages?interface=authSync", nil, 200)["messages"].([]any)
 		if len(all) != 2 {
 			t.Errorf("authSync messages %d, want 2 (grant, disable)", len(all))
@@ -171,6 +182,9 @@ func TestSellerAppCredentialAPI(t *testing.T) {
 			t.Errorf("credential %v", out)
 		}
 		a.ok("GET", "/sellers/s1/products/p1/app-credential", nil, 200)
+		if ms := a.ok("GET", "/sellers/seller-1/kit-messages", nil, 200)["messages"].([]any); len(ms) != 0 {
+			t.Errorf("seller messages before any binding: %v", ms)
+		}
 		a.ok("GET", "/sellers/s2/products/p1/app-credential", nil, 404)
 		a.ok("PUT", "/sellers/s2/products/p1/app-credential", map[string]any{"publicKey": pub, "loginUrls": []string{"https://x.test/"}}, 409)
 		small, err := rsa.GenerateKey(rand.Reader, 2048)

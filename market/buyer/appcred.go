@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,8 +135,27 @@ func (c *Center) AppCredential(ctx context.Context, productID string) (AppCreden
 //
 //	PUT /sellers/{sid}/products/{pid}/app-credential   {appId?, publicKey, loginUrls}
 //	GET /sellers/{sid}/products/{pid}/app-credential
+//	GET /sellers/{sid}/kit-messages[?state=&interface=&limit=]   the kit calls sent to the seller
 func (c *Center) SellerHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /sellers/{sid}/kit-messages", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f := MessageFilter{State: q.Get("state"), Interface: q.Get("interface")}
+		if l := q.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil {
+				c.writeError(w, r, invalid("limit", "is not a number"))
+				return
+			}
+			f.Limit = n
+		}
+		ms, err := c.SellerMessages(r.Context(), r.PathValue("sid"), f)
+		if err != nil {
+			c.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"messages": ms})
+	})
 	mux.HandleFunc("PUT /sellers/{sid}/products/{pid}/app-credential", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			AppID     string   `json:"appId"`

@@ -571,11 +571,21 @@ type MessageFilter struct {
 
 // Messages lists the enterprise's kit messages, newest first.
 func (c *Center) Messages(ctx context.Context, enterpriseID string, f MessageFilter) ([]Message, error) {
+	return c.listMessages(ctx, "enterprise_id", enterpriseID, f)
+}
+
+// SellerMessages lists the kit messages sent to one seller, newest first:
+// KooGallery tells the merchant when a kit call fails; this is its view.
+func (c *Center) SellerMessages(ctx context.Context, sellerID string, f MessageFilter) ([]Message, error) {
+	return c.listMessages(ctx, "seller_id", sellerID, f)
+}
+
+func (c *Center) listMessages(ctx context.Context, col, val string, f MessageFilter) ([]Message, error) {
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	q := `SELECT ` + messageCols + ` FROM buyer_kit_messages WHERE enterprise_id = $1`
-	args := []any{enterpriseID}
+	q := `SELECT ` + messageCols + ` FROM buyer_kit_messages WHERE ` + col + ` = $1`
+	args := []any{val}
 	if f.State != "" {
 		args = append(args, f.State)
 		q += fmt.Sprintf(" AND state = $%d", len(args))

@@ -205,6 +205,31 @@ func loadDepartments(ctx context.Context, tx *db.Tx, enterpriseID string) ([]Dep
 	return out, rows.Err()
 }
 
+// DepartmentNode is a department with its sub-departments.
+type DepartmentNode struct {
+	Department
+	Children []*DepartmentNode `json:"children,omitempty"`
+}
+
+// DepartmentTree nests a flat department list (children sorted by code).
+// A department whose parent is not in the list is a root.
+func DepartmentTree(ds []Department) []*DepartmentNode {
+	nodes := make(map[string]*DepartmentNode, len(ds))
+	for _, d := range ds {
+		nodes[d.OrgCode] = &DepartmentNode{Department: d}
+	}
+	roots := []*DepartmentNode{}
+	for _, d := range ds { // ds is sorted by code, so children come out sorted
+		n := nodes[d.OrgCode]
+		if p, ok := nodes[d.ParentCode]; ok && d.ParentCode != d.OrgCode {
+			p.Children = append(p.Children, n)
+		} else {
+			roots = append(roots, n)
+		}
+	}
+	return roots
+}
+
 // Departments lists the enterprise's departments (a flat list; parentCode
 // links the tree, "" at the top).
 func (c *Center) Departments(ctx context.Context, enterpriseID string) ([]Department, error) {

@@ -114,6 +114,7 @@ CREATE TABLE buyer_kit_messages (
 );
 CREATE INDEX buyer_kit_messages_ent ON buyer_kit_messages(enterprise_id, id);
 CREATE INDEX buyer_kit_messages_state ON buyer_kit_messages(state, id);
+CREATE INDEX buyer_kit_messages_seller ON buyer_kit_messages(seller_id, id);
 
 CREATE TABLE buyer_kit_attempts (
     message_id     BIGINT NOT NULL,
