@@ -1,8 +1,11 @@
 package check_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,10 +24,15 @@ func TestSoukMerchantPasses(t *testing.T) {
 		name    string
 		encrypt string
 		cc      check.Config
+		budget  time.Duration // merchant's newInstance budget (0: default)
+		delay   time.Duration // vendor app's provisioning time
 	}{
-		{"period with every optional interface", "", check.Config{Upgrade: true, ChangeCheck: true, OrderNotify: true}},
-		{"one-time, AES-256 credentials", "1", check.Config{Mode: check.ModeOneTime}},
-		{"pay-per-use", "", check.Config{Mode: check.ModeOnDemand}},
+		{"period with every optional interface", "", check.Config{Upgrade: true, ChangeCheck: true, OrderNotify: true}, 0, 0},
+		{"one-time, AES-256 credentials", "1", check.Config{Mode: check.ModeOneTime}, 0, 0},
+		{"pay-per-use", "", check.Config{Mode: check.ModeOnDemand}, 0, 0},
+		// The vendor app is slower than the merchant's budget: newInstance
+		// answers 000004 and the suite polls queryInstance.
+		{"asynchronous provisioning, AES-128", "2", check.Config{Upgrade: true, Only: []string{"iface.newInstance", "iface.queryInstance", "iface.upgradeInstance", "idem.newInstance", "async.", "lifecycle.", "sec.nonce"}}, 400 * time.Millisecond, 700 * time.Millisecond},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -34,11 +42,24 @@ func TestSoukMerchantPasses(t *testing.T) {
 			market := httptest.NewServer(stub)
 			defer market.Close()
 
+			logs := &lockedBuffer{}
+			defer func() {
+				if t.Failed() {
+					t.Logf("merchant errors:\n%s", logs.String())
+				}
+			}()
 			d := dbtest.Open(t, "sqlite")
 			if err := merchant.Migrate(ctx, d); err != nil {
 				t.Fatalf("merchant.Migrate: %v", err)
 			}
 			vendor := merchant.ProvisionerFunc(func(ctx context.Context, ev *handoff.Stored) (*merchant.Answer, error) {
+				if c.delay > 0 {
+					select {
+					case <-time.After(c.delay):
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					}
+				}
 				return &merchant.Answer{
 					AppInfo: &merchant.AppInfo{
 						FrontEndURL: "https://app.example.com/" + ev.Subject,
@@ -54,7 +75,8 @@ func TestSoukMerchantPasses(t *testing.T) {
 				AccessKeys: []string{testKey},
 				MarketURL:  market.URL, MarketAK: "check-market-ak", MarketSK: "check-market-sk",
 				EncryptType: c.encrypt,
-			}, merchant.Deps{DB: d, Provisioner: vendor})
+				Budget:      c.budget,
+			}, merchant.Deps{DB: d, Provisioner: vendor, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))})
 			if err != nil {
 				t.Fatalf("merchant.New: %v", err)
 			}
@@ -83,10 +105,33 @@ func TestSoukMerchantPasses(t *testing.T) {
 			if !rep.Passed {
 				t.Fatalf("the souk merchant failed the suite:\n%s", describe(rep))
 			}
+			if c.delay > 0 {
+				if r, _ := rep.Result("async.newInstance"); r.Status != check.Pass {
+					t.Errorf("async.newInstance: %s (%s), want PASS after a 000004", r.Status, r.Message)
+				}
+			}
 			if w := describe(rep); w != "" {
 				t.Logf("warnings:\n%s", w)
 			}
 			t.Logf("%d checks, %d calls, p95 %v", len(rep.Results), rep.Latency.Calls, rep.Latency.P95)
 		})
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
