@@ -275,8 +275,9 @@ func (s *session) waitReady(ctx context.Context, t *T, inst *instance) (*exchang
 	t.fail(Finding{
 		What: fmt.Sprintf("asynchronously created instance %s was not ready after %d queryInstance polls in %v", inst.ID, polls, s.cfg.AsyncTimeout),
 		Sent: last.sent(), Got: last.got(),
-		Want: "after a 000004 answer, queryInstance answers 000000 with the instance in info once provisioning ends",
-		Ref:  "saas-v2.md §3 (order of calls), §4.1, §4.2",
+		Want: "after a 000004 answer, queryInstance answers 000000 with the instance in info once provisioning ends " +
+			"(the bound is --async-timeout; the documents give no polling deadline, only the 3 h after which an unprovisioned order is unsubscribed)",
+		Ref: "saas-v2.md §3 (order of calls), §4.1, §4.2, §8.1",
 	})
 	return last, false
 }
