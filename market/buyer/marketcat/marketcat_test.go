@@ -3,6 +3,8 @@ package marketcat_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +125,83 @@ func TestCatalogResolvesPurchasedApps(t *testing.T) {
 				t.Error("another customer bound the instance")
 			}
 		})
+	}
+}
+
+// TestMountOnMarketRouter checks the wiring docs/joint-operation.md gives the
+// market server: no pattern conflicts, the IdP public, the APIs behind the
+// admin token.
+func TestMountOnMarketRouter(t *testing.T) {
+	for _, backend := range dbtest.Backends() {
+		t.Run(backend, func(t *testing.T) { testMount(t, backend) })
+	}
+}
+
+func testMount(t *testing.T, backend string) {
+	ctx := context.Background()
+	d := dbtest.Open(t, backend)
+	clk := clock.NewVirtual(time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC))
+	m, err := market.New(market.Config{DB: d, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := buyer.Migrate(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := idp.Migrate(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	center, err := buyer.New(buyer.Config{DB: d, Clock: m.Clock(), WireClock: m.WireClock(), Catalog: marketcat.Catalog{Market: m},
+		DomainName: "https://market.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpSrv, err := idp.New(idp.Config{DB: d, Clock: m.Clock(), Directory: center.Directory(), Password: idp.PasswordParams{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "admin-token"
+	rt := m.Handler(token)
+	rt.Handle("/api/v1/buyer/", rt.Admin(http.StripPrefix("/api/v1/buyer", center.Handler()).ServeHTTP))
+	rt.Handle("/api/v1/joint/", rt.Admin(http.StripPrefix("/api/v1/joint", center.SellerHandler()).ServeHTTP))
+	h := idpSrv.Handler()
+	rt.Handle("/api/v1/oauth2/", h)
+	rt.Handle("/api/v1/logout", h)
+	rt.Handle("/unified-login/", h)
+	srv := httptest.NewServer(rt)
+	defer srv.Close()
+
+	do := func(method, path, auth, body string) int {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		method, path, auth, body string
+		want                     int
+	}{
+		{"POST", "/api/v1/buyer/enterprises", "", `{"name":"x"}`, http.StatusUnauthorized},
+		{"POST", "/api/v1/buyer/enterprises", token, `{"name":"Acme"}`, http.StatusCreated},
+		{"GET", "/api/v1/joint/sellers/s1/kit-messages", token, "", http.StatusOK},
+		{"GET", "/api/v1/oauth2/userinfo", "", "", http.StatusUnauthorized},
+		{"POST", "/api/v1/oauth2/token", "", "grant_type=authorization_code", http.StatusUnauthorized},
+		{"GET", "/unified-login/", "", "", http.StatusOK},
+		{"GET", "/api/v1/logout", "", "", http.StatusFound},
+		{"GET", "/healthz", "", "", http.StatusOK},
+	} {
+		if got := do(tc.method, tc.path, tc.auth, tc.body); got != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, got, tc.want)
+		}
 	}
 }
