@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/soukhq/souk/check"
@@ -150,10 +151,34 @@ func runCheck(ctx context.Context, a *App, args []string) int {
 	}
 	fmt.Fprintln(a.Stdout, check.Header(target, cfg.Mode, features))
 	if !quiet {
+		// A check that takes a while (asynchronous provisioning, slow
+		// answers) says so, so the terminal does not look stuck.
+		var (
+			mu    sync.Mutex
+			timer *time.Timer
+			gen   int
+		)
 		cfg.Progress = func(r check.Result, done bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			gen++
+			if timer != nil {
+				timer.Stop()
+				timer = nil
+			}
 			if done {
 				fmt.Fprintf(a.Stdout, "  %s\n", check.ProgressLine(r))
+				return
 			}
+			id, mine := r.ID, gen
+			timer = time.AfterFunc(5*time.Second, func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if gen != mine {
+					return // the check ended meanwhile
+				}
+				fmt.Fprintf(a.Stdout, "  ...    %s is still running (waiting for the target)\n", id)
+			})
 		}
 	}
 	rep := check.Run(ctx, cfg)
