@@ -1,0 +1,200 @@
+package merchant
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/merchant/handoff"
+)
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string // substring of the error; "" = valid
+	}{
+		{"minimal", Config{AccessKeys: []string{"k"}}, ""},
+		{"no key", Config{}, "SOUK_ACCESS_KEY"},
+		{"empty key", Config{AccessKeys: []string{"k", " "}}, "access key #2"},
+		{"bad market url", Config{AccessKeys: []string{"k"}, MarketURL: "ftp://x"}, "market URL"},
+		{"webhook without secret", Config{AccessKeys: []string{"k"}, WebhookURL: "https://app.example.com"}, "SOUK_WEBHOOK_SECRET"},
+		{"bad encrypt type", Config{AccessKeys: []string{"k"}, EncryptType: "3"}, "encrypt type"},
+		{"bad product encrypt", Config{AccessKeys: []string{"k"}, ProductEncrypt: map[string]string{"p": "x"}}, "product p"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.cfg.Validate()
+			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+				t.Fatalf("Validate = %v, want %q", err, c.want)
+			}
+		})
+	}
+	m, err := ParseProductEncrypt(" a=1, b=0 ,")
+	if err != nil || m["a"] != "1" || m["b"] != "0" || len(m) != 2 {
+		t.Fatalf("ParseProductEncrypt: %v %v", m, err)
+	}
+	if _, err := ParseProductEncrypt("a"); err == nil {
+		t.Fatal("ParseProductEncrypt accepted a pair without =")
+	}
+	if k := SplitKeys(" k1, ,k2 "); len(k) != 2 || k[0] != "k1" || k[1] != "k2" {
+		t.Fatalf("SplitKeys: %q", k)
+	}
+	c := Config{EncryptType: "1", ProductEncrypt: map[string]string{"plain": "0", "aes128": "2"}}
+	if c.encryptTypeFor("x") != "1" || c.encryptTypeFor("plain") != "" || c.encryptTypeFor("aes128") != "2" {
+		t.Fatal("encryptTypeFor")
+	}
+}
+
+func TestUsageValues(t *testing.T) {
+	cases := []struct {
+		in     string
+		zeroOK bool
+		want   string // formatted; "" = error
+	}{
+		{"1", false, "1"}, {"0.5", false, "0.5"}, {"12.3400", false, "12.34"}, {"0", true, "0"}, {"0", false, ""},
+		{"-1", true, ""}, {"1e3", true, ""}, {"1.23456", true, ""}, {"", true, ""}, {".5", true, ""},
+		{"999999999999.9999", true, "999999999999.9999"}, {"1000000000000", true, ""}, {"+1", true, ""},
+	}
+	for _, c := range cases {
+		v, err := parseUsageValue(c.in, c.zeroOK)
+		got := ""
+		if err == nil {
+			got = formatUsage(v)
+		}
+		if got != c.want {
+			t.Errorf("parseUsageValue(%q, %v) → %q (%v), want %q", c.in, c.zeroOK, got, err, c.want)
+		}
+	}
+}
+
+func TestParseOrderAnswerShapes(t *testing.T) {
+	cases := []struct {
+		name, body, line   string
+		mode, product, sku string
+		wantErr            string
+	}{
+		{"line array, product array", `{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","orderLine":[{"orderLineId":"a","chargingMode":"PERIOD"},{"orderLineId":"b","chargingMode":"on_demand","productInfo":[{"productId":"p","skuCode":"s"}]}]}}`, "b", ChargingOnDemand, "p", "s", ""},
+		{"single objects, numbers", `{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","orderLine":{"orderLineId":"a","chargingMode":"ONE_TIME","productInfo":{"productId":42,"skuCode":"s"}}}}`, "", ChargingOneTime, "42", "s", ""},
+		{"order-level product", `{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","chargingMode":"PERIOD","productInfo":[{"productId":"p"}]}}`, "x", ChargingPeriod, "p", "", ""},
+		{"missing line", `{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","orderLine":[{"orderLineId":"a"}]}}`, "b", "", "", "", "no line"},
+		{"on demand without product", `{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","orderLine":[{"orderLineId":"a","chargingMode":"ON_DEMAND"}]}}`, "a", "", "", "", "productId"},
+		{"refused", `{"resultCode":"MKT.0100","resultMsg":"no such order"}`, "", "", "", "", "MKT.0100"},
+		{"no orderInfo", `{"resultCode":"MKT.0000"}`, "", "", "", "", "orderInfo"},
+		{"not json", `<html>`, "", "", "", "", "not JSON"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := ParseOrderAnswer([]byte(c.body), c.line)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err %v, want %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil || o.ChargingMode != c.mode || o.ProductID != c.product || o.SkuCode != c.sku {
+				t.Fatalf("%+v %v", o, err)
+			}
+		})
+	}
+}
+
+func TestQueryMixedAndAPIEdges(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend, func(c *Config, _ *Deps) { c.Budget = 500 * time.Millisecond })
+		ready := e.provisioned("MIX1")
+		e.market.down.Store(true)
+		pending := e.call(newInstanceBody("MIX2", "MIX2-000001", "biz-mix2", false)).InstanceID
+		e.market.down.Store(false)
+		q := e.call(map[string]string{"activity": "queryInstance", "instanceId": pending + "," + ready + ",unknown"})
+		if q.ResultCode != kg.CodeSuccess || len(q.Info) != 1 || q.Info[0].InstanceID != ready {
+			t.Fatalf("mixed query: %s", q.raw)
+		}
+		// Events API: get one, replay one, unknown → 404.
+		evs, _ := handoff.List(e.ctx, e.db, handoff.Filter{Type: EventCreated})
+		if len(evs) != 1 {
+			t.Fatalf("events: %v", evs)
+		}
+		if code, body := e.api("GET", "/api/v1/events/"+evs[0].ID, nil, testAdmin); code != 200 || body["id"] != evs[0].ID {
+			t.Fatalf("get event: %d %v", code, body)
+		}
+		if code, _ := e.api("POST", "/api/v1/events/"+evs[0].ID+"/replay", nil, testAdmin); code != 202 {
+			t.Fatalf("replay event: %d", code)
+		}
+		if code, _ := e.api("GET", "/api/v1/events/evt_nope", nil, testAdmin); code != 404 {
+			t.Fatalf("unknown event: %d", code)
+		}
+		if code, _ := e.api("GET", "/api/v1/events?limit=0", nil, testAdmin); code != 400 {
+			t.Fatalf("bad limit: %d", code)
+		}
+		// usageInfo alone replaces what queryInstance reports (pay-per-use).
+		e.market.addOrder("MIX3", "MIX3-000001", ChargingOnDemand, "prod-od", "sku")
+		od := e.call(newInstanceBody("MIX3", "MIX3-000001", "biz-mix3", false)).InstanceID
+		body := map[string]any{"usageInfo": []map[string]any{{"usageValue": 3.25, "statisticalTime": "20260101000000000", "relatedInstanceId": "pkg-1"}}}
+		if code, resp := e.api("POST", "/api/v1/instances/"+od+"/usage", body, testAdmin); code != 200 {
+			t.Fatalf("usageInfo: %d %v", code, resp)
+		}
+		q = e.call(map[string]string{"activity": "queryInstance", "instanceId": od})
+		if u := q.Info[0].UsageInfo; len(u) != 1 || u[0].UsageValue != "3.25" || u[0].RelatedInstanceID != "pkg-1" {
+			t.Fatalf("usageInfo after API: %s", q.raw)
+		}
+		bad := map[string]any{"usageInfo": []map[string]any{{"usageValue": "1", "statisticalTime": "2026"}}}
+		if code, resp := e.api("POST", "/api/v1/instances/"+od+"/usage", bad, testAdmin); code != 400 || resp["field"] != "usageInfo[0].statisticalTime" {
+			t.Fatalf("bad usageInfo: %d %v", code, resp)
+		}
+	})
+}
+
+func TestManagementAPIDisabledWithoutToken(t *testing.T) {
+	e := newEnv(t, "sqlite", func(c *Config, _ *Deps) { c.AdminToken = "" })
+	if code, _ := e.api("GET", "/api/v1/events", nil, "anything"); code != 503 {
+		t.Fatalf("API without a configured token: %d", code)
+	}
+}
+
+// Events of other components (the kit directory) are delivered by the same
+// webhook; their answers never touch instances.
+func TestForeignEventsDelivered(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	var id string
+	err := e.db.Tx(context.Background(), func(tx *db.Tx) error {
+		var err error
+		id, err = handoff.Emit(context.Background(), tx, e.clock.Now(), handoff.Event{Type: "tenant.synced", Subject: "tenant-1", Data: map[string]string{"tenantId": "tenant-1"}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runJobs(time.Second)
+	ev, _ := handoff.Get(e.ctx, e.db, id)
+	if ev.State != handoff.StateDelivered || len(e.app.eventsOf("tenant.synced")) != 1 {
+		t.Fatalf("kit event: %+v", ev)
+	}
+}
+
+// Sandbox usage is recorded for queryInstance but never pushed.
+func TestSandboxUsageNotPushed(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	r := e.call(newInstanceBody("MOCKONDEMAND", "MOCKONDEMAND-000001", "biz-sbu", true))
+	if r.ResultCode != kg.CodeSuccess {
+		t.Fatalf("sandbox create: %s", r.ResultCode)
+	}
+	rec := map[string]any{"meteringSn": "sbx-1", "usageValue": "2", "beginTime": "20260101T000000Z", "endTime": "20260101T010000Z"}
+	if code, resp := e.api("POST", "/api/v1/instances/"+r.InstanceID+"/usage", rec, testAdmin); code != 200 {
+		t.Fatalf("sandbox usage: %d %v", code, resp)
+	}
+	e.runJobs(time.Hour)
+	e.market.mu.Lock()
+	n := len(e.market.pushes)
+	e.market.mu.Unlock()
+	if n != 0 {
+		t.Fatal("sandbox usage was pushed to the marketplace")
+	}
+	q := e.call(map[string]string{"activity": "queryInstance", "instanceId": r.InstanceID, "testFlag": "1"})
+	if q.Info[0].UsageInfo[0].UsageValue != "2" {
+		t.Fatalf("sandbox usageInfo: %s", q.raw)
+	}
+}
