@@ -63,6 +63,13 @@ func TestHTTPAPI(t *testing.T) {
 
 		ent := a.ok("POST", "/enterprises", map[string]any{"tenantCode": "acme", "name": "Acme", "customerId": "cust-1"}, 201)
 		tid := ent["tenantId"].(string)
+		a.ok("POST", "/enterprises", map[string]any{"name": "Other", "customerId": "cust-2"}, 201)
+		if es := a.ok("GET", "/enterprises?customerId=cust-1", nil, 200)["enterprises"].([]any); len(es) != 1 || es[0].(map[string]any)["tenantId"] != tid {
+			t.Errorf("enterprises of cust-1: %v", es)
+		}
+		if es := a.ok("GET", "/enterprises", nil, 200)["enterprises"].([]any); len(es) != 2 {
+			t.Errorf("all enterprises: %v", es)
+		}
 		if ent["domainName"] != "https://idp.example.test" {
 			t.Errorf("enterprise %v", ent)
 		}
