@@ -282,19 +282,26 @@ func ParseResponse(body []byte) (Response, error) {
 // maxResponse caps a merchant answer.
 const maxResponse = 1 << 20
 
-// send makes one signed call. It never returns an error: every failure is a
+// sendSigned makes one signed call. It never returns an error: every failure is a
 // failure verdict with a reason.
-func (m *Market) send(ctx context.Context, activity, base, key string, body []byte) CallResult {
+//
+// Basic interfaces carry KooGallery's V2 URL signature; a message signed with
+// the kit key (joint-operation kit syncs) carries the x-sign, x-timestamp and
+// x-nonce headers instead (joint-kit.md §6.1), posted to the URL as given.
+func (m *Market) sendSigned(ctx context.Context, activity, base, keyType, key string, body []byte) CallResult {
 	res := CallResult{Verdict: VerdictFailure, BodySign: "absent"}
 	nonce, err := m.randomHex(32)
 	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
-	u, err := kg.SignedURL(base, key, body, m.wire.Now(), nonce)
-	if err != nil {
-		res.Error = err.Error()
-		return res
+	u := base
+	ts := strconv.FormatInt(m.wire.Now().UnixMilli(), 10)
+	if keyType != KeyKit {
+		if u, err = kg.SignedURL(base, key, body, m.wire.Now(), nonce); err != nil {
+			res.Error = err.Error()
+			return res
+		}
 	}
 	res.RequestURL = u
 	cctx, cancel := context.WithTimeout(ctx, m.timeout)
@@ -306,6 +313,11 @@ func (m *Market) send(ctx context.Context, activity, base, key string, body []by
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Content-Type", "application/json;charset=utf8")
+	if keyType == KeyKit {
+		req.Header.Set("x-sign", kg.KitSign(key, nonce, ts, body))
+		req.Header.Set("x-timestamp", ts)
+		req.Header.Set("x-nonce", nonce)
+	}
 	start := time.Now() // latency is measured in real time, whatever the market clock
 	resp, err := m.client.Do(req)
 	if err != nil {
@@ -488,7 +500,7 @@ func (m *Market) handleDispatch(ctx context.Context, j *jobs.Job) error {
 		}
 		res = CallResult{Verdict: VerdictFailure, BodySign: "absent", Error: kerr.Error(), RequestURL: msg.URL}
 	} else {
-		res = m.send(ctx, msg.Activity, msg.URL, key, msg.Body)
+		res = m.sendSigned(ctx, msg.Activity, msg.URL, msg.KeyType, key, msg.Body)
 	}
 	if msg.Effect.Kind == "poll" && res.Verdict == VerdictSuccess && !hasInstance(res.Response, msg.Effect.InstanceID) {
 		res.Verdict, res.Error = VerdictFailure, "queryInstance does not return instance "+msg.Effect.InstanceID+" yet"
@@ -584,7 +596,7 @@ func (m *Market) Call(ctx context.Context, o Outbound) (CallResult, error) {
 		o.SellerID, o.SubscriptionID, o.OrderID, o.Activity, o.URL, o.KeyType, string(o.Body), string(eff), o.PolicyName, ms(now)).Scan(&id); err != nil {
 		return CallResult{}, fmt.Errorf("market: call: %w", err)
 	}
-	res := m.send(ctx, o.Activity, o.URL, key, o.Body)
+	res := m.sendSigned(ctx, o.Activity, o.URL, o.KeyType, key, o.Body)
 	res.MessageID, res.Attempt = id, 1
 	state := "succeeded"
 	if res.Verdict == VerdictFailure {

@@ -1,10 +1,15 @@
 package market
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/soukhq/souk/kg"
 )
 
 func hours(hs ...int) []time.Duration {
@@ -246,4 +251,43 @@ func TestPolicyNext(t *testing.T) {
 			t.Errorf("%s after attempt %d: %v %v, want %v %v", c.activity, c.n, got.Sub(t0), ok, c.want, c.ok)
 		}
 	}
+}
+
+// Kit syncs are signed with the kit key in x-sign headers and not retried.
+func TestKitCallSignedWithHeaders(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		const kitKey = "kit-key-for-tests-1"
+		_, err := e.m.SetAccessKey(e.ctx, e.seller, KeyKit, kitKey)
+		e.must(err)
+		var calls int
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls++
+			body, _ := io.ReadAll(r.Body)
+			code := "000000"
+			if _, err := kg.VerifyKitSign([]string{kitKey}, r.Header.Get("x-sign"), r.Header.Get("x-nonce"), r.Header.Get("x-timestamp"), body,
+				e.clk.Now(), time.Minute); err != nil || r.URL.RawQuery != "" {
+				code = "000001"
+			}
+			_, _ = w.Write([]byte(`{"resultCode":"` + code + `","resultMsg":"x"}`))
+		}))
+		defer srv.Close()
+		body := []byte(`{"instanceId":"i-1","tenantId":"t-1","flag":1,"testFlag":"1"}`)
+		res, err := e.m.Call(e.ctx, Outbound{SellerID: e.seller, Activity: "tenantSync", URL: srv.URL + "/produceAPI/v2/tenantSync", KeyType: KeyKit, Body: body})
+		e.must(err)
+		if res.Verdict != VerdictSuccess {
+			t.Fatalf("kit call: %+v", res)
+		}
+		// Queued kit messages get a single attempt (no automatic retry).
+		_, err = e.m.SetAccessKey(e.ctx, e.seller, KeyKit, "rotated-kit-key-2")
+		e.must(err)
+		id, err := e.m.Send(e.ctx, Outbound{SellerID: e.seller, Activity: "tenantSync", URL: srv.URL + "/produceAPI/v2/tenantSync", KeyType: KeyKit, Body: body})
+		e.must(err)
+		e.advance(6 * time.Hour)
+		msg, err := e.m.GetMessage(e.ctx, id, false)
+		e.must(err)
+		if msg.State != "failed" || msg.Attempts != 1 || calls != 2 {
+			t.Fatalf("kit message %+v after %d calls", msg, calls)
+		}
+	})
 }
