@@ -565,3 +565,68 @@ func TestValidation(t *testing.T) {
 		}
 	})
 }
+
+// Two buyers retrying the same failed message at once: one attempt is made.
+func TestConcurrentRetrySendsOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		ent := must[buyer.Enterprise](t)(e.c.CreateEnterprise(ctx, buyer.EnterpriseInput{Name: "Race"}))
+		var fail atomic.Bool
+		fail.Store(true)
+		e.m.Respond(func(iface string, n int) buyertest.Reply {
+			if iface == buyer.IfaceTenantSync && fail.Load() {
+				return buyertest.Reply{Body: `{"resultCode":"000005"}`}
+			}
+			return buyertest.Reply{Delay: 100 * time.Millisecond}
+		})
+		_, msgs, err := e.c.BindApp(ctx, ent.ID, e.app.InstanceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fail.Store(false)
+		e.m.Reset()
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				_, err := e.c.Retry(ctx, ent.ID, msgs[0].ID)
+				errs <- err
+			}()
+		}
+		ok := 0
+		for range 8 {
+			if err := <-errs; err == nil {
+				ok++
+			} else if !isKind(err, "conflict") {
+				t.Errorf("retry: %v", err)
+			}
+		}
+		if ok != 1 || len(e.m.Calls()) != 1 {
+			t.Errorf("%d retries succeeded and the merchant got %d calls; want exactly one of each", ok, len(e.m.Calls()))
+		}
+	})
+}
+
+// A change committed by a process that stopped before sending its calls:
+// DeliverPending makes their first attempt, once.
+func TestDeliverPendingAfterCrash(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		ent := must[buyer.Enterprise](t)(e.c.CreateEnterprise(ctx, buyer.EnterpriseInput{Name: "Crash"}))
+		if err := buyer.QueueWithoutSending(ctx, e.c, ent, e.app.InstanceID, e.app.AppID); err != nil {
+			t.Fatal(err)
+		}
+		if len(e.m.Calls()) != 0 {
+			t.Fatal("calls sent before DeliverPending")
+		}
+		if n, err := e.c.DeliverPending(ctx); err != nil || n != 2 {
+			t.Fatalf("DeliverPending = %d, %v; want 2", n, err)
+		}
+		if n, err := e.c.DeliverPending(ctx); err != nil || n != 0 {
+			t.Fatalf("second DeliverPending = %d, %v; want 0", n, err)
+		}
+		checkCalls(t, e.m.Calls(), "tenantSync:1", "singleOrgSync:1")
+		if ms := must[[]buyer.Message](t)(e.c.Messages(ctx, ent.ID, buyer.MessageFilter{State: buyer.StateSucceeded})); len(ms) != 2 {
+			t.Fatalf("succeeded messages %d", len(ms))
+		}
+	})
+}

@@ -595,3 +595,19 @@ func TestLoginLockout(t *testing.T) {
 		codeFrom(t, resp, p, "s")
 	})
 }
+
+func TestPurge(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		_, refresh := e.exchange(t, e.login(t, e.browser(t), "alice", "alice-password"))
+		if n, err := e.idp.Purge(ctx, 0); err != nil || n != 0 {
+			t.Fatalf("purge of live rows: %d, %v", n, err)
+		}
+		e.clk.Advance(31 * 24 * time.Hour)
+		// session, code, access and refresh token
+		if n, err := e.idp.Purge(ctx, 0); err != nil || n != 4 {
+			t.Fatalf("purge: %d, %v; want 4", n, err)
+		}
+		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
+	})
+}
