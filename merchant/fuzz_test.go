@@ -125,3 +125,24 @@ func FuzzServeKG(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseUsageAnswer: usage push answers never panic, and every refused
+// record names one of the records sent.
+func FuzzParseUsageAnswer(f *testing.F) {
+	f.Add(200, []byte(`{"resultCode":"MKT.0000"}`))
+	f.Add(500, []byte(`{"resultCode":"MKT.9002","extra_info":{"failed":[{"index":0,"error_code":"005"}]}}`))
+	f.Add(500, []byte(`{"extra_info":{"failed":[{"index":-1}]}}`))
+	f.Add(400, []byte(`nope`))
+	recs := []wireUsage{{MeteringSN: "a"}, {MeteringSN: "b"}}
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		failed, err := parseUsageAnswer(status, body, recs)
+		if err != nil {
+			return
+		}
+		for sn := range failed {
+			if sn == "" {
+				t.Fatal("failure without a metering_sn")
+			}
+		}
+	})
+}

@@ -46,6 +46,7 @@ type fakeMarket struct {
 	pushes   [][]map[string]any         // usage_records of each push
 	badSig   atomic.Int64
 	failPush atomic.Bool
+	refuse   map[string]string // metering_sn → per-record error code (under mu)
 }
 
 func newFakeMarket(t testing.TB, c clock.Clock) *fakeMarket {
@@ -117,8 +118,23 @@ func (f *fakeMarket) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.mu.Lock()
-		f.pushes = append(f.pushes, req.Records)
+		var failed []map[string]any
+		var accepted []map[string]any
+		for i, r := range req.Records {
+			if code, ok := f.refuse[fmt.Sprint(r["metering_sn"])]; ok {
+				failed = append(failed, map[string]any{"index": i, "error_code": code, "error_msg": "refused by the test"})
+				continue
+			}
+			accepted = append(accepted, r)
+		}
+		f.pushes = append(f.pushes, accepted)
 		f.mu.Unlock()
+		if len(failed) > 0 {
+			w.WriteHeader(http.StatusInternalServerError)
+			_ = json.NewEncoder(w).Encode(map[string]any{"resultCode": "MKT.9002", "error_code": "MKT.9002", "resultMsg": "invalid usage entities",
+				"extra_info": map[string]any{"accepted": len(accepted), "failed": failed}})
+			return
+		}
 		_, _ = io.WriteString(w, `{"resultCode":"MKT.0000","resultMsg":"Success"}`)
 	default:
 		http.NotFound(w, r)

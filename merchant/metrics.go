@@ -39,7 +39,7 @@ func newMetrics(reg *prometheus.Registry, m *Merchant) *metrics {
 		queryOrders: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_query_order_total",
 			Help: "Query Order calls by outcome."}, []string{"outcome"}),
 		usage: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_usage_pushed_records_total",
-			Help: "Usage records pushed to the marketplace by outcome."}, []string{"outcome"}),
+			Help: "Usage records pushed to the marketplace by outcome (ok, rejected, retry, error)."}, []string{"outcome"}),
 	}
 	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "souk_merchant_handoff_backlog",
 		Help: "Hand-off events not yet delivered."}, func() float64 { return m.countEvents(handoff.StatePending) })
@@ -79,10 +79,6 @@ func (x *metrics) queryOrder(err error) {
 	x.queryOrders.WithLabelValues("ok").Inc()
 }
 
-func (x *metrics) usagePush(n int, err error) {
-	if err != nil {
-		x.usage.WithLabelValues("error").Add(float64(n))
-		return
-	}
-	x.usage.WithLabelValues("ok").Add(float64(n))
+func (x *metrics) usagePush(outcome string, n int) {
+	x.usage.WithLabelValues(outcome).Add(float64(n))
 }

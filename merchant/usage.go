@@ -284,7 +284,7 @@ func (e *UsagePushError) Error() string {
 
 // Push sends up to MaxUsageRecordsPerPush records in one signed call and
 // returns the marketplace's answer.
-func (c *UsageClient) Push(ctx context.Context, recs []wireUsage) ([]byte, error) {
+func (c *UsageClient) Push(ctx context.Context, recs []wireUsage) (*UsagePushResult, error) {
 	if c.BaseURL == "" {
 		return nil, errors.New("usage push: SOUK_MARKET_URL is not set")
 	}
@@ -315,20 +315,87 @@ func (c *UsageClient) Push(ctx context.Context, recs []wireUsage) ([]byte, error
 	}
 	defer resp.Body.Close()
 	ans, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return ans, &UsagePushError{Status: resp.StatusCode, Body: string(ans)}
+	failed, err := parseUsageAnswer(resp.StatusCode, ans, recs)
+	return &UsagePushResult{Answer: ans, Failed: failed}, err
+}
+
+// UsagePushResult is the outcome of one push.
+type UsagePushResult struct {
+	Answer []byte
+	// Failed are the records the marketplace refused one by one (the others
+	// of the call were accepted), by metering_sn.
+	Failed map[string]UsageRecordFailure
+}
+
+// UsageRecordFailure is one refused record, with KooGallery's per-record code.
+type UsageRecordFailure struct {
+	Code string
+	Msg  string
+}
+
+// Settled reports whether the record is done with: accepted as a
+// duplicate, or refused for good. Other codes (unknown instance, instance
+// status) may clear up and are retried.
+func (f UsageRecordFailure) Settled() (accepted, final bool) {
+	switch f.Code {
+	case kg.UsageErrDuplicateRecord:
+		return true, true
+	case kg.UsageErrTimeFormat, kg.UsageErrUsageAbnormal, kg.UsageErrMissingSN, kg.UsageErrDuplicateSN, kg.UsageErrProductDelisted,
+		kg.UsageErrRecordExpired, kg.UsageErrNotSellers, kg.UsageErrTimeRange, kg.UsageErrNotOnDemand:
+		return false, true
 	}
-	var r struct {
+	return false, false
+}
+
+// parseUsageAnswer reads a usage push answer: success (resultCode or
+// error_code MKT.0000, or none, with HTTP 200) → no failures; an answer
+// listing refused records (extra_info.failed) → those; anything else is an
+// error for the whole call (retried).
+func parseUsageAnswer(status int, body []byte, recs []wireUsage) (map[string]UsageRecordFailure, error) {
+	var a struct {
 		ResultCode lstring `json:"resultCode"`
+		ErrorCode  lstring `json:"error_code"`
+		ResultMsg  lstring `json:"resultMsg"`
+		ExtraInfo  struct {
+			Failed []struct {
+				Index      *int    `json:"index"`
+				MeteringSN lstring `json:"metering_sn"`
+				ErrorCode  lstring `json:"error_code"`
+				ErrorMsg   lstring `json:"error_msg"`
+			} `json:"failed"`
+		} `json:"extra_info"`
 	}
-	if json.Unmarshal(ans, &r) == nil {
-		switch string(r.ResultCode) {
-		case "", "MKT.0000", "000000", "0":
-		default:
-			return ans, &UsagePushError{Status: resp.StatusCode, Body: string(ans)}
+	if err := json.Unmarshal(body, &a); err != nil {
+		if status == http.StatusOK && len(bytes.TrimSpace(body)) == 0 {
+			return nil, nil
+		}
+		return nil, &UsagePushError{Status: status, Body: string(body)}
+	}
+	code := string(a.ResultCode)
+	if code == "" {
+		code = string(a.ErrorCode)
+	}
+	if len(a.ExtraInfo.Failed) > 0 {
+		out := map[string]UsageRecordFailure{}
+		for _, f := range a.ExtraInfo.Failed {
+			sn := string(f.MeteringSN)
+			if sn == "" && f.Index != nil && *f.Index >= 0 && *f.Index < len(recs) {
+				sn = recs[*f.Index].MeteringSN
+			}
+			if sn == "" {
+				return nil, &UsagePushError{Status: status, Body: string(body)}
+			}
+			out[sn] = UsageRecordFailure{Code: string(f.ErrorCode), Msg: string(f.ErrorMsg)}
+		}
+		return out, nil
+	}
+	if status == http.StatusOK {
+		switch code {
+		case "", kg.MKTSuccess, "000000", "0":
+			return nil, nil
 		}
 	}
-	return ans, nil
+	return nil, &UsagePushError{Status: status, Body: string(body)}
 }
 
 // handleUsagePush pushes every pending usage record, ≤1000 per call.
@@ -362,16 +429,34 @@ func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
 		if len(recs) == 0 {
 			return nil
 		}
-		ans, err := m.usage.Push(ctx, recs)
-		m.metrics.usagePush(len(recs), err)
+		res, err := m.usage.Push(ctx, recs)
 		if err != nil {
+			m.metrics.usagePush("error", len(recs))
 			return err
 		}
+		retry := 0
 		err = m.db.Tx(ctx, func(tx *db.Tx) error {
+			retry = 0
 			now := m.clock.Now()
 			for _, r := range recs {
+				result, outcome := truncate(string(res.Answer), 500), "ok"
+				if f, ok := res.Failed[r.MeteringSN]; ok {
+					accepted, final := f.Settled()
+					switch {
+					case accepted:
+						result, outcome = "duplicate "+f.Code, "ok"
+					case final:
+						result, outcome = truncate("rejected "+f.Code+": "+f.Msg, 500), "rejected"
+						m.log.Error("usage record refused by the marketplace", "meteringSn", r.MeteringSN, "instanceId", r.InstanceID, "code", f.Code, "msg", f.Msg)
+					default:
+						retry++
+						m.metrics.usagePush("retry", 1)
+						continue
+					}
+				}
+				m.metrics.usagePush(outcome, 1)
 				if _, err := tx.Exec(ctx, `UPDATE merchant_usage SET pushed_at = $2, push_result = $3 WHERE metering_sn = $1`,
-					r.MeteringSN, now.UnixMilli(), truncate(string(ans), 500)); err != nil {
+					r.MeteringSN, now.UnixMilli(), result); err != nil {
 					return err
 				}
 			}
@@ -379,6 +464,9 @@ func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
 		})
 		if err != nil {
 			return fmt.Errorf("usage push: mark pushed: %w", err)
+		}
+		if retry > 0 {
+			return fmt.Errorf("usage push: %d record(s) refused for now; retrying", retry)
 		}
 		if len(recs) < MaxUsageRecordsPerPush {
 			return nil

@@ -1,0 +1,112 @@
+package merchant
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/kg"
+)
+
+// Records the marketplace refuses one by one: accepted duplicates and final
+// refusals are settled, transient ones are retried until accepted.
+func TestUsagePushPerRecordFailures(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		e.market.addOrder("UF1", "UF1-000001", ChargingOnDemand, "prod-od", "sku-od")
+		id := e.call(newInstanceBody("UF1", "UF1-000001", "biz-uf", false)).InstanceID
+		e.market.mu.Lock()
+		e.market.refuse = map[string]string{"dup": kg.UsageErrDuplicateRecord, "old": kg.UsageErrRecordExpired, "later": kg.UsageErrInstanceStatus}
+		e.market.mu.Unlock()
+		var recs []any
+		for _, sn := range []string{"ok1", "dup", "old", "later", "ok2"} {
+			recs = append(recs, map[string]any{"meteringSn": sn, "usageValue": "1", "beginTime": "20260101T000000Z", "endTime": "20260101T010000Z"})
+		}
+		if code, body := e.api("POST", "/api/v1/instances/"+id+"/usage", map[string]any{"records": recs}, testAdmin); code != 200 {
+			t.Fatalf("record: %d %v", code, body)
+		}
+		e.runJobs(time.Second)
+		results := map[string]string{}
+		rows, err := e.db.Query(e.ctx, `SELECT metering_sn, pushed_at, push_result FROM merchant_usage`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var sn, res string
+			var at int64
+			if err := rows.Scan(&sn, &at, &res); err != nil {
+				t.Fatal(err)
+			}
+			if at == 0 {
+				res = "pending"
+			}
+			results[sn] = res
+		}
+		rows.Close()
+		if results["later"] != "pending" || !strings.HasPrefix(results["old"], "rejected 007") || !strings.HasPrefix(results["dup"], "duplicate") ||
+			results["ok1"] == "pending" || results["ok2"] == "pending" {
+			t.Fatalf("after the first push: %v", results)
+		}
+		// The transient refusal clears up: the next attempt pushes only it.
+		e.market.mu.Lock()
+		delete(e.market.refuse, "later")
+		before := len(e.market.pushes)
+		e.market.mu.Unlock()
+		e.runJobs(2 * time.Hour)
+		if n := e.count(`SELECT COUNT(*) FROM merchant_usage WHERE pushed_at = 0`); n != 0 {
+			t.Fatalf("%d records still pending", n)
+		}
+		e.market.mu.Lock()
+		last := e.market.pushes[len(e.market.pushes)-1]
+		pushes := len(e.market.pushes) - before
+		e.market.mu.Unlock()
+		if pushes != 1 || len(last) != 1 || last[0]["metering_sn"] != "later" {
+			t.Fatalf("retry pushed %d calls, last %v", pushes, last)
+		}
+	})
+}
+
+func TestParseUsageAnswer(t *testing.T) {
+	recs := []wireUsage{{MeteringSN: "a"}, {MeteringSN: "b"}}
+	cases := []struct {
+		name   string
+		status int
+		body   string
+		failed map[string]string
+		err    bool
+	}{
+		{"ok", 200, `{"resultCode":"MKT.0000","resultMsg":"Success"}`, nil, false},
+		{"ok error_code", 200, `{"error_code":"MKT.0000"}`, nil, false},
+		{"empty 200", 200, ``, nil, false},
+		{"per record by index", 500, `{"resultCode":"MKT.9002","extra_info":{"failed":[{"index":1,"error_code":"005","error_msg":"dup"}]}}`, map[string]string{"b": "005"}, false},
+		{"per record by sn", 500, `{"error_code":"MKT.9002","extra_info":{"failed":[{"metering_sn":"a","error_code":"001"}]}}`, map[string]string{"a": "001"}, false},
+		{"bad index", 500, `{"resultCode":"MKT.9002","extra_info":{"failed":[{"index":9,"error_code":"005"}]}}`, nil, true},
+		{"refused", 400, `{"resultCode":"MKT.0102","resultMsg":"bad signature"}`, nil, true},
+		{"500 html", 500, `<html>`, nil, true},
+		{"200 but failure code", 200, `{"resultCode":"MKT.0999"}`, nil, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			failed, err := parseUsageAnswer(c.status, []byte(c.body), recs)
+			if (err != nil) != c.err {
+				t.Fatalf("err %v, want error=%v", err, c.err)
+			}
+			if len(failed) != len(c.failed) {
+				t.Fatalf("failed %v, want %v", failed, c.failed)
+			}
+			for sn, code := range c.failed {
+				if failed[sn].Code != code {
+					t.Fatalf("failed %v, want %v", failed, c.failed)
+				}
+			}
+		})
+	}
+	if acc, final := (UsageRecordFailure{Code: "010"}).Settled(); !acc || !final {
+		t.Fatal("duplicate record must count as accepted")
+	}
+	if _, final := (UsageRecordFailure{Code: "013"}).Settled(); final {
+		t.Fatal("instance status must be retried")
+	}
+	_ = http.StatusOK
+}
