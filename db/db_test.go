@@ -295,3 +295,79 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// With no busy timeout, concurrent SQLite writers on separate handles get
+// SQLITE_BUSY at once (TestIsRetryableSQLiteBusy); Tx must recognise it and
+// retry until every write lands.
+func TestTxRetriesSQLiteBusy(t *testing.T) {
+	ctx := context.Background()
+	path := dbtest.DSN(t, "sqlite")
+	setup, err := db.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close()
+	if _, err := setup.Exec(ctx, `CREATE TABLE c (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.Exec(ctx, `INSERT INTO c (id, n) VALUES (1, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 3, 15
+	var wg sync.WaitGroup
+	for range writers {
+		d, err := db.Open(ctx, path+"?_pragma=busy_timeout(0)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				err := d.Tx(ctx, func(tx *db.Tx) error {
+					_, err := tx.Exec(ctx, `UPDATE c SET n = n + 1 WHERE id = 1`)
+					return err
+				})
+				if err != nil {
+					t.Errorf("tx: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var n int
+	if err := setup.QueryRow(ctx, `SELECT n FROM c WHERE id = 1`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != writers*each {
+		t.Fatalf("n = %d, want %d", n, writers*each)
+	}
+}
+
+func TestIsRetryableSQLiteBusy(t *testing.T) {
+	ctx := context.Background()
+	path := dbtest.DSN(t, "sqlite")
+	a, err := db.Open(ctx, path+"?_pragma=busy_timeout(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := db.Open(ctx, path+"?_pragma=busy_timeout(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := a.Exec(ctx, `CREATE TABLE x (v INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := a.BeginTx(ctx, nil) // BEGIN IMMEDIATE: holds the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	_, err = b.Exec(ctx, `INSERT INTO x (v) VALUES (1)`)
+	if err == nil || !db.IsRetryable(err) || !db.IsRetryable(fmt.Errorf("wrapped: %w", err)) {
+		t.Fatalf("write while locked: err = %v, IsRetryable = %v", err, db.IsRetryable(err))
+	}
+}
