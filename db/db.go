@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,7 +67,9 @@ const (
 // Open opens the database named by dsn.
 //
 // "postgres://…" or "postgresql://…" (or a libpq keyword/value string starting with
-// "host=", "dbname=" or "user=") opens PostgreSQL through pgx's database/sql driver.
+// "host=", "dbname=" or "user=") opens PostgreSQL through pgx's database/sql driver,
+// with a pool of 16 connections (URL parameters pool_max_conns and
+// pool_max_idle_conns change it).
 // Anything else is an SQLite file path, optionally prefixed "sqlite:" or "file:"
 // and optionally followed by "?" and extra modernc.org/sqlite DSN parameters;
 // its directory is created if missing.
@@ -108,13 +111,44 @@ func isPostgresDSN(dsn string) bool {
 	return false
 }
 
+// pgPoolParams strips souk's pool parameters (pool_max_conns, pool_max_idle_conns)
+// from a URL DSN — PostgreSQL would reject them as unknown settings — and
+// returns the pool sizes to use.
+func pgPoolParams(dsn string) (string, int, int, error) {
+	maxOpen, maxIdle := pgMaxOpenConns, pgMaxIdleConns
+	if !strings.Contains(dsn, "://") || !strings.Contains(dsn, "pool_") {
+		return dsn, maxOpen, maxIdle, nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("db: parse postgres DSN: %w", err)
+	}
+	q := u.Query()
+	for key, dst := range map[string]*int{"pool_max_conns": &maxOpen, "pool_max_idle_conns": &maxIdle} {
+		if v := q.Get(key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return "", 0, 0, fmt.Errorf("db: postgres DSN: %s=%q: want a positive integer", key, v)
+			}
+			*dst = n
+			q.Del(key)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), maxOpen, min(maxIdle, maxOpen), nil
+}
+
 func openPostgres(dsn string) (*DB, error) {
+	dsn, maxOpen, maxIdle, err := pgPoolParams(dsn)
+	if err != nil {
+		return nil, err
+	}
 	sdb, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("db: open postgres %s: %w", Redact(dsn), err)
 	}
-	sdb.SetMaxOpenConns(pgMaxOpenConns)
-	sdb.SetMaxIdleConns(pgMaxIdleConns)
+	sdb.SetMaxOpenConns(maxOpen)
+	sdb.SetMaxIdleConns(maxIdle)
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
 	sdb.SetConnMaxLifetime(30 * time.Minute)
 	return &DB{DB: sdb, Dialect: Postgres}, nil

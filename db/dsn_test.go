@@ -49,3 +49,29 @@ func TestOpenCreatesDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPgPoolParams(t *testing.T) {
+	for _, tc := range []struct {
+		in, want        string
+		maxOpen, maxIdl int
+		wantErr         bool
+	}{
+		{"postgres://h/db?sslmode=disable", "postgres://h/db?sslmode=disable", pgMaxOpenConns, pgMaxIdleConns, false},
+		{"postgres://h/db?pool_max_conns=40&sslmode=disable", "postgres://h/db?sslmode=disable", 40, pgMaxIdleConns, false},
+		{"postgres://h/db?pool_max_conns=2&pool_max_idle_conns=9", "postgres://h/db", 2, 2, false},
+		{"postgres://h/db?pool_max_conns=x", "", 0, 0, true},
+		{"postgres://h/db?pool_max_conns=0", "", 0, 0, true},
+		{"host=h dbname=d", "host=h dbname=d", pgMaxOpenConns, pgMaxIdleConns, false},
+	} {
+		got, o, i, err := pgPoolParams(tc.in)
+		if tc.wantErr {
+			if err == nil {
+				t.Errorf("pgPoolParams(%q): no error", tc.in)
+			}
+			continue
+		}
+		if err != nil || got != tc.want || o != tc.maxOpen || i != tc.maxIdl {
+			t.Errorf("pgPoolParams(%q) = %q %d %d %v; want %q %d %d", tc.in, got, o, i, err, tc.want, tc.maxOpen, tc.maxIdl)
+		}
+	}
+}
