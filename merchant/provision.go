@@ -154,11 +154,8 @@ func (m *Merchant) setAppInfoTx(ctx context.Context, tx *db.Tx, now time.Time, i
 	if err := a.Validate("appInfo."); err != nil {
 		return err
 	}
-	inst, err := loadInstance(ctx, tx, instanceID)
+	inst, err := activeInstance(ctx, tx, instanceID) // an alias completes the instance it duplicates
 	if err != nil {
-		if err == errNotFound {
-			return errNoInstance(instanceID)
-		}
 		return err
 	}
 	if enc := m.cfg.encryptTypeFor(inst.ProductID); enc != "" {
