@@ -240,10 +240,11 @@ func (m *Merchant) apiRecordUsage(r *http.Request, _ *auditEntry) (int, any, err
 	}
 	if body.UsageInfo != nil {
 		err := m.db.Tx(r.Context(), func(tx *db.Tx) error {
-			if _, err := activeInstance(r.Context(), tx, id); err != nil {
+			inst, err := activeInstance(r.Context(), tx, id)
+			if err != nil {
 				return err
 			}
-			return setUsageInfoTx(r.Context(), tx, m.clock.Now(), id, body.UsageInfo)
+			return setUsageInfoTx(r.Context(), tx, m.clock.Now(), inst.ID, body.UsageInfo)
 		})
 		if err != nil {
 			return 0, nil, err
