@@ -53,7 +53,8 @@ type Runner struct {
 	// Timeout bounds each handler run (its context is cancelled after it); 0 = no limit.
 	Timeout time.Duration
 	// Observe, if set, is called after every run with its outcome — one of
-	// Outcome* — and the handler's duration and error (see Metrics).
+	// Outcome* — and the handler's duration and error (see Metrics). Run calls it
+	// from its worker goroutines, so it must be safe for concurrent use.
 	Observe func(j *Job, outcome string, took time.Duration, err error)
 
 	// ID names this runner as the lease holder (locked_by); default host-pid-random.
