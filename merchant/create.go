@@ -245,7 +245,7 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 		order = nil
 	}
 	var res CreateResult
-	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		var err error
 		res, err = m.createTx(ctx, tx, now, CreateInput{OrderID: in.OrderID, OrderLineID: in.OrderLineID, BusinessID: in.BusinessID,
@@ -258,9 +258,12 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 	if res.Created {
 		m.metrics.created.Inc()
 	}
-	m.wake()
 	if res.EventID != "" {
+		// The event's job is due after the budget: deliver inline now, the
+		// job runner need not be woken for it.
 		m.deliverInline(ctx, res.EventID)
+	} else if res.Created {
+		m.wake() // the Query Order job is due now
 	}
 	return m.createAnswer(context.WithoutCancel(ctx), res.InstanceID)
 }

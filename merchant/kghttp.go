@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -78,6 +79,7 @@ func (m *Merchant) serveKG(w http.ResponseWriter, r *http.Request) {
 		rep *reply
 		err error
 	)
+	claim := &nonceClaim{at: now}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -87,9 +89,34 @@ func (m *Merchant) serveKG(w http.ResponseWriter, r *http.Request) {
 		}()
 		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.Budget)
 		defer cancel()
-		rep, err = m.handleKG(ctx, r, now, &e)
+		rep, err = m.handleKG(withNonceClaim(ctx, claim), r, now, &e)
 	}()
 	code, msg := kg.CodeOf(err)
+	// The audit record, with the nonce unless a write of the request stored
+	// it already, in one group-committed transaction before the answer.
+	ferr := m.finishRequest(r.Context(), claim, func(replay bool) auditEntry {
+		a := e
+		a.ResultCode, a.Message = code, msg
+		if replay {
+			a.ResultCode, a.Message = kg.CodeOf(errReplay)
+		} else if rep != nil && rep.InstanceID != "" && a.InstanceID == "" {
+			a.InstanceID = rep.InstanceID
+		}
+		a.Latency = time.Since(start)
+		return a
+	})
+	switch {
+	case errors.Is(ferr, errReplay):
+		rep, err = nil, ferr
+		code, msg = kg.CodeOf(err)
+	case ferr != nil && claim.nonce != "" && !claim.stored:
+		// Without its nonce stored the request cannot be told from a replay.
+		m.log.Error("audit and nonce write failed", "activity", e.Activity, "err", ferr)
+		rep, err = nil, ferr
+		code, msg = kg.CodeOf(err)
+	case ferr != nil:
+		m.log.Error("audit log write failed", "activity", e.Activity, "err", ferr)
+	}
 	if code == kg.CodeInternal {
 		m.log.Error("basic interface failed", "activity", e.Activity, "instanceId", e.InstanceID, "orderId", e.OrderID, "err", err)
 	} else if err != nil {
@@ -104,8 +131,6 @@ func (m *Merchant) serveKG(w http.ResponseWriter, r *http.Request) {
 	if rep != nil && rep.InstanceID != "" && e.InstanceID == "" {
 		e.InstanceID = rep.InstanceID
 	}
-	e.Latency = time.Since(start)
-	m.audit(r.Context(), e)
 	m.metrics.requests.WithLabelValues(e.Activity, code).Inc()
 	m.metrics.latency.WithLabelValues(e.Activity).Observe(time.Since(start).Seconds())
 	h := w.Header()
@@ -168,12 +193,12 @@ func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time,
 	if len(nonce) > maxNonce {
 		return nil, &kg.AuthError{Reason: "nonce is too long"}
 	}
-	fresh, err := m.seeNonce(ctx, nonce, now)
-	if err != nil {
+	// The nonce is stored with the request's first write, or with its audit
+	// record (group.go).
+	if c := nonceClaimFrom(ctx); c != nil {
+		c.nonce = nonce
+	} else if err := m.writeTx(withNonceClaim(ctx, &nonceClaim{nonce: nonce, at: now}), func(*db.Tx) error { return nil }); err != nil {
 		return nil, err
-	}
-	if !fresh {
-		return nil, &kg.AuthError{Reason: "nonce was already used (replayed request)"}
 	}
 	req, err := kg.DecodeRequest(body)
 	if err != nil {

@@ -79,7 +79,7 @@ type RefreshInput struct {
 // orderLineId, scene): a retry changes nothing and emits nothing.
 func (m *Merchant) Refresh(ctx context.Context, in RefreshInput) (*reply, error) {
 	expire := in.Expire.UTC()
-	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := activeInstance(ctx, tx, in.InstanceID)
 		if err != nil {
@@ -128,7 +128,7 @@ func (m *Merchant) UpdateStatus(ctx context.Context, instanceID, status string, 
 	default:
 		return nil, &kg.FieldError{Field: "status", Reason: "must be FREEZE or UNFREEZE"}
 	}
-	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := activeInstance(ctx, tx, instanceID)
 		if err != nil {
@@ -157,7 +157,7 @@ func (m *Merchant) UpdateStatus(ctx context.Context, instanceID, status string, 
 // Release releases an instance: a repeat is a success; unknown → 000003. The
 // row is kept (status RELEASED) for audit.
 func (m *Merchant) Release(ctx context.Context, instanceID, orderID, orderLineID string, test bool) (*reply, error) {
-	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := activeInstance(ctx, tx, instanceID)
 		if err != nil {
@@ -189,7 +189,7 @@ func (m *Merchant) Upgrade(ctx context.Context, instanceID, orderID, orderLineID
 	key := "upgrade|" + orderID
 	var fresh bool
 	var inst *Instance
-	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		var err error
 		inst, err = activeInstance(ctx, tx, instanceID)
@@ -223,7 +223,7 @@ func (m *Merchant) fetchInline(ctx context.Context, p orderJob) {
 		m.log.Warn("query order failed; a job will retry", "purpose", p.Purpose, "orderId", p.OrderID, "err", err)
 		return
 	}
-	err = m.db.Tx(context.WithoutCancel(ctx), func(tx *db.Tx) error {
+	err = m.writeTx(context.WithoutCancel(ctx), func(tx *db.Tx) error {
 		_, err := m.applyOrderTx(ctx, tx, m.clock.Now(), p, order, m.clock.Now())
 		return err
 	})
@@ -268,7 +268,7 @@ func (m *Merchant) OrderNotify(ctx context.Context, orderID, orderLineID string,
 	key := "notify|" + orderID + "|" + orderLineID
 	var fresh bool
 	p := orderJob{Purpose: purposeNotify, OpKey: key, OrderID: orderID, OrderLineID: orderLineID, TestFlag: test}
-	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		var err error
 		fresh, err = insertOp(ctx, tx, now, key, "orderNotify", "", orderID, orderLineID, test, opAwaitingOrder,
@@ -309,7 +309,7 @@ func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productIn
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Budget)
 	defer cancel()
 	var eventID, key string
-	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := activeInstance(ctx, tx, instanceID)
 		if err != nil {

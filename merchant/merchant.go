@@ -61,6 +61,7 @@ type Merchant struct {
 	orders   *OrderClient
 	usage    *UsageClient
 	deliver  *handoff.Deliverer
+	group    *db.Group // group commit of the request path's writes (group.go)
 	runner   *jobs.Runner
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -120,8 +121,9 @@ func New(cfg Config, deps Deps) (*Merchant, error) {
 	m.orders = &OrderClient{BaseURL: cfg.MarketURL, FallbackURL: cfg.MarketFallbackURL, AK: cfg.MarketAK, SK: cfg.MarketSK, Client: client, Clock: m.clock}
 	m.usage = &UsageClient{BaseURL: cfg.MarketURL, AccessKey: cfg.AccessKeys[0], Client: client, Clock: m.clock, Rand: m.rand}
 	m.metrics = newMetrics(m.registry, m)
+	m.group = m.db.NewGroup(groupSize(m.db.Dialect))
 	m.deliver = &handoff.Deliverer{
-		DB: m.db, Clock: m.clock, Logger: m.log.With("component", "handoff"),
+		DB: m.db, Group: m.group, Clock: m.clock, Logger: m.log.With("component", "handoff"),
 		Target:      m.targetFor(client),
 		OnAnswer:    m.applyAnswer,
 		OnResult:    m.metrics.handoffResult,
@@ -269,8 +271,10 @@ func (m *Merchant) deliverInline(ctx context.Context, eventID string) (delivered
 	}
 }
 
-// Close waits for background hand-off attempts started by requests.
+// Close waits for background hand-off attempts started by requests, then
+// stops the group committer.
 func (m *Merchant) Close() error {
 	m.bg.Wait()
+	m.group.Close()
 	return nil
 }

@@ -98,7 +98,10 @@ func (w *Webhook) Deliver(ctx context.Context, ev *Stored, attempt int) ([]byte,
 
 // Deliverer delivers outbox events; its Handle is the jobs handler of JobKind.
 type Deliverer struct {
-	DB     *db.DB
+	DB *db.DB
+	// Group, if set, commits the attempt's bookkeeping (lease, outcome)
+	// together with other concurrent small transactions (db.Group).
+	Group  *db.Group
 	Clock  clock.Clock
 	Logger *slog.Logger
 	// Target picks where an event goes (sandbox events have TestFlag set).
@@ -173,7 +176,7 @@ var errDead = errors.New("handoff: event moved to the dead letter")
 func (d *Deliverer) Attempt(ctx context.Context, id string) (delivered bool, err error) {
 	now := d.Clock.Now()
 	var ev *Stored
-	err = d.DB.Tx(ctx, func(tx *db.Tx) error {
+	err = d.tx(ctx, func(tx *db.Tx) error {
 		var leaseUntil int64
 		row := tx.QueryRow(ctx, `SELECT `+eventColumns+`, lease_until FROM handoff_events WHERE event_id = $1`, id)
 		e, err := scanEventLease(row, &leaseUntil)
@@ -261,8 +264,16 @@ func scanEventLease(s scanner, lease *int64) (*Stored, error) {
 	return &ev, nil
 }
 
+// tx runs fn in a transaction of its own, or group-committed with Group.
+func (d *Deliverer) tx(ctx context.Context, fn func(tx *db.Tx) error) error {
+	if d.Group != nil {
+		return d.Group.Do(ctx, fn)
+	}
+	return d.DB.Tx(ctx, fn)
+}
+
 func (d *Deliverer) markDelivered(ctx context.Context, ev *Stored, to string, answer []byte) error {
-	return d.DB.Tx(ctx, func(tx *db.Tx) error {
+	return d.tx(ctx, func(tx *db.Tx) error {
 		now := d.Clock.Now()
 		res, err := tx.Exec(ctx, `UPDATE handoff_events SET state = 'delivered', delivered_at = $2, delivered_to = $3, last_error = '', lease_until = 0
 			WHERE event_id = $1 AND state = 'pending'`, ev.ID, now.UnixMilli(), truncate(to, 300))
@@ -271,6 +282,11 @@ func (d *Deliverer) markDelivered(ctx context.Context, ev *Stored, to string, an
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil // delivered concurrently (or replayed meanwhile): nothing to apply twice
+		}
+		// An inline attempt finished the work of the event's job before it
+		// was due: complete it so that no runner claims it for nothing.
+		if _, err := jobs.Complete(ctx, tx, now, jobKey(ev.ID, ev.Replays)); err != nil {
+			return fmt.Errorf("handoff: %w", err)
 		}
 		if d.OnAnswer != nil {
 			if err := d.OnAnswer(ctx, tx, now, ev, answer); err != nil {

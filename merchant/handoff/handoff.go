@@ -106,12 +106,17 @@ func EmitAt(ctx context.Context, tx *db.Tx, now time.Time, ev Event, due time.Ti
 	return id, nil
 }
 
+// jobKey is the unique key of the job delivering event id (replay n).
+func jobKey(id string, replay int) string {
+	if replay > 0 {
+		return fmt.Sprintf("handoff:%s:replay:%d", id, replay)
+	}
+	return "handoff:" + id
+}
+
 func enqueue(ctx context.Context, tx *db.Tx, now time.Time, id string, replay int, due time.Time) error {
 	payload, _ := json.Marshal(jobPayload{EventID: id})
-	key := "handoff:" + id
-	if replay > 0 {
-		key = fmt.Sprintf("handoff:%s:replay:%d", id, replay)
-	}
+	key := jobKey(id, replay)
 	if _, _, err := jobs.Enqueue(ctx, tx, now, jobs.New{Kind: JobKind, Key: key, Payload: payload, DueAt: due}); err != nil {
 		return fmt.Errorf("handoff: enqueue delivery: %w", err)
 	}
