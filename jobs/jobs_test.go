@@ -690,3 +690,31 @@ func TestHandlerTimeout(t *testing.T) {
 		t.Fatalf("after timeout: %+v", j)
 	}
 }
+
+func TestRunnerNextDue(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			r := &jobs.Runner{DB: d, Clock: v, Handlers: map[string]jobs.Handler{
+				"a": func(context.Context, *jobs.Job) error { return nil },
+				"b": func(context.Context, *jobs.Job) error { return nil },
+			}}
+			if _, ok, err := r.NextDue(ctx); ok || err != nil {
+				t.Fatalf("empty: ok=%v err=%v", ok, err)
+			}
+			enqueue(t, d, v.Now(), jobs.New{Kind: "other", DueAt: t0.Add(time.Minute)})
+			enqueue(t, d, v.Now(), jobs.New{Kind: "b", DueAt: t0.Add(3 * time.Hour)})
+			enqueue(t, d, v.Now(), jobs.New{Kind: "a", DueAt: t0.Add(2 * time.Hour)})
+			next, ok, err := r.NextDue(ctx)
+			if err != nil || !ok || !next.Equal(t0.Add(2*time.Hour)) {
+				t.Fatalf("Runner.NextDue = %v %v %v, want t0+2h", next, ok, err)
+			}
+			all, ok, err := jobs.NextDue(ctx, d)
+			if err != nil || !ok || !all.Equal(t0.Add(time.Minute)) {
+				t.Fatalf("jobs.NextDue = %v %v %v, want t0+1m", all, ok, err)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -489,4 +490,30 @@ func truncate(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s + "…"
+}
+
+// NextDue returns the earliest due time of a pending job of a kind this Runner
+// handles (ok=false if none) — what a virtual-clock driver should step to next.
+// Unlike the package-level NextDue it ignores jobs no handler here would run.
+// A job currently leased by a worker counts (it is still pending).
+func (r *Runner) NextDue(ctx context.Context) (time.Time, bool, error) {
+	if err := r.init(); err != nil {
+		return time.Time{}, false, err
+	}
+	ph := make([]string, len(r.kinds))
+	args := make([]any, len(r.kinds))
+	for i, k := range r.kinds {
+		ph[i] = fmt.Sprintf("$%d", i+1)
+		args[i] = k
+	}
+	var due int64
+	err := r.DB.QueryRow(ctx, `SELECT due_at FROM jobs WHERE state = 'pending' AND kind IN (`+strings.Join(ph, ", ")+`)
+ORDER BY due_at, id LIMIT 1`, args...).Scan(&due)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("jobs: next due: %w", err)
+	}
+	return ms(due), true, nil
 }
