@@ -32,12 +32,40 @@ souk market dialtests off-sale -product ID [-note TEXT]
 souk market dialtests unfreeze -product ID
 `
 
-// Command runs one seller-tools CLI command in process: group is "debug",
-// "cases" or "dialtests" and args the rest of the command line. It prints
+// API is what the seller-tools CLI needs: *Tools in process, or *Client
+// against a running market's JSON API.
+type API interface {
+	Defaults(ctx context.Context, productID, activity string) (map[string]string, error)
+	Generate(ctx context.Context, in DebugInput) (Command, error)
+	Send(ctx context.Context, in DebugInput) (Result, error)
+	DebugAndSave(ctx context.Context, in DebugInput) (Result, error)
+	ListCases(ctx context.Context, f CaseFilter) ([]Case, error)
+	GetCase(ctx context.Context, id int64) (Case, error)
+	DeleteCase(ctx context.Context, id int64) (Case, error)
+	Readiness(ctx context.Context, productID string) (Readiness, error)
+	Status(ctx context.Context, productID string) (Listing, error)
+	ListListings(ctx context.Context, sellerID string) ([]Listing, error)
+	PutOnSale(ctx context.Context, productID string) (Listing, error)
+	TakeOffSale(ctx context.Context, productID, note string) (Listing, error)
+	Unfreeze(ctx context.Context, productID string) (Run, Listing, error)
+	RunNow(ctx context.Context, productID string) (Run, error)
+	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)
+	GetRun(ctx context.Context, id int64) (Run, error)
+	History(ctx context.Context, productID string, days int) ([]Day, error)
+	Schedule(ctx context.Context) (Schedule, error)
+}
+
+// Command runs a seller-tools CLI command in process (RunCLI with t).
+func (t *Tools) Command(ctx context.Context, stdout, stderr io.Writer, group string, args []string) int {
+	return RunCLI(ctx, t, stdout, stderr, group, args)
+}
+
+// RunCLI runs one seller-tools CLI command: group is "debug", "cases" or
+// "dialtests" and args the rest of the command line (CLIUsage). It prints
 // JSON to stdout (generate -curl prints the curl line) and errors to stderr,
 // and returns the exit status: 0 done, 1 failed (an error, a debug call that
-// did not pass, a product not ready), 2 usage.
-func (t *Tools) Command(ctx context.Context, stdout, stderr io.Writer, group string, args []string) int {
+// did not pass, a product not ready, a failing dial test), 2 usage.
+func RunCLI(ctx context.Context, t API, stdout, stderr io.Writer, group string, args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintf(stderr, "usage:\n%s", CLIUsage)
 		return 2

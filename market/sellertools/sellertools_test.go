@@ -919,64 +919,81 @@ func TestReplicasRunASlotOnce(t *testing.T) {
 func TestCommand(t *testing.T) {
 	forBackends(t, func(t *testing.T, backend string) {
 		e := newEnv(t, backend)
-		p := e.product("prod-cli", oneTimePlans)
-		run := func(group string, args ...string) (int, string, string) {
-			var out, errb bytes.Buffer
-			st := e.tools.Command(e.ctx, &out, &errb, group, args)
-			return st, out.String(), errb.String()
-		}
-		if st, out, _ := run("debug", "generate", "-product", p.ID, "-activity", "newInstance", "-param", "orderId=MOCKONETIMENEW", "-curl"); st != 0 ||
-			!strings.HasPrefix(out, "curl -sS -X POST '") || !strings.Contains(out, `"orderId":"MOCKONETIMENEW"`) {
-			t.Fatalf("generate -curl: %d %s", st, out)
-		}
-		if st, out, _ := run("debug", "save", "-product", p.ID, "-activity", "newInstance"); st != 0 || !strings.Contains(out, `"savedCase"`) {
-			t.Fatalf("save: %d %s", st, out)
-		}
-		e.fm.setFail("queryInstance", "code:000005")
-		if st, out, errs := run("debug", "save", "-product", p.ID, "-activity", "queryInstance"); st != 1 || strings.Contains(out, `"savedCase"`) || !strings.Contains(errs, "nothing saved") {
-			t.Fatalf("failing save: %d %s %s", st, out, errs)
-		}
-		if st, _, errs := run("cases", "readiness", "-product", p.ID); st != 1 || !strings.Contains(errs, "queryInstance, releaseInstance") {
-			t.Fatalf("readiness: %d %s", st, errs)
-		}
-		if st, _, _ := run("dialtests", "on-sale", "-product", p.ID); st != 1 {
-			t.Fatalf("on-sale while not ready: %d", st)
-		}
-		e.fm.setFail("queryInstance", "")
-		for _, a := range []string{"queryInstance", "releaseInstance"} {
-			if st, _, errs := run("debug", "save", "-product", p.ID, "-activity", a); st != 0 {
-				t.Fatalf("save %s: %d %s", a, st, errs)
+		for _, mode := range []string{"in-process", "client"} {
+			var api sellertools.API = e.tools
+			if mode == "client" {
+				api = sellertools.NewClient(e.api.URL, token, nil)
 			}
-		}
-		if st, _, _ := run("cases", "readiness", "-product", p.ID); st != 0 {
-			t.Fatalf("readiness when ready: %d", st)
-		}
-		var cs []sellertools.Case
-		st, out, _ := run("cases", "list", "-product", p.ID)
-		e.must(json.Unmarshal([]byte(out), &cs))
-		if st != 0 || len(cs) != 3 {
-			t.Fatalf("cases list: %d %s", st, out)
-		}
-		if st, out, _ := run("cases", "show", fmt.Sprint(cs[0].ID)); st != 0 || !strings.Contains(out, `"activity": "newInstance"`) {
-			t.Fatalf("cases show: %d %s", st, out)
-		}
-		if st, out, _ := run("dialtests", "on-sale", "-product", p.ID); st != 0 || !strings.Contains(out, `"status": "on_sale"`) {
-			t.Fatalf("on-sale: %d %s", st, out)
-		}
-		if st, out, _ := run("dialtests", "run", "-product", p.ID); st != 0 || !strings.Contains(out, `"passed": true`) {
-			t.Fatalf("dialtests run: %d %s", st, out)
-		}
-		if st, out, _ := run("dialtests", "list", "-seller", e.seller); st != 0 || !strings.Contains(out, `"kind": "manual"`) {
-			t.Fatalf("dialtests list: %d %s", st, out)
-		}
-		if st, _, _ := run("cases", "show", "x"); st != 2 {
-			t.Fatalf("bad id: %d", st)
-		}
-		if st, _, _ := run("dialtests", "bogus"); st != 2 {
-			t.Fatalf("unknown verb: %d", st)
-		}
-		if st, _, _ := run("cases", "delete", "999999"); st != 1 {
-			t.Fatalf("delete unknown: %d", st)
+			t.Run(mode, func(t *testing.T) { testCommand(t, e, api, "prod-cli-"+mode) })
 		}
 	})
+}
+
+func testCommand(t *testing.T, e *env, api sellertools.API, productID string) {
+	e.t = t
+	p := e.product(productID, oneTimePlans)
+	run := func(group string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		st := sellertools.RunCLI(e.ctx, api, &out, &errb, group, args)
+		return st, out.String(), errb.String()
+	}
+	if st, out, _ := run("debug", "generate", "-product", p.ID, "-activity", "newInstance", "-param", "orderId=MOCKONETIMENEW", "-curl"); st != 0 ||
+		!strings.HasPrefix(out, "curl -sS -X POST '") || !strings.Contains(out, `"orderId":"MOCKONETIMENEW"`) {
+		t.Fatalf("generate -curl: %d %s", st, out)
+	}
+	if st, out, _ := run("debug", "save", "-product", p.ID, "-activity", "newInstance"); st != 0 || !strings.Contains(out, `"savedCase"`) {
+		t.Fatalf("save: %d %s", st, out)
+	}
+	e.fm.setFail("queryInstance", "code:000005")
+	if st, out, errs := run("debug", "save", "-product", p.ID, "-activity", "queryInstance"); st != 1 || strings.Contains(out, `"savedCase"`) || !strings.Contains(errs, "nothing saved") {
+		t.Fatalf("failing save: %d %s %s", st, out, errs)
+	}
+	if st, _, errs := run("cases", "readiness", "-product", p.ID); st != 1 || !strings.Contains(errs, "queryInstance, releaseInstance") {
+		t.Fatalf("readiness: %d %s", st, errs)
+	}
+	if st, _, _ := run("dialtests", "on-sale", "-product", p.ID); st != 1 {
+		t.Fatalf("on-sale while not ready: %d", st)
+	}
+	e.fm.setFail("queryInstance", "")
+	for _, a := range []string{"queryInstance", "releaseInstance"} {
+		if st, _, errs := run("debug", "save", "-product", p.ID, "-activity", a); st != 0 {
+			t.Fatalf("save %s: %d %s", a, st, errs)
+		}
+	}
+	if st, _, _ := run("cases", "readiness", "-product", p.ID); st != 0 {
+		t.Fatalf("readiness when ready: %d", st)
+	}
+	var cs []sellertools.Case
+	st, out, _ := run("cases", "list", "-product", p.ID)
+	e.must(json.Unmarshal([]byte(out), &cs))
+	if st != 0 || len(cs) != 3 {
+		t.Fatalf("cases list: %d %s", st, out)
+	}
+	if st, out, _ := run("cases", "show", fmt.Sprint(cs[0].ID)); st != 0 || !strings.Contains(out, `"activity": "newInstance"`) {
+		t.Fatalf("cases show: %d %s", st, out)
+	}
+	if st, out, _ := run("dialtests", "on-sale", "-product", p.ID); st != 0 || !strings.Contains(out, `"status": "on_sale"`) {
+		t.Fatalf("on-sale: %d %s", st, out)
+	}
+	if st, out, _ := run("dialtests", "run", "-product", p.ID); st != 0 || !strings.Contains(out, `"passed": true`) {
+		t.Fatalf("dialtests run: %d %s", st, out)
+	}
+	if st, out, _ := run("dialtests", "list", "-seller", e.seller); st != 0 || !strings.Contains(out, `"kind": "manual"`) {
+		t.Fatalf("dialtests list: %d %s", st, out)
+	}
+	if st, _, _ := run("cases", "show", "x"); st != 2 {
+		t.Fatalf("bad id: %d", st)
+	}
+	if st, _, _ := run("dialtests", "bogus"); st != 2 {
+		t.Fatalf("unknown verb: %d", st)
+	}
+	if st, _, errs := run("cases", "delete", "999999"); st != 1 || !strings.Contains(errs, "does not exist") {
+		t.Fatalf("delete unknown: %d %s", st, errs)
+	}
+	if st, out, _ := run("dialtests", "history", "-product", p.ID); st != 0 || !strings.Contains(out, `"runs": 1`) {
+		t.Fatalf("history: %d %s", st, out)
+	}
+	if st, out, _ := run("dialtests", "schedule"); st != 0 || !strings.Contains(out, `"09:00"`) {
+		t.Fatalf("schedule: %d %s", st, out)
+	}
 }
