@@ -718,3 +718,36 @@ func TestRunnerNextDue(t *testing.T) {
 		})
 	}
 }
+
+func TestRunPrunesWithRetention(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			ok := func(context.Context, *jobs.Job) error { return nil }
+			pre := &jobs.Runner{DB: d, Clock: v, Handlers: map[string]jobs.Handler{"k": ok}}
+			enqueue(t, d, v.Now(), jobs.New{Kind: "k"})
+			runDue(t, pre)
+			v.Advance(10 * 24 * time.Hour)
+			recent := enqueue(t, d, v.Now(), jobs.New{Kind: "k"})
+			runDue(t, pre)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			r := &jobs.Runner{DB: d, Clock: v, Retention: 7 * 24 * time.Hour, PruneEvery: 20 * time.Millisecond,
+				Poll: 10 * time.Millisecond, Handlers: map[string]jobs.Handler{"k": ok}}
+			errc := make(chan error, 1)
+			go func() { errc <- r.Run(ctx) }()
+			waitFor(t, func() bool {
+				all, err := jobs.List(context.Background(), d, jobs.Filter{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(all) == 1 && all[0].ID == recent
+			})
+			cancel()
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -53,6 +53,12 @@ type Runner struct {
 	MaxAttempts int // default 25; 0 = default
 	// Timeout bounds each handler run (its context is cancelled after it); 0 = no limit.
 	Timeout time.Duration
+	// Retention, if set, makes Run delete done jobs completed more than Retention
+	// ago (by Clock), once at start and then every PruneEvery (default 1h, real
+	// time). A pruned job's Key can be enqueued again, so keep Retention longer
+	// than any window in which a key may be re-submitted. 0 keeps done jobs.
+	Retention  time.Duration
+	PruneEvery time.Duration
 	// Observe, if set, is called after every run with its outcome — one of
 	// Outcome* — and the handler's duration and error (see Metrics). Run calls it
 	// from its worker goroutines, so it must be safe for concurrent use.
@@ -201,7 +207,16 @@ func (r *Runner) Run(ctx context.Context) error {
 	timer := time.NewTimer(r.poll())
 	defer timer.Stop()
 	claimFailures := 0
+	var nextPrune time.Time // real time
 	for {
+		if r.Retention > 0 && !time.Now().Before(nextPrune) {
+			r.prune(ctx)
+			every := r.PruneEvery
+			if every <= 0 {
+				every = time.Hour
+			}
+			nextPrune = time.Now().Add(every)
+		}
 		if free := cap(slots) - len(slots); free > 0 && ctx.Err() == nil {
 			js, err := r.claim(ctx, r.Clock.Now(), free)
 			switch {
@@ -516,4 +531,14 @@ ORDER BY due_at, id LIMIT 1`, args...).Scan(&due)
 		return time.Time{}, false, fmt.Errorf("jobs: next due: %w", err)
 	}
 	return ms(due), true, nil
+}
+
+func (r *Runner) prune(ctx context.Context) {
+	n, err := Prune(ctx, r.DB, r.Clock.Now().Add(-r.Retention))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		r.Logger.Error("jobs: prune failed", "err", err)
+	case n > 0:
+		r.Logger.Info("jobs: pruned done jobs", "count", n, "retention", r.Retention)
+	}
 }
