@@ -221,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err := merchant.Migrate(ctx, mdb); err != nil {
 			return nil, err
 		}
-		mk := &fakeMarket{}
+		mk := &FakeMarket{}
 		ms, err := startServer(mk, log)
 		if err != nil {
 			return nil, err

@@ -93,14 +93,16 @@ func (f *floorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// fakeMarket answers Query Order for any order id (a monthly PERIOD order
+// FakeMarket answers Query Order for any order id (a monthly PERIOD order
 // of one line), verifying the APIG signature of every call.
-type fakeMarket struct {
-	calls, badSig atomic.Int64
+// It is exported for the multi-process tests (package e2e). Calls and BadSig
+// count the calls and the refused signatures.
+type FakeMarket struct {
+	Calls, BadSig atomic.Int64
 }
 
-func (f *fakeMarket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.calls.Add(1)
+func (f *FakeMarket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.Calls.Add(1)
 	body, _ := io.ReadAll(r.Body)
 	w.Header().Set("Content-Type", "application/json")
 	if r.URL.Path != merchant.QueryOrderPath {
@@ -108,7 +110,7 @@ func (f *fakeMarket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := kg.VerifyAPIG(r, body, func(ak string) (string, bool) { return MarketSK, ak == MarketAK }, time.Now(), kg.DefaultAPIGWindow); err != nil {
-		f.badSig.Add(1)
+		f.BadSig.Add(1)
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = fmt.Fprintf(w, `{"resultCode":"MKT.0154","resultMsg":%q}`, err.Error())
 		return
