@@ -143,6 +143,21 @@ func New(m *market.Market, d *db.DB, clk clock.Clock, logger *slog.Logger, opts 
 	return t, nil
 }
 
+// Install is the whole wiring of the seller tools in a market process: New
+// (with the market's database and clock), Migrate and Mount on rt. Call it
+// before the market's Run.
+func Install(ctx context.Context, m *market.Market, rt *market.Router, logger *slog.Logger, opts Options) (*Tools, error) {
+	t, err := New(m, m.DB(), m.Clock(), logger, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	t.Mount(rt)
+	return t, nil
+}
+
 // parseDialTimes reads "HH:MM" slots, sorted, without duplicates.
 func parseDialTimes(times []string) ([]slotTime, error) {
 	seen := map[slotTime]bool{}

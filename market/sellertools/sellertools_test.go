@@ -184,15 +184,11 @@ func newEnv(t *testing.T, backend string, callTimeout ...time.Duration) *env {
 	if err := m.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tools, err := sellertools.New(m, d, clk, nil, sellertools.Options{})
+	rt := m.Handler(token)
+	tools, err := sellertools.Install(ctx, m, rt, nil, sellertools.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tools.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rt := m.Handler(token)
-	tools.Mount(rt)
 	api := httptest.NewServer(rt)
 	t.Cleanup(api.Close)
 	fm, fmURL := newFakeMerchant(t)
