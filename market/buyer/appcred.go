@@ -135,9 +135,37 @@ func (c *Center) AppCredential(ctx context.Context, productID string) (AppCreden
 //
 //	PUT /sellers/{sid}/products/{pid}/app-credential   {appId?, publicKey, loginUrls}
 //	GET /sellers/{sid}/products/{pid}/app-credential
+//	POST /sellers/{sid}/products/{pid}/app-credential/debug   {clientSecret?, testAccount?}  应用接入调试
 //	GET /sellers/{sid}/kit-messages[?state=&interface=&limit=]   the kit calls sent to the seller
+//	POST /sellers/{sid}/kit-messages/{id}/retry
 func (c *Center) SellerHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /sellers/{sid}/products/{pid}/app-credential/debug", func(w http.ResponseWriter, r *http.Request) {
+		var in DebugInput
+		if err := decode(w, r, &in); err != nil {
+			c.writeError(w, r, err)
+			return
+		}
+		secret, msgs, err := c.DebugAppCredential(r.Context(), r.PathValue("sid"), r.PathValue("pid"), in)
+		if err != nil {
+			c.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"clientSecret": secret, "messages": msgs})
+	})
+	mux.HandleFunc("POST /sellers/{sid}/kit-messages/{id}/retry", func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil {
+			c.writeError(w, r, notFound("message %q not found", r.PathValue("id")))
+			return
+		}
+		m, err := c.RetrySeller(r.Context(), r.PathValue("sid"), id)
+		if err != nil {
+			c.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, m)
+	})
 	mux.HandleFunc("GET /sellers/{sid}/kit-messages", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		f := MessageFilter{State: q.Get("state"), Interface: q.Get("interface")}

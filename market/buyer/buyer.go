@@ -80,6 +80,13 @@ type Catalog interface {
 	App(ctx context.Context, instanceID string) (App, error)
 }
 
+// ProductCatalog is optionally implemented by a Catalog that can also
+// resolve a product (no instance: InstanceID, OrderID and CustomerID empty)
+// for the seller's debugging calls (Center.DebugAppCredential).
+type ProductCatalog interface {
+	Product(ctx context.Context, productID string) (App, error)
+}
+
 // Config configures a Center. DB, Clock, Catalog and DomainName are required.
 type Config struct {
 	DB      *db.DB

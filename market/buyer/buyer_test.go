@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -627,6 +628,70 @@ func TestDeliverPendingAfterCrash(t *testing.T) {
 		checkCalls(t, e.m.Calls(), "tenantSync:1", "singleOrgSync:1")
 		if ms := must[[]buyer.Message](t)(e.c.Messages(ctx, ent.ID, buyer.MessageFilter{State: buyer.StateSucceeded})); len(ms) != 2 {
 			t.Fatalf("succeeded messages %d", len(ms))
+		}
+	})
+}
+
+func TestSellerDebugCalls(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.cat.PutProduct("prod-1", buyer.App{SellerID: "seller-1", AppID: "app-1", Endpoint: e.m.URL, KitKey: kitKey, PublicKey: e.m.PublicKey(t), TestFlag: true})
+		if _, _, err := e.c.DebugAppCredential(ctx, "seller-1", "prod-1", buyer.DebugInput{}); !isKind(err, "not_found") {
+			t.Errorf("debugging without an app credential: %v", err)
+		}
+		if _, err := e.c.SetAppCredential(ctx, buyer.AppCredential{ProductID: "prod-1", SellerID: "seller-1", AppID: "app-1", PublicKey: e.m.PublicKey(t),
+			LoginURLs: []string{"https://app.example.test/sso/callback"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.c.DebugAppCredential(ctx, "seller-2", "prod-1", buyer.DebugInput{}); !isKind(err, "not_found") {
+			t.Errorf("another seller's product: %v", err)
+		}
+		var failOrg atomic.Bool
+		failOrg.Store(true)
+		e.m.Respond(func(iface string, n int) buyertest.Reply {
+			if iface == buyer.IfaceAllOrgSync && failOrg.Load() {
+				return buyertest.Reply{Body: `{"resultCode":"000002","resultMsg":"orgInfoList"}`}
+			}
+			return buyertest.Reply{}
+		})
+		secret, msgs, err := e.c.DebugAppCredential(ctx, "seller-1", "prod-1", buyer.DebugInput{ClientSecret: "seller-chosen-secret", TestAccount: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if secret != "seller-chosen-secret" || len(msgs) != 4 || msgs[2].State != buyer.StateFailed || msgs[3].State != buyer.StateSucceeded {
+			t.Fatalf("debug: %q %+v", secret, msgs)
+		}
+		calls := e.m.Calls()
+		checkCalls(t, calls, "tenantSync:1", "applicationSync:1", "allOrgSync", "authSync:1")
+		for _, c := range calls {
+			b := decodeBody(t, c.Body)
+			if b["instanceId"] != "" || b["testFlag"] != 1.0 || b["tenantId"] != buyer.DebugTenantID {
+				t.Errorf("%s: debugging body %v", c.Interface, b)
+			}
+		}
+		if calls[1].Secret != "seller-chosen-secret" {
+			t.Errorf("decrypted secret %q", calls[1].Secret)
+		}
+		if u := users(t, decodeBody(t, calls[3].Body)); u[buyer.DebugUserName] == nil {
+			t.Errorf("test account: %v", u)
+		}
+		// The seller sees and retries its calls.
+		srv := httptest.NewServer(e.c.SellerHandler())
+		defer srv.Close()
+		a := apiClient{t: t, base: srv.URL}
+		failed := a.ok("GET", "/sellers/seller-1/kit-messages?state=failed", nil, 200)["messages"].([]any)
+		if len(failed) != 1 || failed[0].(map[string]any)["productId"] != "prod-1" {
+			t.Fatalf("seller's failed messages %v", failed)
+		}
+		failOrg.Store(false)
+		id := fmt.Sprint(int64(failed[0].(map[string]any)["id"].(float64)))
+		a.ok("POST", "/sellers/seller-2/kit-messages/"+id+"/retry", nil, 404)
+		if m := a.ok("POST", "/sellers/seller-1/kit-messages/"+id+"/retry", nil, 200); m["state"] != "succeeded" {
+			t.Errorf("seller retry: %v", m)
+		}
+		out := a.ok("POST", "/sellers/seller-1/products/prod-1/app-credential/debug", map[string]any{}, 200)
+		if s, _ := out["clientSecret"].(string); len(s) < 40 || len(out["messages"].([]any)) != 3 {
+			t.Errorf("debug via API: %v", out)
 		}
 	})
 }

@@ -124,6 +124,7 @@ type Message struct {
 	BindingID    string          `json:"bindingId"`
 	InstanceID   string          `json:"instanceId"`
 	SellerID     string          `json:"sellerId,omitempty"`
+	ProductID    string          `json:"productId,omitempty"` // seller debugging calls only
 	Batch        string          `json:"batch"`
 	Seq          int             `json:"seq"`
 	Interface    string          `json:"interface"`
@@ -152,9 +153,11 @@ type Attempt struct {
 	Manual     bool      `json:"manual"`
 }
 
-// binding is what the outbox needs to address a message.
+// bindingRef is what the outbox needs to address a message: a binding, or
+// (seller debugging) a product.
 type bindingRef struct {
 	ID, EnterpriseID, InstanceID, OrderID, SellerID, AppID string
+	ProductID                                              string
 	TestFlag                                               bool
 }
 
@@ -197,8 +200,8 @@ func (o *outbox) add(ctx context.Context, b bindingRef, iface string, flag int, 
 	o.seq++
 	var id int64
 	err = o.tx.QueryRow(ctx, `INSERT INTO buyer_kit_messages (enterprise_id, binding_id, instance_id, seller_id, batch, seq, iface, flag, body,
-		state, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'pending',$10,$10) RETURNING id`,
-		b.EnterpriseID, b.ID, b.InstanceID, b.SellerID, o.batch, o.seq, iface, flag, string(raw), ms(o.now)).Scan(&id)
+		state, created_at, updated_at, product_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'pending',$10,$10,$11) RETURNING id`,
+		b.EnterpriseID, b.ID, b.InstanceID, b.SellerID, o.batch, o.seq, iface, flag, string(raw), ms(o.now), b.ProductID).Scan(&id)
 	if err != nil {
 		return fmt.Errorf("buyer: log %s: %w", iface, err)
 	}
@@ -207,6 +210,14 @@ func (o *outbox) add(ctx context.Context, b bindingRef, iface string, flag int, 
 }
 
 func testFlag(b bindingRef) int { return b2i(b.TestFlag) }
+
+// tenantOf is the tenantId of a message: the enterprise, or the debugging tenant.
+func tenantOf(b bindingRef) string {
+	if b.EnterpriseID == "" && b.ProductID != "" {
+		return DebugTenantID
+	}
+	return b.EnterpriseID
+}
 
 func (o *outbox) tenantSync(ctx context.Context, b bindingRef, e Enterprise, flag int) error {
 	return o.add(ctx, b, IfaceTenantSync, flag, tenantSyncBody{
@@ -217,7 +228,7 @@ func (o *outbox) tenantSync(ctx context.Context, b bindingRef, e Enterprise, fla
 
 func (o *outbox) applicationSync(ctx context.Context, b bindingRef, clientID, encSecret string, flag int) error {
 	return o.add(ctx, b, IfaceApplicationSync, flag, applicationSyncBody{
-		InstanceID: b.InstanceID, TenantID: b.EnterpriseID, AppID: b.AppID, ClientID: clientID, ClientSecret: encSecret,
+		InstanceID: b.InstanceID, TenantID: tenantOf(b), AppID: b.AppID, ClientID: clientID, ClientSecret: encSecret,
 		Flag: flag, TestFlag: testFlag(b), TimeStamp: kg.FormatKitTimeStamp(o.now),
 	})
 }
@@ -227,13 +238,13 @@ func (o *outbox) allOrgSync(ctx context.Context, b bindingRef, orgs []OrgInfo) e
 		orgs = []OrgInfo{}
 	}
 	return o.add(ctx, b, IfaceAllOrgSync, -1, allOrgSyncBody{
-		InstanceID: b.InstanceID, TenantID: b.EnterpriseID, OrgInfoList: orgs, TestFlag: testFlag(b), TimeStamp: kg.FormatKitTimeStamp(o.now),
+		InstanceID: b.InstanceID, TenantID: tenantOf(b), OrgInfoList: orgs, TestFlag: testFlag(b), TimeStamp: kg.FormatKitTimeStamp(o.now),
 	})
 }
 
 func (o *outbox) singleOrgSync(ctx context.Context, b bindingRef, d Department, flag int) error {
 	return o.add(ctx, b, IfaceSingleOrgSync, flag, singleOrgSyncBody{
-		InstanceID: b.InstanceID, TenantID: b.EnterpriseID, OrgCode: d.OrgCode, OrgName: d.OrgName, ParentCode: d.ParentCode,
+		InstanceID: b.InstanceID, TenantID: tenantOf(b), OrgCode: d.OrgCode, OrgName: d.OrgName, ParentCode: d.ParentCode,
 		Flag: flag, TestFlag: testFlag(b), TimeStamp: kg.FormatKitTimeStamp(o.now),
 	})
 }
@@ -244,7 +255,7 @@ func (o *outbox) authSync(ctx context.Context, b bindingRef, users []KitUser, fl
 	for len(users) > 0 {
 		n := min(len(users), MaxUsersPerAuthSync)
 		if err := o.add(ctx, b, IfaceAuthSync, flag, authSyncBody{
-			InstanceID: b.InstanceID, TenantID: b.EnterpriseID, AppID: b.AppID, UserList: users[:n],
+			InstanceID: b.InstanceID, TenantID: tenantOf(b), AppID: b.AppID, UserList: users[:n],
 			CurrentSyncTime: ts, Flag: flag, TestFlag: testFlag(b), TimeStamp: ts,
 		}); err != nil {
 			return err
@@ -311,6 +322,22 @@ func (c *Center) Retry(ctx context.Context, enterpriseID string, id int64) (Mess
 	return c.getMessage(ctx, enterpriseID, id, true)
 }
 
+// RetrySeller is Retry for a seller: a message sent to sellerID (its
+// debugging calls included).
+func (c *Center) RetrySeller(ctx context.Context, sellerID string, id int64) (Message, error) {
+	m, err := c.getMessage(ctx, "", id, false)
+	if err != nil {
+		return Message{}, err
+	}
+	if m.SellerID != sellerID {
+		return Message{}, notFound("message %d not found", id)
+	}
+	if _, err := c.send(context.WithoutCancel(ctx), id, true); err != nil {
+		return Message{}, err
+	}
+	return c.getMessage(ctx, "", id, true)
+}
+
 // DeliverPending sends every message still pending (never attempted: the
 // process stopped between a change's commit and its sends). Call it at start.
 // It returns how many it sent.
@@ -356,11 +383,11 @@ func (c *Center) send(ctx context.Context, id int64, manual bool) (bool, error) 
 		args = append(args, ms(now.Add(-staleSending)))
 	}
 	var (
-		attempt                 int
-		instanceID, iface, body string
+		attempt                            int
+		instanceID, productID, iface, body string
 	)
 	err := c.db.QueryRow(ctx, `UPDATE buyer_kit_messages SET state = 'sending', attempts = attempts + 1, claimed_at = $1, updated_at = $1
-		WHERE id = $2 AND `+cond+` RETURNING attempts, instance_id, iface, body`, args...).Scan(&attempt, &instanceID, &iface, &body)
+		WHERE id = $2 AND `+cond+` RETURNING attempts, instance_id, product_id, iface, body`, args...).Scan(&attempt, &instanceID, &productID, &iface, &body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, conflict("message %d has already succeeded or is being sent", id)
 	}
@@ -368,7 +395,7 @@ func (c *Center) send(ctx context.Context, id int64, manual bool) (bool, error) 
 		return false, fmt.Errorf("buyer: claim message %d: %w", id, err)
 	}
 	at := Attempt{Attempt: attempt, At: now, Manual: manual, Verdict: "failure"}
-	c.call(ctx, instanceID, iface, []byte(body), &at)
+	c.call(ctx, instanceID, productID, iface, []byte(body), &at)
 	state := StateFailed
 	if at.Verdict == "success" {
 		state = StateSucceeded
@@ -396,8 +423,19 @@ func (c *Center) send(ctx context.Context, id int64, manual bool) (bool, error) 
 }
 
 // call makes one signed HTTP call and fills in the attempt.
-func (c *Center) call(ctx context.Context, instanceID, iface string, body []byte, at *Attempt) {
-	app, err := c.catalog.App(ctx, instanceID)
+func (c *Center) call(ctx context.Context, instanceID, productID, iface string, body []byte, at *Attempt) {
+	var (
+		app App
+		err error
+	)
+	switch pc, ok := c.catalog.(ProductCatalog); {
+	case instanceID != "" || productID == "":
+		app, err = c.catalog.App(ctx, instanceID)
+	case ok:
+		app, err = pc.Product(ctx, productID)
+	default:
+		err = errors.New("the catalog cannot resolve products")
+	}
 	if err != nil {
 		at.Error = "resolving the app: " + err.Error()
 		return
@@ -505,7 +543,8 @@ func lenientCode(raw json.RawMessage) string {
 	return ""
 }
 
-const messageCols = `id, enterprise_id, binding_id, instance_id, seller_id, batch, seq, iface, flag, body, state, attempts, last_code, last_error, created_at, updated_at`
+const messageCols = `id, enterprise_id, binding_id, instance_id, seller_id, batch, seq, iface, flag, body, state, attempts, last_code, last_error,
+	created_at, updated_at, product_id`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -514,7 +553,7 @@ func scanMessage(s scanner) (Message, error) {
 	var body string
 	var created, updated int64
 	if err := s.Scan(&m.ID, &m.EnterpriseID, &m.BindingID, &m.InstanceID, &m.SellerID, &m.Batch, &m.Seq, &m.Interface, &m.Flag, &body,
-		&m.State, &m.Attempts, &m.LastCode, &m.LastError, &created, &updated); err != nil {
+		&m.State, &m.Attempts, &m.LastCode, &m.LastError, &created, &updated, &m.ProductID); err != nil {
 		return Message{}, err
 	}
 	m.Body = json.RawMessage(body)

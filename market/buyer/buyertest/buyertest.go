@@ -180,10 +180,32 @@ func (m *Merchant) basic(w http.ResponseWriter, body []byte) {
 	}
 }
 
-// Catalog is an in-memory buyer.Catalog.
+// Catalog is an in-memory buyer.Catalog and buyer.ProductCatalog.
 type Catalog struct {
-	mu   sync.Mutex
-	apps map[string]buyer.App
+	mu       sync.Mutex
+	apps     map[string]buyer.App
+	products map[string]buyer.App
+}
+
+// PutProduct adds or replaces what a product resolves to (no instance).
+func (c *Catalog) PutProduct(productID string, a buyer.App) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.products == nil {
+		c.products = map[string]buyer.App{}
+	}
+	c.products[productID] = a
+}
+
+// Product implements buyer.ProductCatalog.
+func (c *Catalog) Product(_ context.Context, productID string) (buyer.App, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.products[productID]
+	if !ok {
+		return buyer.App{}, buyer.ErrNoApp
+	}
+	return a, nil
 }
 
 // Put adds or replaces an app.

@@ -20,7 +20,47 @@ type Catalog struct {
 	Market *market.Market
 }
 
-var _ buyer.Catalog = Catalog{}
+var (
+	_ buyer.Catalog        = Catalog{}
+	_ buyer.ProductCatalog = Catalog{}
+)
+
+// Product resolves a product for the seller's debugging calls: its
+// production address, the seller's kit key and its app credential.
+func (c Catalog) Product(ctx context.Context, productID string) (buyer.App, error) {
+	prod, err := c.Market.GetProduct(ctx, productID)
+	if err != nil {
+		if market.IsNotFound(err) {
+			return buyer.App{}, fmt.Errorf("product %s: %w", productID, buyer.ErrNoApp)
+		}
+		return buyer.App{}, fmt.Errorf("marketcat: %w", err)
+	}
+	cred, err := buyer.LookupAppCredential(ctx, c.Market.DB(), productID)
+	if buyer.IsNotFound(err) {
+		return buyer.App{}, fmt.Errorf("product %s has no app credential: %w", productID, buyer.ErrNoApp)
+	}
+	if err != nil {
+		return buyer.App{}, err
+	}
+	if cred.SellerID != prod.SellerID {
+		return buyer.App{}, fmt.Errorf("the app credential of product %s belongs to another seller: %w", productID, buyer.ErrNoApp)
+	}
+	return c.resolve(ctx, prod, cred, buyer.App{SellerID: prod.SellerID, TestFlag: true})
+}
+
+// resolve fills in the production address, kit key and credential.
+func (c Catalog) resolve(ctx context.Context, prod market.Product, cred buyer.AppCredential, app buyer.App) (buyer.App, error) {
+	addr, err := c.Market.GetAddress(ctx, prod.AddressID)
+	if err != nil {
+		return buyer.App{}, fmt.Errorf("marketcat: %w", err)
+	}
+	key, err := c.Market.SellerKey(ctx, prod.SellerID, market.KeyKit)
+	if err != nil {
+		return buyer.App{}, fmt.Errorf("marketcat: seller %s has no kit key: %w", prod.SellerID, err)
+	}
+	app.AppID, app.Endpoint, app.KitKey, app.PublicKey, app.RedirectURIs = cred.AppID, addr.URL, key, cred.PublicKey, cred.LoginURLs
+	return app, nil
+}
 
 // Subscription states whose app can be bound and synced.
 var usable = map[string]bool{"ACTIVE": true, "FROZEN": true}
@@ -61,16 +101,7 @@ func (c Catalog) App(ctx context.Context, instanceID string) (buyer.App, error) 
 	if err != nil {
 		return buyer.App{}, fmt.Errorf("marketcat: %w", err)
 	}
-	addr, err := c.Market.GetAddress(ctx, prod.AddressID)
-	if err != nil {
-		return buyer.App{}, fmt.Errorf("marketcat: %w", err)
-	}
-	key, err := c.Market.SellerKey(ctx, sub.SellerID, market.KeyKit)
-	if err != nil {
-		return buyer.App{}, fmt.Errorf("marketcat: seller %s has no kit key: %w", sub.SellerID, err)
-	}
-	return buyer.App{
-		InstanceID: instanceID, OrderID: sub.OriginOrder, SellerID: sub.SellerID, CustomerID: sub.CustomerID, AppID: cred.AppID,
-		Endpoint: addr.URL, KitKey: key, PublicKey: cred.PublicKey, RedirectURIs: cred.LoginURLs, TestFlag: sub.TestFlag,
-	}, nil
+	return c.resolve(ctx, prod, cred, buyer.App{
+		InstanceID: instanceID, OrderID: sub.OriginOrder, SellerID: sub.SellerID, CustomerID: sub.CustomerID, TestFlag: sub.TestFlag,
+	})
 }

@@ -118,6 +118,25 @@ func TestCatalogResolvesPurchasedApps(t *testing.T) {
 			if kitCalls != 3 {
 				t.Errorf("kit calls %d, want 3", kitCalls)
 			}
+			// The seller's debugging calls resolve the product the same way.
+			papp, err := cat.Product(ctx, "prod-joint")
+			must(err)
+			if papp.InstanceID != "" || papp.Endpoint != want.Endpoint || papp.KitKey != want.KitKey || papp.AppID != want.AppID || !papp.TestFlag {
+				t.Errorf("product app %+v", papp)
+			}
+			if _, err := cat.Product(ctx, "no-such-product"); !errors.Is(err, buyer.ErrNoApp) {
+				t.Errorf("unknown product: %v", err)
+			}
+			_, dmsgs, err := center.DebugAppCredential(ctx, "seller-1", "prod-joint", buyer.DebugInput{TestAccount: true})
+			must(err)
+			for _, msg := range dmsgs {
+				if msg.State != buyer.StateSucceeded {
+					t.Errorf("debug %s: %s %s", msg.Interface, msg.State, msg.LastError)
+				}
+			}
+			if kitCalls = len(mer.Calls()); kitCalls != 7 {
+				t.Errorf("kit calls %d, want 7", kitCalls)
+			}
 			// Another customer's enterprise cannot bind it.
 			other, err := center.CreateEnterprise(ctx, buyer.EnterpriseInput{Name: "Other", CustomerID: "cust-2"})
 			must(err)
