@@ -39,7 +39,18 @@ func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error
 		if err != nil {
 			return nil, fmt.Errorf("instance %s: alias of %s: %w", id, inst.AliasOf, err)
 		}
-		return c, nil
+		inst = c
+	}
+	if inst.TestFlag && inst.Status == StatusReleased {
+		// Dial tests replay the saved debug cases (create → query → refresh →
+		// freeze → unfreeze → release) twice a day, forever, against the same
+		// sandbox instance: a released sandbox instance comes back for the next
+		// lifecycle call instead of answering 000003 (policy 6). Real instances
+		// stay released.
+		if _, err := tx.Exec(ctx, `UPDATE merchant_instances SET status = $2 WHERE instance_id = $1`, inst.ID, StatusNormal); err != nil {
+			return nil, fmt.Errorf("instance %s: revive sandbox instance: %w", inst.ID, err)
+		}
+		inst.Status = StatusNormal
 	}
 	return inst, nil
 }
