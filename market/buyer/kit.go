@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -444,7 +445,11 @@ func (c *Center) call(ctx context.Context, instanceID, productID, iface string, 
 		at.Error = "the seller has no production address or no kit key"
 		return
 	}
-	at.URL = strings.TrimRight(app.Endpoint, "/") + "/produceAPI/v2/" + iface
+	at.URL, err = kitURL(app.Endpoint, iface)
+	if err != nil {
+		at.Error = err.Error()
+		return
+	}
 	nonce, err := c.randomHex(32)
 	if err != nil {
 		at.Error = err.Error()
@@ -492,6 +497,19 @@ func (c *Center) call(ctx context.Context, instanceID, productID, iface string, 
 	if at.Error == "" {
 		at.Verdict = "success"
 	}
+}
+
+// kitURL appends the fixed sub-path /produceAPI/v2/<iface> to the production
+// address's path, keeping any query it has.
+func kitURL(endpoint, iface string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("the production address %q is not an absolute http(s) URL", endpoint)
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + "/produceAPI/v2/" + iface
+	u.RawPath = ""
+	u.Fragment = ""
+	return u.String(), nil
 }
 
 // judgeAnswer reads a merchant's answer to a kit call: success is HTTP 200

@@ -50,3 +50,23 @@ func FuzzJudgeAnswer(f *testing.F) {
 		}
 	})
 }
+
+func TestKitURL(t *testing.T) {
+	cases := map[string]string{
+		"https://isv.example.com":              "https://isv.example.com/produceAPI/v2/authSync",
+		"https://isv.example.com/":             "https://isv.example.com/produceAPI/v2/authSync",
+		"https://isv.example.com/saas/produce": "https://isv.example.com/saas/produce/produceAPI/v2/authSync",
+		"https://isv.example.com/saas/?k=v":    "https://isv.example.com/saas/produceAPI/v2/authSync?k=v",
+		"http://127.0.0.1:8080/x#frag":         "http://127.0.0.1:8080/x/produceAPI/v2/authSync",
+	}
+	for in, want := range cases {
+		if got, err := kitURL(in, "authSync"); err != nil || got != want {
+			t.Errorf("kitURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "isv.example.com", "ftp://x/", "https://"} {
+		if _, err := kitURL(bad, "authSync"); err == nil {
+			t.Errorf("kitURL(%q) accepted", bad)
+		}
+	}
+}
