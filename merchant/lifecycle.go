@@ -90,6 +90,8 @@ type RefreshInput struct {
 // orderLineId, scene): a retry changes nothing and emits nothing.
 func (m *Merchant) Refresh(ctx context.Context, in RefreshInput) (*reply, error) {
 	expire := in.Expire.UTC()
+	key := "refresh|" + in.OrderID + "|" + in.OrderLineID + "|" + in.Scene
+	renewOrder := m.renewalOrder(ctx, key, in)
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := activeInstance(ctx, tx, in.InstanceID)
@@ -99,7 +101,6 @@ func (m *Merchant) Refresh(ctx context.Context, in RefreshInput) (*reply, error)
 		if inst.Status == StatusReleased {
 			return kg.NewResultError(kg.CodeNoInstance, "instance "+in.InstanceID+" is released")
 		}
-		key := "refresh|" + in.OrderID + "|" + in.OrderLineID + "|" + in.Scene
 		fresh, err := insertOp(ctx, tx, now, key, "refreshInstance", inst.ID, in.OrderID, in.OrderLineID, in.TestFlag, opDone, in)
 		if err != nil {
 			return err
@@ -109,15 +110,27 @@ func (m *Merchant) Refresh(ctx context.Context, in RefreshInput) (*reply, error)
 			return nil
 		}
 		inst.ExpireAt = expire
+		extra := map[string]any{"scene": in.Scene, "renewOrderId": in.OrderID, "renewOrderLineId": in.OrderLineID}
+		if renewOrder != nil && fresh {
+			// A renewal with a spec change (or a trial turned paid): the
+			// renewal order carries the new product and specification.
+			if renewOrder.ProductID != "" {
+				inst.ProductID = renewOrder.ProductID
+			}
+			if renewOrder.SkuCode != "" {
+				inst.SkuCode = renewOrder.SkuCode
+			}
+			extra["renewOrder"] = renewOrder.Raw
+		}
 		if in.ProductID != "" {
 			inst.ProductID = in.ProductID
 		}
-		if _, err := tx.Exec(ctx, `UPDATE merchant_instances SET expire_at = $2, product_id = $3, updated_at = $4 WHERE instance_id = $1`,
-			inst.ID, expire.UnixMilli(), inst.ProductID, now.UnixMilli()); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE merchant_instances SET expire_at = $2, product_id = $3, sku_code = $4, updated_at = $5 WHERE instance_id = $1`,
+			inst.ID, expire.UnixMilli(), inst.ProductID, inst.SkuCode, now.UnixMilli()); err != nil {
 			return fmt.Errorf("refresh: %w", err)
 		}
 		_, err = handoff.Emit(ctx, tx, now, handoff.Event{Type: EventRenewed, Subject: inst.ID, TestFlag: inst.TestFlag,
-			Data: instanceData(inst, map[string]any{"scene": in.Scene, "renewOrderId": in.OrderID, "renewOrderLineId": in.OrderLineID})})
+			Data: instanceData(inst, extra)})
 		return err
 	})
 	if err != nil {
@@ -125,6 +138,29 @@ func (m *Merchant) Refresh(ctx context.Context, in RefreshInput) (*reply, error)
 	}
 	m.wake()
 	return &reply{}, nil
+}
+
+// renewalOrder fetches, within half the budget, the order of a first
+// RENEWAL_CHANGE or TRIAL_TO_FORMAL refresh (its line has the new
+// specification). Nil when not needed or unavailable: the refresh itself never
+// waits on the marketplace.
+func (m *Merchant) renewalOrder(ctx context.Context, opKey string, in RefreshInput) *Order {
+	if in.Scene != kg.SceneRenewalChange && in.Scene != kg.SceneTrialToFormal {
+		return nil
+	}
+	var one int
+	if err := m.db.QueryRow(ctx, `SELECT 1 FROM merchant_operations WHERE op_key = $1`, opKey).Scan(&one); err == nil {
+		return nil // a retry: already applied
+	}
+	fctx, cancel := context.WithTimeout(ctx, m.cfg.Budget/2)
+	defer cancel()
+	o, err := m.orders.QueryOrder(fctx, in.OrderID, in.OrderLineID)
+	m.metrics.queryOrder(err)
+	if err != nil {
+		m.log.Warn("refresh: renewal order not available; the event goes without it", "orderId", in.OrderID, "scene", in.Scene, "err", err)
+		return nil
+	}
+	return o
 }
 
 // UpdateStatus freezes or unfreezes an instance. A repeat is harmless; data
