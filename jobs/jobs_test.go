@@ -760,3 +760,49 @@ func TestRunPrunesWithRetention(t *testing.T) {
 		})
 	}
 }
+
+// When another runner takes a job over (its lease had lapsed), the heartbeat of
+// the old holder notices, cancels its handler, and its result is discarded.
+func TestLostLeaseCancelsHandler(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := setup(t, b)
+			v := clock.NewVirtual(t0)
+			id := enqueue(t, d, v.Now(), jobs.New{Kind: "slow"})
+			started := make(chan struct{})
+			cancelled := make(chan struct{})
+			outcomes := make(chan string, 1)
+			r := &jobs.Runner{DB: d, Clock: v, ID: "old", Lease: 150 * time.Millisecond,
+				Observe: func(j *jobs.Job, outcome string, _ time.Duration, _ error) { outcomes <- outcome },
+				Handlers: map[string]jobs.Handler{"slow": func(ctx context.Context, j *jobs.Job) error {
+					close(started)
+					select {
+					case <-ctx.Done():
+						close(cancelled)
+						return ctx.Err()
+					case <-time.After(20 * time.Second):
+						return nil
+					}
+				}}}
+			go func() { _, _ = r.RunDue(ctx) }()
+			<-started
+			// Another runner's claim, as after an expired lease.
+			if _, err := d.Exec(ctx, `UPDATE jobs SET locked_by = 'thief', attempt = attempt + 1 WHERE id = $1`, id); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-cancelled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("handler not cancelled after its lease was lost")
+			}
+			if o := <-outcomes; o != jobs.OutcomeLeaseLost {
+				t.Fatalf("outcome %q, want %q", o, jobs.OutcomeLeaseLost)
+			}
+			j := get(t, d, id)
+			if j.State != jobs.StatePending || j.Attempt != 2 || j.LastError != "" {
+				t.Fatalf("the old holder touched the job: %+v", j)
+			}
+		})
+	}
+}
