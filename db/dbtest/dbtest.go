@@ -77,7 +77,9 @@ func pgDSN(t testing.TB) string {
 		t.Fatalf("dbtest: connect to %s=%s: %v", EnvPG, db.Redact(server), err)
 	}
 	defer admin.Close()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+	// template0 is never connected to, so concurrent creations cannot fail with
+	// "source database is being accessed by other users".
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
 		t.Fatalf("dbtest: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
