@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/soukhq/souk/kg"
@@ -43,6 +44,11 @@ type Result struct {
 	// Mismatch counts answers naming a different instanceId than an earlier
 	// answer for the same order (a duplicate seen from the client's side).
 	Mismatch int `json:"mismatch,omitempty"`
+	// CPUPerRequest is the CPU time (user + system) this process spent per
+	// request during the cell: client, in-process servers and, on SQLite,
+	// the database (a PostgreSQL server's own CPU is not included). Less
+	// sensitive than throughput to other load on the machine.
+	CPUPerRequest time.Duration `json:"cpuPerRequest"`
 	// FirstError describes the first failed request, if any.
 	FirstError string `json:"firstError,omitempty"`
 }
@@ -132,6 +138,7 @@ func runCell(ctx context.Context, c *client, spec cellSpec) Result {
 		mismatch int
 		firstErr error
 	)
+	cpu0 := processCPU()
 	start := time.Now()
 	deadline := start.Add(spec.d)
 	var wg sync.WaitGroup
@@ -188,9 +195,13 @@ func runCell(ctx context.Context, c *client, spec cellSpec) Result {
 	}
 	wg.Wait()
 	el := time.Since(start)
+	cpu := processCPU() - cpu0
 	r := Result{Clients: spec.clients, Requests: len(lats), Errors: errs, Codes: codes, Seconds: el.Seconds(), Orders: len(orders), Mismatch: mismatch}
 	if el > 0 {
 		r.Throughput = float64(len(lats)) / el.Seconds()
+	}
+	if len(lats) > 0 && cpu > 0 {
+		r.CPUPerRequest = cpu / time.Duration(len(lats))
 	}
 	slices.Sort(lats)
 	if n := len(lats); n > 0 {
@@ -202,4 +213,14 @@ func runCell(ctx context.Context, c *client, spec cellSpec) Result {
 		r.FirstError = firstErr.Error()
 	}
 	return r
+}
+
+// processCPU is this process's user + system CPU time so far (0 where
+// getrusage is unavailable).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

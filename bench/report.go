@@ -18,15 +18,15 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "Backend **%s**, %d CPUs (%s), %s, %s per cell.\n\n", r.Backend, r.Machine.CPUs, r.Machine.Model, r.Machine.Go, r.Duration)
-	fmt.Fprintln(w, "| scenario | clients | requests | errors | req/s | × floor | p50 ms | p99 ms | max ms | result codes |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+	fmt.Fprintln(w, "| scenario | clients | requests | errors | req/s | × floor | p50 ms | p99 ms | max ms | CPU µs/req | result codes |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 	for _, x := range r.Results {
 		ratio := "—"
 		if f := floor[x.Clients]; f > 0 && x.Scenario != ScenarioFloor {
 			ratio = fmt.Sprintf("%.2f", x.Throughput/f)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %.0f | %s | %.1f | %.1f | %.1f | %s |\n", x.Scenario, x.Clients, x.Requests, x.Errors,
-			x.Throughput, ratio, msf(x.P50.Microseconds()), msf(x.P99.Microseconds()), msf(x.Max.Microseconds()), codes(x.Codes))
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %.0f | %s | %.1f | %.1f | %.1f | %d | %s |\n", x.Scenario, x.Clients, x.Requests, x.Errors,
+			x.Throughput, ratio, msf(x.P50.Microseconds()), msf(x.P99.Microseconds()), msf(x.Max.Microseconds()), x.CPUPerRequest.Microseconds(), codes(x.Codes))
 	}
 	v := r.Verify
 	if v.Checked {
