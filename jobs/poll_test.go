@@ -224,3 +224,37 @@ func openBench(b *testing.B, backend string, rows int) *db.DB {
 	}
 	return d
 }
+
+// An idle poll on SQLite only reads: it must not queue for the write lock that
+// another connection (a request's transaction) holds.
+func TestSQLiteIdlePollTakesNoWriteLock(t *testing.T) {
+	ctx := context.Background()
+	dsn := dbtest.DSN(t, "sqlite")
+	d, err := db.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := jobs.Migrate(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, d, t0, jobs.New{Kind: "k", DueAt: t0.Add(time.Hour)})
+	other, err := db.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.BeginTx(ctx, nil) // BEGIN IMMEDIATE: holds the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	r := &jobs.Runner{DB: d, Clock: clock.NewVirtual(t0), Handlers: map[string]jobs.Handler{"k": func(context.Context, *jobs.Job) error { return nil }}}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	n, err := r.RunDue(pctx)
+	if err != nil || n != 0 {
+		t.Fatalf("idle RunDue while another connection writes: %d, %v (after %v)", n, err, time.Since(start))
+	}
+}

@@ -75,6 +75,7 @@ type Runner struct {
 	wake      chan struct{}
 	kinds     []string
 	claimSQL  string
+	peekSQL   string
 	wakeOnce  sync.Once
 	loopMutex sync.Mutex // one Run loop per Runner
 }
@@ -111,6 +112,7 @@ func (r *Runner) init() error {
 		}
 		sort.Strings(r.kinds)
 		r.claimSQL = claimSQL(r.DB.Dialect, len(r.kinds))
+		r.peekSQL = peekSQL(len(r.kinds))
 	})
 	return r.initErr
 }
@@ -309,9 +311,36 @@ WHERE id IN (
 RETURNING id, kind, COALESCE(unique_key, ''), payload, attempt, due_at, created_at, last_error`
 }
 
+// peekSQL finds whether anything is claimable, without locking.
+func peekSQL(nKinds int) string {
+	ph := make([]string, nKinds)
+	for i := range ph {
+		ph[i] = fmt.Sprintf("$%d", 3+i)
+	}
+	return `SELECT id FROM jobs
+WHERE state = 'pending' AND due_at <= $1 AND (locked_until IS NULL OR locked_until < $2)
+	AND kind IN (` + strings.Join(ph, ", ") + `)
+ORDER BY due_at, id LIMIT 1`
+}
+
 // claim leases up to n jobs due at now, in due order.
 func (r *Runner) claim(ctx context.Context, now time.Time, n int) ([]claimed, error) {
 	realNow := r.RealClock.Now()
+	if r.DB.Dialect == db.SQLite {
+		// An idle poll must not take SQLite's single write lock: look first.
+		peek := []any{now.UnixMilli(), realNow.UnixMilli()}
+		for _, k := range r.kinds {
+			peek = append(peek, k)
+		}
+		var id int64
+		err := r.DB.QueryRow(ctx, r.peekSQL, peek...).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("jobs: claim: %w", err)
+		}
+	}
 	args := []any{r.ID, realNow.Add(r.lease()).UnixMilli(), now.UnixMilli(), now.UnixMilli(), realNow.UnixMilli(), n}
 	for _, k := range r.kinds {
 		args = append(args, k)
