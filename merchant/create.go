@@ -250,7 +250,12 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 		var err error
 		res, err = m.createTx(ctx, tx, now, CreateInput{OrderID: in.OrderID, OrderLineID: in.OrderLineID, BusinessID: in.BusinessID,
 			TestFlag: in.TestFlag, Order: order, DeliverAt: now.Add(m.cfg.Budget + time.Second)})
-		return err
+		if err != nil || res.EventID == "" {
+			return err
+		}
+		// The inline attempt below is claimed here, in the create's own
+		// commit, rather than by a transaction of its own.
+		return handoff.Claim(ctx, tx, res.EventID, now.Add(m.deliver.Lease))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("newInstance: %w", err)
@@ -261,7 +266,7 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 	if res.EventID != "" {
 		// The event's job is due after the budget: deliver inline now, the
 		// job runner need not be woken for it.
-		m.deliverInline(ctx, res.EventID)
+		m.inline(ctx, res.EventID, m.deliver.AttemptClaimed)
 	} else if res.Created {
 		m.wake() // the Query Order job is due now
 	}

@@ -251,13 +251,19 @@ func newUUID(r io.Reader) string {
 // completes, and the instance becomes ready after the 000004 answer. The
 // event's job is the durable fallback if the process dies meanwhile.
 func (m *Merchant) deliverInline(ctx context.Context, eventID string) (delivered bool) {
+	return m.inline(ctx, eventID, m.deliver.Attempt)
+}
+
+// inline runs attempt (Deliverer.Attempt, or AttemptClaimed when the
+// request's transaction claimed the event) as deliverInline describes.
+func (m *Merchant) inline(ctx context.Context, eventID string, attempt func(context.Context, string) (bool, error)) (delivered bool) {
 	done := make(chan bool, 1)
 	m.bg.Add(1)
 	go func() {
 		defer m.bg.Done()
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.InlineTimeout)
 		defer cancel()
-		ok, err := m.deliver.Attempt(actx, eventID)
+		ok, err := attempt(actx, eventID)
 		if err != nil {
 			m.log.Info("inline hand-off did not complete; its job will retry", "event", eventID, "err", err)
 		}

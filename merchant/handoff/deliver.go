@@ -208,6 +208,12 @@ func (d *Deliverer) Attempt(ctx context.Context, id string) (delivered bool, err
 		return false, fmt.Errorf("%w: %s", errDead, id)
 	}
 
+	return d.deliver(ctx, ev)
+}
+
+// deliver makes one attempt of ev, whose lease the caller holds, and records
+// the outcome.
+func (d *Deliverer) deliver(ctx context.Context, ev *Stored) (delivered bool, err error) {
 	var target Target
 	if d.Target != nil {
 		target = d.Target(ev)
