@@ -165,7 +165,7 @@ func (c *Center) BindApp(ctx context.Context, enterpriseID, instanceID string) (
 	uris, _ := json.Marshal(app.RedirectURIs)
 	b := Binding{ID: id, EnterpriseID: enterpriseID, InstanceID: instanceID, OrderID: app.OrderID, SellerID: app.SellerID, AppID: app.AppID,
 		ClientID: cid, RedirectURIs: app.RedirectURIs, TestFlag: app.TestFlag, Enabled: true, secretHash: idp.HashSecret(secret), secretEnc: enc}
-	msgs, err := c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	msgs, err := c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		e, err := getEnterprise(ctx, tx, enterpriseID)
 		if err != nil {
 			return err
@@ -207,7 +207,7 @@ func (c *Center) BindApp(ctx context.Context, enterpriseID, instanceID string) (
 // authorized users, then applicationSync and tenantSync delete; the client
 // and every token issued to it stop working.
 func (c *Center) UnbindApp(ctx context.Context, enterpriseID, bindingID string) ([]Message, error) {
-	return c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	return c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		b, err := getBinding(ctx, tx, enterpriseID, bindingID)
 		if err != nil {
 			return err
@@ -300,7 +300,7 @@ func (c *Center) Authorize(ctx context.Context, enterpriseID, bindingID string, 
 	if len(s.Members)+len(s.Departments) == 0 {
 		return nil, invalid("members", "name at least one member or department")
 	}
-	return c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	return c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		if _, err := getBinding(ctx, tx, enterpriseID, bindingID); err != nil {
 			return err
 		}
@@ -338,7 +338,7 @@ func (c *Center) Deauthorize(ctx context.Context, enterpriseID, bindingID string
 	if len(s.Members)+len(s.Departments) == 0 {
 		return nil, invalid("members", "name at least one member or department")
 	}
-	return c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	return c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		if _, err := getBinding(ctx, tx, enterpriseID, bindingID); err != nil {
 			return err
 		}

@@ -695,3 +695,70 @@ func TestSellerDebugCalls(t *testing.T) {
 		}
 	})
 }
+
+// Concurrent changes of one enterprise: each reconciles against the state the
+// previous one left (no double add, no lost cancel), and the merchant receives
+// the calls in commit order, so its last word matches the buyer center.
+func TestConcurrentChangesStayOrdered(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		ent := must[buyer.Enterprise](t)(e.c.CreateEnterprise(ctx, buyer.EnterpriseInput{Name: "Busy"}))
+		if _, _, err := e.c.CreateDepartment(ctx, ent.ID, buyer.DepartmentInput{OrgCode: "1", OrgName: "HQ"}); err != nil {
+			t.Fatal(err)
+		}
+		ms, _, err := e.c.CreateMembers(ctx, ent.ID, []buyer.MemberInput{{UserName: "amy", Name: "Amy", OrgCode: "1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bnd, _, err := e.c.BindApp(ctx, ent.ID, e.app.InstanceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.m.Reset()
+		e.m.Respond(func(string, int) buyertest.Reply { return buyertest.Reply{Delay: 5 * time.Millisecond} })
+		subj := buyer.Subjects{Members: []string{ms[0].ID}}
+		errs := make(chan error, 16)
+		for i := range 16 {
+			go func() {
+				var err error
+				if i%2 == 0 {
+					_, err = e.c.Authorize(ctx, ent.ID, bnd.ID, subj)
+				} else {
+					_, err = e.c.Deauthorize(ctx, ent.ID, bnd.ID, subj)
+				}
+				errs <- err
+			}()
+		}
+		for range 16 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		var flags []float64
+		for _, c := range e.m.Calls() {
+			flags = append(flags, decodeBody(t, c.Body)["flag"].(float64))
+		}
+		for i := 1; i < len(flags); i++ {
+			if flags[i] == flags[i-1] {
+				t.Fatalf("the merchant received %v: two identical calls in a row", flags)
+			}
+		}
+		authorized := len(must[[]buyer.KitUser](t)(e.c.AppUsers(ctx, ent.ID, bnd.ID))) == 1
+		if len(flags) == 0 {
+			t.Fatal("no calls")
+		}
+		if last := flags[len(flags)-1]; (last == buyer.FlagAdd) != authorized {
+			t.Fatalf("merchant's last call %v, buyer center authorized=%v (calls %v)", last, authorized, flags)
+		}
+		// And in id order.
+		all := must[[]buyer.Message](t)(e.c.Messages(ctx, ent.ID, buyer.MessageFilter{Interface: buyer.IfaceAuthSync, Limit: 1000}))
+		if len(all) != len(flags) {
+			t.Fatalf("%d messages, %d calls", len(all), len(flags))
+		}
+		for i, m := range all { // newest first
+			if f := float64(m.Flag); f != flags[len(flags)-1-i] || m.State != buyer.StateSucceeded {
+				t.Fatalf("message %d (flag %d, %s) vs call %d (flag %v)", m.ID, m.Flag, m.State, len(flags)-1-i, flags[len(flags)-1-i])
+			}
+		}
+	})
+}

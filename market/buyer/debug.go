@@ -62,7 +62,7 @@ func (c *Center) DebugAppCredential(ctx context.Context, sellerID, productID str
 	if err != nil {
 		return "", nil, fmt.Errorf("buyer: encrypt client secret: %w", err)
 	}
-	msgs, err := c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	msgs, err := c.change(ctx, "", func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		b := bindingRef{SellerID: sellerID, ProductID: productID, AppID: cred.AppID, TestFlag: true}
 		e := Enterprise{ID: DebugTenantID, Code: DebugTenantCode, Name: "souk debugging tenant", DomainName: c.domainName}
 		if err := o.tenantSync(ctx, b, e, FlagAdd); err != nil {

@@ -170,6 +170,7 @@ type outbox struct {
 	batch string
 	seq   int
 	ids   []int64
+	lane  string
 }
 
 func (c *Center) newOutbox(tx *db.Tx, now time.Time) (*outbox, error) {
@@ -201,12 +202,13 @@ func (o *outbox) add(ctx context.Context, b bindingRef, iface string, flag int, 
 	o.seq++
 	var id int64
 	err = o.tx.QueryRow(ctx, `INSERT INTO buyer_kit_messages (enterprise_id, binding_id, instance_id, seller_id, batch, seq, iface, flag, body,
-		state, created_at, updated_at, product_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'pending',$10,$10,$11) RETURNING id`,
-		b.EnterpriseID, b.ID, b.InstanceID, b.SellerID, o.batch, o.seq, iface, flag, string(raw), ms(o.now), b.ProductID).Scan(&id)
+		state, created_at, updated_at, product_id, lane) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'pending',$10,$10,$11,$12) RETURNING id`,
+		b.EnterpriseID, b.ID, b.InstanceID, b.SellerID, o.batch, o.seq, iface, flag, string(raw), ms(o.now), b.ProductID, laneOf(b)).Scan(&id)
 	if err != nil {
 		return fmt.Errorf("buyer: log %s: %w", iface, err)
 	}
 	o.ids = append(o.ids, id)
+	o.lane = laneOf(b)
 	return nil
 }
 
@@ -266,12 +268,39 @@ func (o *outbox) authSync(ctx context.Context, b bindingRef, users []KitUser, fl
 	return nil
 }
 
+// laneOf is the delivery lane of a message: its enterprise, or the seller
+// for debugging calls.
+func laneOf(b bindingRef) string {
+	if b.EnterpriseID != "" {
+		return b.EnterpriseID
+	}
+	return "debug:" + b.SellerID
+}
+
 // change runs fn in a transaction with an outbox, then sends the messages it
 // queued, once each, in order. The change stands whatever the sends return;
 // the returned messages carry their outcome.
-func (c *Center) change(ctx context.Context, fn func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error) ([]Message, error) {
-	var ids []int64
+//
+// A change of an enterprise first locks the enterprise's row, so that the
+// changes of one enterprise commit one after the other: each reconciles
+// against the state the previous one left, and message ids follow commit
+// order. The calls of an enterprise are then sent in id order, one at a
+// time, by whichever process gets to them (deliver).
+func (c *Center) change(ctx context.Context, enterpriseID string, fn func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error) ([]Message, error) {
+	var (
+		ids  []int64
+		lane string
+	)
 	err := c.db.Tx(ctx, func(tx *db.Tx) error {
+		if enterpriseID != "" {
+			res, err := tx.Exec(ctx, `UPDATE buyer_enterprises SET updated_at = updated_at WHERE id = $1`, enterpriseID)
+			if err != nil {
+				return fmt.Errorf("buyer: lock enterprise: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return notFound("enterprise %q not found", enterpriseID)
+			}
+		}
 		o, err := c.newOutbox(tx, c.clock.Now())
 		if err != nil {
 			return err
@@ -279,24 +308,46 @@ func (c *Center) change(ctx context.Context, fn func(ctx context.Context, tx *db
 		if err := fn(ctx, tx, o.now, o); err != nil {
 			return err
 		}
-		ids = o.ids
+		ids, lane = o.ids, o.lane
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return c.deliver(ctx, ids)
+	return c.deliver(ctx, lane, ids)
 }
 
-// deliver sends messages once each, in order, and returns them as they end up.
-func (c *Center) deliver(ctx context.Context, ids []int64) ([]Message, error) {
+// deliver sends the lane's pending messages in id order until ids are all
+// attempted (by this process or another one delivering the same lane), and
+// returns ids' messages as they end up.
+func (c *Center) deliver(ctx context.Context, lane string, ids []int64) ([]Message, error) {
+	if len(ids) == 0 {
+		return []Message{}, nil
+	}
 	// The change is committed: finish sending even if the caller goes away.
 	ctx = context.WithoutCancel(ctx)
+	// Bounded wait for calls of the lane in flight elsewhere.
+	deadline := time.Now().Add(time.Duration(len(ids)+1)*(c.timeout+time.Second) + staleSending)
+	for {
+		sent, err := c.sendNext(ctx, lane)
+		if err != nil {
+			return nil, err
+		}
+		if sent {
+			continue
+		}
+		var left int
+		q := `SELECT COUNT(*) FROM buyer_kit_messages WHERE lane = $1 AND state = 'pending' AND id <= $2`
+		if err := c.db.QueryRow(ctx, q, lane, ids[len(ids)-1]).Scan(&left); err != nil {
+			return nil, fmt.Errorf("buyer: pending messages: %w", err)
+		}
+		if left == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // another process is sending the lane's current call
+	}
 	out := make([]Message, 0, len(ids))
 	for _, id := range ids {
-		if _, err := c.send(ctx, id, false); err != nil && !isConflict(err) {
-			return out, err
-		}
 		m, err := c.getMessage(ctx, "", id, false)
 		if err != nil {
 			return out, err
@@ -340,87 +391,118 @@ func (c *Center) RetrySeller(ctx context.Context, sellerID string, id int64) (Me
 }
 
 // DeliverPending sends every message still pending (never attempted: the
-// process stopped between a change's commit and its sends). Call it at start.
-// It returns how many it sent.
+// process stopped between a change's commit and its sends), lane by lane in
+// order. Call it at start. It returns how many it sent.
 func (c *Center) DeliverPending(ctx context.Context) (int, error) {
-	rows, err := c.db.Query(ctx, `SELECT id FROM buyer_kit_messages WHERE state = 'pending' ORDER BY id`)
+	rows, err := c.db.Query(ctx, `SELECT DISTINCT lane FROM buyer_kit_messages WHERE state = 'pending'`)
 	if err != nil {
-		return 0, fmt.Errorf("buyer: pending messages: %w", err)
+		return 0, fmt.Errorf("buyer: pending lanes: %w", err)
 	}
-	var ids []int64
+	var lanes []string
 	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
+		var l string
+		if err := rows.Scan(&l); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("buyer: pending messages: %w", err)
+			return 0, fmt.Errorf("buyer: pending lanes: %w", err)
 		}
-		ids = append(ids, id)
+		lanes = append(lanes, l)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("buyer: pending messages: %w", err)
+		return 0, fmt.Errorf("buyer: pending lanes: %w", err)
 	}
 	n := 0
-	for _, id := range ids {
-		ok, err := c.send(ctx, id, false)
-		if err != nil && !isConflict(err) {
-			return n, err
-		}
-		if ok {
+	for _, l := range lanes {
+		for {
+			sent, err := c.sendNext(ctx, l)
+			if err != nil {
+				return n, err
+			}
+			if !sent {
+				break
+			}
 			n++
 		}
 	}
 	return n, nil
 }
 
-// send claims message id and makes one attempt. Automatic sends only take
-// pending messages; manual ones also failed and stale sending ones.
-func (c *Center) send(ctx context.Context, id int64, manual bool) (bool, error) {
-	now := c.clock.Now()
-	cond := `state = 'pending'`
-	args := []any{ms(now), id}
-	if manual {
-		cond = `(state IN ('pending','failed') OR (state = 'sending' AND claimed_at < $3))`
-		args = append(args, ms(now.Add(-staleSending)))
+// claimed is a message taken for one attempt.
+type claimed struct {
+	id                                 int64
+	attempt                            int
+	instanceID, productID, iface, body string
+}
+
+// Leases of claimed messages follow real time (like the jobs package's):
+// they are about processes dying, not about the market's virtual time.
+func leaseNow() int64 { return time.Now().UnixMilli() }
+
+// sendNext claims the lane's oldest pending message, unless a call of the
+// lane is in flight, and attempts it. It reports whether it sent one.
+func (c *Center) sendNext(ctx context.Context, lane string) (bool, error) {
+	now := leaseNow()
+	var m claimed
+	err := c.db.QueryRow(ctx, `UPDATE buyer_kit_messages SET state = 'sending', attempts = attempts + 1, claimed_at = $1, updated_at = $2
+		WHERE id = (SELECT MIN(id) FROM buyer_kit_messages WHERE lane = $3 AND state = 'pending') AND state = 'pending'
+		AND NOT EXISTS (SELECT 1 FROM buyer_kit_messages s WHERE s.lane = $3 AND s.state = 'sending' AND s.claimed_at >= $4)
+		RETURNING id, attempts, instance_id, product_id, iface, body`,
+		now, ms(c.clock.Now()), lane, now-staleSending.Milliseconds()).Scan(&m.id, &m.attempt, &m.instanceID, &m.productID, &m.iface, &m.body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
 	}
-	var (
-		attempt                            int
-		instanceID, productID, iface, body string
-	)
-	err := c.db.QueryRow(ctx, `UPDATE buyer_kit_messages SET state = 'sending', attempts = attempts + 1, claimed_at = $1, updated_at = $1
-		WHERE id = $2 AND `+cond+` RETURNING attempts, instance_id, product_id, iface, body`, args...).Scan(&attempt, &instanceID, &productID, &iface, &body)
+	if err != nil {
+		return false, fmt.Errorf("buyer: claim the next message of %s: %w", lane, err)
+	}
+	return true, c.attempt(ctx, m, false)
+}
+
+// send claims message id for a manual attempt: it must be pending, failed,
+// or left sending by a process that died (its lease ran out).
+func (c *Center) send(ctx context.Context, id int64, manual bool) (bool, error) {
+	now := leaseNow()
+	var m claimed
+	err := c.db.QueryRow(ctx, `UPDATE buyer_kit_messages SET state = 'sending', attempts = attempts + 1, claimed_at = $1, updated_at = $2
+		WHERE id = $3 AND (state IN ('pending','failed') OR (state = 'sending' AND claimed_at < $4))
+		RETURNING id, attempts, instance_id, product_id, iface, body`,
+		now, ms(c.clock.Now()), id, now-staleSending.Milliseconds()).Scan(&m.id, &m.attempt, &m.instanceID, &m.productID, &m.iface, &m.body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, conflict("message %d has already succeeded or is being sent", id)
 	}
 	if err != nil {
 		return false, fmt.Errorf("buyer: claim message %d: %w", id, err)
 	}
-	at := Attempt{Attempt: attempt, At: now, Manual: manual, Verdict: "failure"}
-	c.call(ctx, instanceID, productID, iface, []byte(body), &at)
+	return true, c.attempt(ctx, m, manual)
+}
+
+// attempt makes the call of a claimed message and records it.
+func (c *Center) attempt(ctx context.Context, m claimed, manual bool) error {
+	at := Attempt{Attempt: m.attempt, At: c.clock.Now(), Manual: manual, Verdict: "failure"}
+	c.call(ctx, m.instanceID, m.productID, m.iface, []byte(m.body), &at)
 	state := StateFailed
 	if at.Verdict == "success" {
 		state = StateSucceeded
 	}
-	err = c.db.Tx(ctx, func(tx *db.Tx) error {
+	err := c.db.Tx(ctx, func(tx *db.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO buyer_kit_attempts (message_id, attempt, at, url, http_status, response_body, result_code,
 			verdict, error, latency_ms, manual) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (message_id, attempt) DO NOTHING`,
-			id, attempt, ms(at.At), at.URL, at.HTTPStatus, at.Response, at.ResultCode, at.Verdict, at.Error, at.LatencyMS, b2i(manual)); err != nil {
+			m.id, m.attempt, ms(at.At), at.URL, at.HTTPStatus, at.Response, at.ResultCode, at.Verdict, at.Error, at.LatencyMS, b2i(manual)); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE buyer_kit_messages SET state = $1, last_code = $2, last_error = $3, updated_at = $4 WHERE id = $5 AND attempts = $6`,
-			state, at.ResultCode, at.Error, ms(c.clock.Now()), id, attempt)
+			state, at.ResultCode, at.Error, ms(c.clock.Now()), m.id, m.attempt)
 		return err
 	})
 	if err != nil {
-		return true, fmt.Errorf("buyer: record message %d: %w", id, err)
+		return fmt.Errorf("buyer: record message %d: %w", m.id, err)
 	}
 	lvl := c.log.Info
 	if state == StateFailed {
 		lvl = c.log.Warn
 	}
-	lvl("buyer: kit call", "message", id, "interface", iface, "attempt", attempt, "manual", manual,
+	lvl("buyer: kit call", "message", m.id, "interface", m.iface, "attempt", m.attempt, "manual", manual,
 		"verdict", at.Verdict, "resultCode", at.ResultCode, "http", at.HTTPStatus, "err", at.Error)
-	return true, nil
+	return nil
 }
 
 // call makes one signed HTTP call and fills in the attempt.

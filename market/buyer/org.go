@@ -162,7 +162,7 @@ func (c *Center) RenameEnterprise(ctx context.Context, id, name string) (Enterpr
 		return Enterprise{}, nil, err
 	}
 	var e Enterprise
-	msgs, err := c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	msgs, err := c.change(ctx, id, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		if _, err := tx.Exec(ctx, `UPDATE buyer_enterprises SET name = $1, updated_at = $2 WHERE id = $3`, name, ms(now), id); err != nil {
 			return fmt.Errorf("buyer: rename enterprise: %w", err)
 		}
@@ -276,7 +276,7 @@ func (c *Center) CreateDepartment(ctx context.Context, enterpriseID string, in D
 		return Department{}, nil, invalid("orgCode", "must be 1-64 letters, digits, '_', '.' or '-'")
 	}
 	var d Department
-	msgs, err := c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	msgs, err := c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		if _, err := getEnterprise(ctx, tx, enterpriseID); err != nil {
 			return err
 		}
@@ -320,7 +320,7 @@ func (c *Center) UpdateDepartment(ctx context.Context, enterpriseID, code string
 		}
 	}
 	var d Department
-	msgs, err := c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	msgs, err := c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		var err error
 		if d, err = getDepartment(ctx, tx, enterpriseID, code); err != nil {
 			return err
@@ -376,7 +376,7 @@ func (c *Center) UpdateDepartment(ctx context.Context, enterpriseID, code string
 // DeleteDepartment deletes an empty department (no members, no
 // sub-departments), as the buyer console requires (singleOrgSync flag 0).
 func (c *Center) DeleteDepartment(ctx context.Context, enterpriseID, code string) ([]Message, error) {
-	return c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	return c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		d, err := getDepartment(ctx, tx, enterpriseID, code)
 		if err != nil {
 			return err
@@ -623,7 +623,7 @@ func (c *Center) CreateMembers(ctx context.Context, enterpriseID string, in []Me
 		}
 		list[i].ID, list[i].EnterpriseID = id, enterpriseID
 	}
-	msgs, err := c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	msgs, err := c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		if _, err := getEnterprise(ctx, tx, enterpriseID); err != nil {
 			return err
 		}
@@ -670,7 +670,7 @@ func (c *Center) UpdateMember(ctx context.Context, enterpriseID, id string, p Me
 		hash = h
 	}
 	var m Member
-	msgs, err := c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	msgs, err := c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		var err error
 		if m, err = getMember(ctx, tx, enterpriseID, id); err != nil {
 			return err
@@ -737,7 +737,7 @@ func (c *Center) SetMembersEnabled(ctx context.Context, enterpriseID string, ids
 	if err := checkIDs(ids); err != nil {
 		return nil, err
 	}
-	return c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	return c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		for _, id := range dedupe(ids) {
 			// Disabling ends the member's sign-ins for good: re-enabling does
 			// not revive sessions or tokens issued before.
@@ -761,7 +761,7 @@ func (c *Center) DeleteMembers(ctx context.Context, enterpriseID string, ids []s
 	if err := checkIDs(ids); err != nil {
 		return nil, err
 	}
-	return c.change(ctx, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
+	return c.change(ctx, enterpriseID, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
 		for _, id := range dedupe(ids) {
 			if _, err := tx.Exec(ctx, `DELETE FROM buyer_grants WHERE kind = 'member' AND subject = $1`, id); err != nil {
 				return fmt.Errorf("buyer: delete member grants: %w", err)
