@@ -152,7 +152,7 @@ func (f *fakeMerchant) serve(w http.ResponseWriter, r *http.Request) {
 	case mode == "hang":
 		select {
 		case <-r.Context().Done():
-		case <-time.After(3 * time.Second):
+		case <-time.After(4 * time.Second):
 		}
 		return
 	case mode == "badsign":
@@ -302,7 +302,7 @@ func newEnv(t *testing.T, backend string, opts ...envOpt) *env {
 	ctx := t.Context()
 	d := dbtest.Open(t, backend)
 	clk := clock.NewVirtual(t0)
-	m, err := New(Config{DB: d, Clock: clk, WireClock: clk, CallTimeout: time.Second})
+	m, err := New(Config{DB: d, Clock: clk, WireClock: clk, CallTimeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
