@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -288,6 +289,36 @@ func TestKitCallSignedWithHeaders(t *testing.T) {
 		e.must(err)
 		if msg.State != "failed" || msg.Attempts != 1 || calls != 2 {
 			t.Fatalf("kit message %+v after %d calls", msg, calls)
+		}
+	})
+}
+
+// Retries survive a restart: a new Market on the same database (and the
+// stored virtual time) carries on at the documented times.
+func TestRetriesSurviveRestart(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		e.fm.setFail("newInstance", "code:000005")
+		o, _ := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		e.advance(90 * time.Minute) // attempts at 0 and 1 h
+		// "Restart": a fresh process with a fresh clock object, same database.
+		clk2 := clock.NewVirtual(t0)
+		m2, err := New(Config{DB: e.db, Clock: clk2, WireClock: clk2, CallTimeout: 3 * time.Second})
+		e.must(err)
+		e.must(m2.Migrate(e.ctx))
+		e.must(m2.LoadClock(e.ctx))
+		if !clk2.Now().Equal(t0.Add(90 * time.Minute)) {
+			t.Fatalf("virtual time after restart = %s", clk2.Now())
+		}
+		e.fm.clk = clk2
+		if _, err := m2.Advance(e.ctx, 3*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if got := attemptTimes(e.fm.received("newInstance")); !reflect.DeepEqual(got, hours(0, 1, 2, 3)) {
+			t.Fatalf("attempts at %v across the restart", got)
+		}
+		if got, _ := m2.GetOrder(e.ctx, o.OrderID); got.Status != OrderRefunded {
+			t.Fatalf("order after the window = %s", got.Status)
 		}
 	})
 }
