@@ -143,8 +143,8 @@ func (c *Center) BindApp(ctx context.Context, enterpriseID, instanceID string) (
 	if err != nil {
 		return Binding{}, nil, invalid("instanceId", "the seller's public key is unusable: %v", err)
 	}
-	if pub.N.BitLen() < 2048 {
-		return Binding{}, nil, invalid("instanceId", "the seller's public key has %d bits; KooGallery requires at least 3072", pub.N.BitLen())
+	if pub.N.BitLen() < MinRSABits {
+		return Binding{}, nil, invalid("instanceId", "the seller's public key has %d bits; KooGallery requires at least %d", pub.N.BitLen(), MinRSABits)
 	}
 	secret, err := idp.NewSecret()
 	if err != nil {
