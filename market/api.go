@@ -185,6 +185,9 @@ func (m *Market) Handler(adminToken string) *Router {
 		in.SubscriptionID = r.PathValue("id")
 		return m.Unsubscribe(r.Context(), in)
 	})
+	a("POST "+p+"/subscriptions/{id}/cancel-renewal", func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return m.CancelRenewal(r.Context(), r.PathValue("id"))
+	})
 	a("POST "+p+"/subscriptions/{id}/freeze", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return m.SetFrozen(r.Context(), r.PathValue("id"), true)
 	})

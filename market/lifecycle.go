@@ -2,7 +2,9 @@ package market
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -224,6 +226,9 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 		}
 		if err := insertLine(ctx, tx, orderID, OrderLine{ChargingMode: pl.ChargingMode, PeriodType: pl.PeriodType, PeriodNumber: in.PeriodNumber,
 			ProductCode: pl.ProductCode, SKUCode: pl.SKUCode, LinearValue: linear, ExpireAt: newExpire, AmountCents: amount}, now); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE market_order_lines SET prev_expire_at = $1 WHERE order_id = $2`, ms(s.ExpireAt), orderID); err != nil {
 			return err
 		}
 		if err := m.charge(ctx, tx, now, s.CustomerID, orderID, s.ID, "charge", orderID, amount*10000, "RENEW "+pl.ProductCode); err != nil {
@@ -803,4 +808,87 @@ func (m *Market) failAndRefund(ctx context.Context, tx *db.Tx, now time.Time, ms
 		}
 	}
 	return nil
+}
+
+// CancelRenewal unsubscribes the latest renewal period of a subscription
+// before it has begun: the RENEW order is refunded in full (an UNSUBSCRIBE
+// order with rule renewal-cancel), the expiry goes back to what it was, and
+// the merchant gets refreshInstance with scene UNSUBSCRIBE_RENEWAL_PERIOD, the
+// cancelled renewal order and the restored expireTime.
+func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error) {
+	sub, err := m.GetSubscription(ctx, subID)
+	if err != nil {
+		return Order{}, err
+	}
+	_, url, err := m.subURL(ctx, sub)
+	if err != nil {
+		return Order{}, err
+	}
+	now := m.clock.Now().UTC()
+	orderID, err := m.newOrderID(now)
+	if err != nil {
+		return Order{}, err
+	}
+	err = m.db.Tx(ctx, func(tx *db.Tx) error {
+		s, err := lockSub(ctx, tx, subID, now)
+		if err != nil {
+			return err
+		}
+		if s.Status != SubActive {
+			return refused("subscription %s is %s; only an active subscription's renewal can be cancelled", s.ID, s.Status)
+		}
+		var renewID string
+		var amount, prev, until int64
+		err = tx.QueryRow(ctx, `SELECT o.order_id, o.amount_cents, l.prev_expire_at, l.expire_at FROM market_orders o
+			JOIN market_order_lines l ON l.order_id = o.order_id
+			WHERE o.subscription_id = $1 AND o.order_type = 'RENEW' AND o.status IN ('PROCESSING', 'COMPLETED')
+			ORDER BY o.created_at DESC, o.order_id DESC LIMIT 1`, s.ID).Scan(&renewID, &amount, &prev, &until)
+		if errors.Is(err, sql.ErrNoRows) {
+			return refused("subscription %s has no renewal to cancel", s.ID)
+		}
+		if err != nil {
+			return err
+		}
+		if until != ms(s.ExpireAt) || prev == 0 {
+			return refused("the latest renewal %s of subscription %s is no longer its last period", renewID, s.ID)
+		}
+		if !fromMS(prev).After(now) {
+			return refused("the renewal period of order %s began at %s; it can no longer be cancelled", renewID, fromMS(prev).Format(time.RFC3339))
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
+			amount_cents, refund_cents, related_order_id, refund_rule, created_at, updated_at)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,0,$8,$9,'renewal-cancel',$10,$10)`,
+			orderID, OrderUnsubscribe, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, amount, renewID, ms(now)); err != nil {
+			return err
+		}
+		if err := insertLine(ctx, tx, orderID, OrderLine{ChargingMode: s.ChargingMode, PeriodType: s.PeriodType, ProductCode: s.ProductCode,
+			SKUCode: s.SKUCode, LinearValue: s.LinearValue, ExpireAt: fromMS(prev), AmountCents: -amount}, now); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE market_orders SET status = $1, refund_cents = amount_cents, updated_at = $2 WHERE order_id = $3`,
+			OrderRefunded, ms(now), renewID); err != nil {
+			return err
+		}
+		if amount > 0 {
+			if err := m.charge(ctx, tx, now, s.CustomerID, orderID, s.ID, "refund", "refund:"+orderID, -amount*10000, "renewal "+renewID+" cancelled"); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET expire_at = $1 WHERE id = $2`, prev, s.ID); err != nil {
+			return err
+		}
+		if err := m.scheduleExpiry(ctx, tx, now, s.ID, fromMS(prev)); err != nil {
+			return err
+		}
+		body := activityBody("refreshInstance", s.TestFlag, "scene", "UNSUBSCRIBE_RENEWAL_PERIOD", "orderId", renewID,
+			"orderLineId", lineID(renewID), "instanceId", s.InstanceID, "expireTime", expireTime(fromMS(prev)))
+		_, err = m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, OrderID: orderID, Activity: "refreshInstance",
+			URL: url, Body: body, Effect: Effect{Kind: "renew", OrderID: orderID, SubscriptionID: s.ID}})
+		return err
+	})
+	if err != nil {
+		return Order{}, m.wrap("cancel renewal", err)
+	}
+	m.Wake()
+	return m.GetOrder(ctx, orderID)
 }

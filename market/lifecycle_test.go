@@ -438,3 +438,46 @@ func isField(err error, field string) bool {
 	var me *Error
 	return errors.As(err, &me) && me.Field == field
 }
+
+func TestCancelRenewal(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		_, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		expire := s.ExpireAt
+		if _, err := e.m.CancelRenewal(e.ctx, s.ID); !isCode(err, "refused") {
+			t.Fatalf("cancel without a renewal: %v", err)
+		}
+		r, err := e.m.Renew(e.ctx, RenewInput{SubscriptionID: s.ID, PeriodNumber: 3})
+		e.must(err)
+		e.settle()
+		e.advance(10 * 24 * time.Hour)
+		c, err := e.m.CancelRenewal(e.ctx, s.ID)
+		e.must(err)
+		e.settle()
+		if c.OrderType != OrderUnsubscribe || c.RefundRule != "renewal-cancel" || c.RefundCents != 30000 || c.RelatedOrderID != r.OrderID {
+			t.Fatalf("cancellation = %+v", c)
+		}
+		ref := e.fm.received("refreshInstance")
+		last := ref[len(ref)-1]
+		if last.Body["scene"] != "UNSUBSCRIBE_RENEWAL_PERIOD" || last.Body["orderId"] != r.OrderID || last.Body["expireTime"] != kg.FormatTime14(expire) {
+			t.Fatalf("refresh = %+v", last.Body)
+		}
+		if s = e.sub(s.ID); !s.ExpireAt.Equal(expire) || e.order(r.OrderID).Status != OrderRefunded {
+			t.Fatalf("after cancellation: %+v", s)
+		}
+		// The restored expiry freezes the instance on time; the renewal's timer is void.
+		e.advanceTo(expire)
+		if st := e.fm.received("updateInstanceStatus"); len(st) != 1 || !st[0].At.Equal(expire) {
+			t.Fatalf("freeze after cancellation = %+v", st)
+		}
+		// A renewal whose period has begun cannot be cancelled.
+		_, s2 := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		_, err = e.m.Renew(e.ctx, RenewInput{SubscriptionID: s2.ID, PeriodNumber: 1})
+		e.must(err)
+		e.settle()
+		e.advance(s2.ExpireAt.Sub(e.clk.Now()) + time.Hour)
+		if _, err := e.m.CancelRenewal(e.ctx, s2.ID); !isCode(err, "refused") {
+			t.Fatalf("cancel a begun renewal: %v", err)
+		}
+	})
+}

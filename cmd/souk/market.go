@@ -222,14 +222,15 @@ func marketCommands() map[string]clientCmd {
 				return "POST", "/subscriptions/" + url.PathEscape(pos[0]) + "/unsubscribe", in, nil
 			}
 		}},
-		"freeze":        {"SUBSCRIPTION", 1, postf("/subscriptions/%s/freeze")},
-		"unfreeze":      {"SUBSCRIPTION", 1, postf("/subscriptions/%s/unfreeze")},
-		"subscriptions": {"[--customer C]", 0, query("/subscriptions", "customer", "customerId")},
-		"subscription":  {"SUBSCRIPTION", 1, getf("/subscriptions/%s")},
-		"resources":     {"CUSTOMER (calls queryInstance live)", 1, getf("/customers/%s/resources")},
-		"bill":          {"CUSTOMER", 1, getf("/customers/%s/bill")},
-		"orders":        {"[--customer C]", 0, query("/orders", "customer", "customerId")},
-		"order":         {"ORDER", 1, getf("/orders/%s")},
+		"cancel-renewal": {"SUBSCRIPTION (unsubscribe the last renewal period before it begins)", 1, postf("/subscriptions/%s/cancel-renewal")},
+		"freeze":         {"SUBSCRIPTION", 1, postf("/subscriptions/%s/freeze")},
+		"unfreeze":       {"SUBSCRIPTION", 1, postf("/subscriptions/%s/unfreeze")},
+		"subscriptions":  {"[--customer C]", 0, query("/subscriptions", "customer", "customerId")},
+		"subscription":   {"SUBSCRIPTION", 1, getf("/subscriptions/%s")},
+		"resources":      {"CUSTOMER (calls queryInstance live)", 1, getf("/customers/%s/resources")},
+		"bill":           {"CUSTOMER", 1, getf("/customers/%s/bill")},
+		"orders":         {"[--customer C]", 0, query("/orders", "customer", "customerId")},
+		"order":          {"ORDER", 1, getf("/orders/%s")},
 		"messages": {"[--seller S --state queued|pending|succeeded|failed --activity A --subscription ID --order ID --limit N]", 0,
 			func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
 				keys := map[string]string{"seller": "sellerId", "state": "state", "activity": "activity", "subscription": "subscriptionId", "order": "orderId", "limit": "limit"}
