@@ -806,3 +806,83 @@ func TestLostLeaseCancelsHandler(t *testing.T) {
 		})
 	}
 }
+
+// Two runners, flaky handlers, retries: every job ends done after exactly one
+// successful run, and its recorded attempt count matches the runs it got.
+func TestConcurrentRetriesConverge(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := dbtest.DSN(t, b)
+			var handles []*db.DB
+			for range 2 {
+				d, err := db.Open(ctx, dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { d.Close() })
+				handles = append(handles, d)
+			}
+			if err := jobs.Migrate(ctx, handles[0]); err != nil {
+				t.Fatal(err)
+			}
+			const total = 120
+			err := handles[0].Tx(ctx, func(tx *db.Tx) error {
+				for i := range total {
+					if _, _, err := jobs.Enqueue(ctx, tx, time.Now(), jobs.New{Kind: "flaky", Key: fmt.Sprint("j", i)}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			runs, successes := map[int64]int{}, map[int64]int{}
+			handler := func(ctx context.Context, j *jobs.Job) error {
+				mu.Lock()
+				defer mu.Unlock()
+				runs[j.ID]++
+				if runs[j.ID] != j.Attempt {
+					t.Errorf("job %d: attempt %d on run %d", j.ID, j.Attempt, runs[j.ID])
+				}
+				if (j.ID+int64(j.Attempt))%3 != 0 { // fails about two times in three
+					return fmt.Errorf("flaky %d", j.Attempt)
+				}
+				successes[j.ID]++
+				return nil
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var wg sync.WaitGroup
+			for i, d := range handles {
+				r := &jobs.Runner{DB: d, Clock: clock.Real{}, ID: fmt.Sprint("r", i), Workers: 3, Poll: 5 * time.Millisecond,
+					Backoff:  func(string, int) time.Duration { return time.Millisecond },
+					Handlers: map[string]jobs.Handler{"flaky": handler}}
+				wg.Add(1)
+				go func() { defer wg.Done(); _ = r.Run(rctx) }()
+			}
+			waitFor(t, func() bool {
+				c, err := jobs.Counts(ctx, handles[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c[jobs.StateDone] == total
+			})
+			cancel()
+			wg.Wait()
+			all, err := jobs.List(ctx, handles[0], jobs.Filter{Limit: total})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, j := range all {
+				if successes[j.ID] != 1 || runs[j.ID] != j.Attempt || j.State != jobs.StateDone {
+					t.Fatalf("job %d: %d successes, %d runs, stored attempt %d, state %s", j.ID, successes[j.ID], runs[j.ID], j.Attempt, j.State)
+				}
+			}
+		})
+	}
+}
