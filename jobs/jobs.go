@@ -186,6 +186,9 @@ type Filter struct {
 	Kind  string
 	State string
 	Limit int
+	// BeforeID, if set, lists only jobs with a smaller id: pass the last id of a
+	// page to get the next one.
+	BeforeID int64
 }
 
 // List returns jobs matching f, newest first.
@@ -205,6 +208,10 @@ func List(ctx context.Context, d *db.DB, f Filter) ([]Job, error) {
 	if f.State != "" {
 		args = append(args, f.State)
 		where = append(where, fmt.Sprintf("state = $%d", len(args)))
+	}
+	if f.BeforeID > 0 {
+		args = append(args, f.BeforeID)
+		where = append(where, fmt.Sprintf("id < $%d", len(args)))
 	}
 	q := `SELECT id, kind, COALESCE(unique_key, ''), payload, attempt, due_at, created_at, last_error, state, COALESCE(completed_at, 0) FROM jobs`
 	if len(where) > 0 {

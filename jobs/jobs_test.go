@@ -886,3 +886,42 @@ func TestConcurrentRetriesConverge(t *testing.T) {
 		})
 	}
 }
+
+func TestListPaging(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := setup(t, b)
+			var ids []int64
+			for i := range 7 {
+				kind := "a"
+				if i%2 == 1 {
+					kind = "b"
+				}
+				ids = append(ids, enqueue(t, d, t0, jobs.New{Kind: kind, Payload: []byte{byte(i)}}))
+			}
+			var got []int64
+			var before int64
+			for {
+				page, err := jobs.List(ctx, d, jobs.Filter{Kind: "a", Limit: 2, BeforeID: before})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page) == 0 {
+					break
+				}
+				for _, j := range page {
+					got = append(got, j.ID)
+					if j.Kind != "a" || j.State != jobs.StatePending {
+						t.Fatalf("unexpected %+v", j)
+					}
+				}
+				before = page[len(page)-1].ID
+			}
+			want := []int64{ids[6], ids[4], ids[2], ids[0]}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("pages %v, want %v", got, want)
+			}
+		})
+	}
+}
