@@ -290,12 +290,13 @@ func (m *Market) VerifyAddress(ctx context.Context, id string) (Address, error) 
 		InstanceID string `json:"instanceId"`
 		TestFlag   string `json:"testFlag"`
 	}{"queryInstance", probe, "1"})
-	res, err := m.Call(ctx, Outbound{SellerID: a.SellerID, Activity: "queryInstance", URL: a.URL, KeyType: KeyBasic, Body: body})
+	res, err := m.Call(ctx, Outbound{SellerID: a.SellerID, Activity: "queryInstance", URL: a.URL, KeyType: KeyBasic, Body: body,
+		Effect: Effect{Kind: "verify"}})
 	if err != nil {
 		return Address{}, err
 	}
 	note := ""
-	ok := res.HTTPStatus == 200 && res.ResultCode != "" && res.BodySign != "bad"
+	ok := res.Verdict == VerdictSuccess
 	if ok {
 		note = fmt.Sprintf("answered resultCode %s (message %d)", res.ResultCode, res.MessageID)
 	} else {

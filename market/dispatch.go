@@ -598,6 +598,10 @@ func (m *Market) Call(ctx context.Context, o Outbound) (CallResult, error) {
 	}
 	res := m.sendSigned(ctx, o.Activity, o.URL, o.KeyType, key, o.Body)
 	res.MessageID, res.Attempt = id, 1
+	if o.Effect.Kind == "verify" && res.HTTPStatus == http.StatusOK && res.ResultCode != "" && res.BodySign != "bad" {
+		// An address verification only asks whether the address speaks the protocol.
+		res.Verdict, res.Error = VerdictSuccess, ""
+	}
 	state := "succeeded"
 	if res.Verdict == VerdictFailure {
 		state = "failed"
