@@ -107,6 +107,9 @@ func (m *Market) Handler(adminToken string) *Router {
 	a("GET "+p+"/products", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return orEmpty(m.ListProducts(r.Context(), r.URL.Query().Get("sellerId")))
 	})
+	a("GET "+p+"/catalog", func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return orEmpty(m.Catalog(r.Context()))
+	})
 	a("GET "+p+"/products/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return m.GetProduct(r.Context(), r.PathValue("id"))
 	})

@@ -67,6 +67,12 @@ type Config struct {
 	Workers int
 	// Poll is the job runner's poll interval (default 200 ms).
 	Poll time.Duration
+
+	// ProductGate, when set, is asked before every new purchase (Buy) and
+	// when listing the buyer catalog (Catalog): a product it refuses cannot
+	// be bought and is hidden. The seller tools' CheckPurchasable (frozen and
+	// off-sale products) is the gate of `souk market serve`. See SetProductGate.
+	ProductGate ProductGate
 }
 
 // Market is one replica of the marketplace. Several replicas may share a
@@ -82,6 +88,7 @@ type Market struct {
 	policies  map[string]Policy
 	rand      io.Reader
 	runner    *jobs.Runner
+	gate      ProductGate
 }
 
 // New returns a Market. Call Migrate once before use.
@@ -100,6 +107,7 @@ func New(cfg Config) (*Market, error) {
 		timeout:   cfg.CallTimeout,
 		retention: cfg.Retention,
 		rand:      cfg.Rand,
+		gate:      cfg.ProductGate,
 	}
 	if m.wire == nil {
 		m.wire = clock.Real{}

@@ -315,6 +315,9 @@ func (m *Market) Buy(ctx context.Context, in BuyInput) (Order, error) {
 	if err != nil {
 		return Order{}, err
 	}
+	if err := m.checkGate(ctx, prod.ID); err != nil {
+		return Order{}, err
+	}
 	if in.Trial && pl.Linear != nil && in.LinearValue == 0 {
 		in.LinearValue = pl.Linear.Min // a trial of a linear plan gets its smallest quantity
 	}

@@ -13,12 +13,16 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/market"
+	"github.com/soukhq/souk/market/buyer"
+	"github.com/soukhq/souk/market/marketsrv"
+	"github.com/soukhq/souk/market/sellertools"
 )
 
 // runMarket is `souk market …`: `serve` runs a marketplace; every other
@@ -32,7 +36,7 @@ func runMarket(ctx context.Context, a *App, args []string) int {
 
 func marketServe(ctx context.Context, a *App, args []string) int {
 	s := a.NewSettings("market serve")
-	var addr, dsn, token, virtual, level, format string
+	var addr, dsn, token, virtual, level, format, publicURL, dialTimes, tz string
 	var retention time.Duration
 	var workers int
 	s.String(&addr, "market-addr", "127.0.0.1:8090", "listen address of the market (open APIs and /api/v1)")
@@ -41,6 +45,9 @@ func marketServe(ctx context.Context, a *App, args []string) int {
 	s.String(&virtual, "virtual-clock", "", `run on a virtual clock starting at this RFC 3339 time ("now" = the current time); empty = real time`)
 	s.Duration(&retention, "retention", market.DefaultRetention, "retention (freeze) period between expiry and release")
 	s.Int(&workers, "market-workers", 8, "concurrent job workers (dispatch attempts and lifecycle timers)")
+	s.String(&publicURL, "public-url", "", "URL merchants and browsers reach the market at, sent as tenantSync domainName (default http://<market-addr>)")
+	s.String(&dialTimes, "dial-times", strings.Join(sellertools.DefaultDialTimes, ","), "dial-test slots of a day, HH:MM,HH:MM in --time-zone")
+	s.String(&tz, "time-zone", "UTC+8", `the market's time zone for dial tests: an IANA name ("Asia/Shanghai") or UTC±H`)
 	s.String(&level, "log-level", "info", "log level: debug, info, warn, error")
 	s.String(&format, "log-format", "json", "log format: json or text")
 	if err := s.Parse(args); err != nil {
@@ -57,6 +64,18 @@ func marketServe(ctx context.Context, a *App, args []string) int {
 	}
 	if token == "" {
 		fmt.Fprintln(a.Stderr, "souk market serve: an admin token is required (--market-admin-token or SOUK_MARKET_ADMIN_TOKEN[_FILE])")
+		return 2
+	}
+	if publicURL == "" {
+		publicURL = "http://" + addr
+	}
+	if publicURL, err = marketsrv.CheckPublicURL(publicURL); err != nil {
+		fmt.Fprintln(a.Stderr, "souk market serve: --public-url:", err)
+		return 2
+	}
+	loc, err := parseZone(tz)
+	if err != nil {
+		fmt.Fprintln(a.Stderr, "souk market serve: --time-zone:", err)
 		return 2
 	}
 	fmt.Fprintln(a.Stderr, "souk market serve: configuration")
@@ -91,23 +110,30 @@ func marketServe(ctx context.Context, a *App, args []string) int {
 		fmt.Fprintln(a.Stderr, "souk market serve:", err)
 		return 1
 	}
+	app, err := marketsrv.Install(ctx, m, marketsrv.Options{AdminToken: token, PublicURL: publicURL, Logger: log,
+		SellerTools: sellertools.Options{Location: loc, DialTimes: splitList(dialTimes)}})
+	if err != nil {
+		fmt.Fprintln(a.Stderr, "souk market serve:", err)
+		return 1
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk market serve:", err)
 		return 1
 	}
-	srv := &http.Server{Handler: m.Handler(token), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute}
+	srv := &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 3)
 	go func() { done <- m.Run(ctx) }()
+	app.Start(ctx)
 	go m.FollowClock(ctx, time.Second)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			done <- err
 		}
 	}()
-	log.Info("souk market: listening", "addr", ln.Addr().String(), "db", db.Redact(dsn), "virtual_clock", virtual != "", "now", clk.Now())
+	log.Info("souk market: listening", "addr", ln.Addr().String(), "public_url", publicURL, "db", db.Redact(dsn), "virtual_clock", virtual != "", "now", clk.Now())
 	select {
 	case <-ctx.Done():
 	case err := <-done:
@@ -122,6 +148,46 @@ func marketServe(ctx context.Context, a *App, args []string) int {
 	return 0
 }
 
+// parseZone reads an IANA time zone name or a fixed offset "UTC+8", "UTC-5:30".
+func parseZone(s string) (*time.Location, error) {
+	if rest, ok := strings.CutPrefix(strings.ToUpper(s), "UTC"); ok && rest != "" {
+		sign := 1
+		switch rest[0] {
+		case '+':
+		case '-':
+			sign = -1
+		default:
+			return nil, fmt.Errorf("%q is not UTC±H[:MM]", s)
+		}
+		h, mm, _ := strings.Cut(rest[1:], ":")
+		hh, err1 := strconv.Atoi(h)
+		mi := 0
+		var err2 error
+		if mm != "" {
+			mi, err2 = strconv.Atoi(mm)
+		}
+		if err1 != nil || err2 != nil || hh > 14 || mi > 59 || mi < 0 || hh < 0 {
+			return nil, fmt.Errorf("%q is not UTC±H[:MM]", s)
+		}
+		return time.FixedZone(s, sign*(hh*3600+mi*60)), nil
+	}
+	loc, err := time.LoadLocation(s)
+	if err != nil {
+		return nil, fmt.Errorf("unknown time zone %q: %w", s, err)
+	}
+	return loc, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // clientCmd is one `souk market <cmd>` that calls the admin API.
 type clientCmd struct {
 	usage string
@@ -132,6 +198,105 @@ type clientCmd struct {
 func str(fs *flag.FlagSet, name, usage string) *string { return fs.String(name, "", usage) }
 
 func marketCommands() map[string]clientCmd {
+	cmds := coreCommands()
+	for k, v := range buyerCommands() {
+		cmds[k] = v
+	}
+	return cmds
+}
+
+// buyerCommands are the buyer center's commands (joint operation, /api/v1/buyer)
+// and the seller's app credential (/api/v1/joint).
+func buyerCommands() map[string]clientCmd {
+	ent := func(pos []string) string { return "/buyer/enterprises/" + url.PathEscape(pos[0]) }
+	return map[string]clientCmd{
+		"catalog": {"(products a buyer can buy now: not frozen, not off sale)", 0, get("/catalog")},
+		"enterprise-create": {"--name N [--customer C --code TENANTCODE]", 0, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+			name, cust, code := str(fs, "name", "enterprise name"), str(fs, "customer", "customer id that owns it"), str(fs, "code", "tenantCode (generated when empty)")
+			return func([]string) (string, string, any, error) {
+				return "POST", "/buyer/enterprises", buyer.EnterpriseInput{Name: *name, CustomerID: *cust, Code: *code}, nil
+			}
+		}},
+		"enterprises": {"[--customer C]", 0, query("/buyer/enterprises", "customer", "customerId")},
+		"departments": {"ENTERPRISE", 1, getf("/buyer/enterprises/%s/departments")},
+		"department-create": {"ENTERPRISE --name N [--parent CODE --code CODE]", 1, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+			name, parent, code := str(fs, "name", "department name"), str(fs, "parent", "parent orgCode (empty = top level)"), str(fs, "code", "orgCode (generated when empty)")
+			return func(pos []string) (string, string, any, error) {
+				return "POST", ent(pos) + "/departments", buyer.DepartmentInput{OrgName: *name, ParentCode: *parent, OrgCode: *code}, nil
+			}
+		}},
+		"members": {"ENTERPRISE", 1, getf("/buyer/enterprises/%s/members")},
+		"member-create": {"ENTERPRISE --user U --name N [--dept CODE --role user|admin --email E --mobile M --password-file F]", 1,
+			func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+				user, name, dept, role := str(fs, "user", "userName (sign-in name)"), str(fs, "name", "display name"), str(fs, "dept", "orgCode"), str(fs, "role", "user or admin")
+				email, mobile, pwFile := str(fs, "email", "e-mail"), str(fs, "mobile", "mobile phone"), str(fs, "password-file", "file holding the sign-in password ('-' = stdin; empty = cannot sign in yet)")
+				return func(pos []string) (string, string, any, error) {
+					in := buyer.MemberInput{UserName: *user, Name: *name, OrgCode: *dept, Role: *role, Email: *email, Mobile: *mobile}
+					if *pwFile != "" {
+						b, err := readFileOrStdin(*pwFile)
+						if err != nil {
+							return "", "", nil, err
+						}
+						in.Password = strings.TrimRight(string(b), "\r\n")
+					}
+					return "POST", ent(pos) + "/members", map[string]any{"members": []buyer.MemberInput{in}}, nil
+				}
+			}},
+		"apps": {"ENTERPRISE (bound joint-operation apps)", 1, getf("/buyer/enterprises/%s/apps")},
+		"app-bind": {"ENTERPRISE --instance INSTANCE", 1, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+			inst := str(fs, "instance", "instanceId of a purchased joint-operation app")
+			return func(pos []string) (string, string, any, error) {
+				return "POST", ent(pos) + "/apps", map[string]string{"instanceId": *inst}, nil
+			}
+		}},
+		"authorize":   {"ENTERPRISE BINDING [--members ID,ID] [--departments CODE,CODE]", 2, grants("")},
+		"deauthorize": {"ENTERPRISE BINDING [--members ID,ID] [--departments CODE,CODE]", 2, grants("/cancel")},
+		"kit-messages": {"ENTERPRISE [--state S --interface I --binding B --limit N]", 1, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+			keys := map[string]string{"state": "state", "interface": "interface", "binding": "bindingId", "limit": "limit"}
+			vals := map[string]*string{}
+			for k := range keys {
+				vals[k] = str(fs, k, "filter on "+keys[k])
+			}
+			return func(pos []string) (string, string, any, error) {
+				q := url.Values{}
+				for k, v := range vals {
+					if *v != "" {
+						q.Set(keys[k], *v)
+					}
+				}
+				return "GET", ent(pos) + "/messages?" + q.Encode(), nil, nil
+			}
+		}},
+		"kit-retry": {"ENTERPRISE ID (send a failed kit call again)", 2, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+			return func(pos []string) (string, string, any, error) {
+				return "POST", ent(pos) + "/messages/" + url.PathEscape(pos[1]) + "/retry", nil, nil
+			}
+		}},
+		"app-credential-set": {"--seller S --product P --public-key-file F --login-url U[,U]", 0, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+			seller, prod, keyFile, login := str(fs, "seller", "seller id"), str(fs, "product", "product id"), str(fs, "public-key-file", "RSA ≥ 3072-bit public key (PEM or Base64 DER)"), str(fs, "login-url", "the app's login addresses")
+			return func([]string) (string, string, any, error) {
+				b, err := readFileOrStdin(*keyFile)
+				if err != nil {
+					return "", "", nil, fmt.Errorf("--public-key-file: %w", err)
+				}
+				return "PUT", "/joint/sellers/" + url.PathEscape(*seller) + "/products/" + url.PathEscape(*prod) + "/app-credential",
+					map[string]any{"publicKey": strings.TrimSpace(string(b)), "loginUrls": splitList(*login)}, nil
+			}
+		}},
+	}
+}
+
+func grants(suffix string) func(*flag.FlagSet) func([]string) (string, string, any, error) {
+	return func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+		members, depts := str(fs, "members", "member ids, comma-separated"), str(fs, "departments", "department orgCodes, comma-separated")
+		return func(pos []string) (string, string, any, error) {
+			return "POST", "/buyer/enterprises/" + url.PathEscape(pos[0]) + "/apps/" + url.PathEscape(pos[1]) + "/grants" + suffix,
+				buyer.Subjects{Members: splitList(*members), Departments: splitList(*depts)}, nil
+		}
+	}
+}
+
+func coreCommands() map[string]clientCmd {
 	return map[string]clientCmd{
 		"seller-create": {"--name N [--id ID]", 0, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
 			name, id := str(fs, "name", "seller name"), str(fs, "id", "seller id (generated when empty)")

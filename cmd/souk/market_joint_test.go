@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/market"
+	"github.com/soukhq/souk/market/idp"
+	"github.com/soukhq/souk/market/marketsrv"
+)
+
+// TestMarketBuyerCLI drives the buyer-center commands against the server
+// `souk market serve` wires (marketsrv.Install).
+func TestMarketBuyerCLI(t *testing.T) {
+	ctx := t.Context()
+	d, err := db.Open(ctx, filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	m, err := market.New(market.Config{DB: d, Clock: clock.NewVirtual(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := marketsrv.Install(ctx, m, marketsrv.Options{AdminToken: "tok", PublicURL: "http://127.0.0.1:1",
+		Password: idp.PasswordParams{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	env := map[string]string{"SOUK_MARKET_URL": srv.URL, "SOUK_MARKET_ADMIN_TOKEN": "tok"}
+	cli := func(args ...string) (int, string, string) {
+		var o, e bytes.Buffer
+		code := runMarket(context.Background(), &App{Stdout: &o, Stderr: &e, Getenv: func(k string) string { return env[k] }}, args)
+		return code, o.String(), e.String()
+	}
+	code, out, errOut := cli("enterprise-create", "--name", "Acme", "--customer", "c1", "--code", "acme")
+	if code != 0 {
+		t.Fatalf("enterprise-create: %d %s %s", code, out, errOut)
+	}
+	var ent struct {
+		ID string `json:"tenantId"`
+	}
+	if err := json.Unmarshal([]byte(out), &ent); err != nil || ent.ID == "" {
+		t.Fatalf("enterprise-create: %s", out)
+	}
+	if code, out, _ := cli("enterprises", "--customer", "c1"); code != 0 || !strings.Contains(out, "Acme") {
+		t.Fatalf("enterprises: %d %s", code, out)
+	}
+	if code, out, e := cli("department-create", ent.ID, "--name", "Sales", "--code", "sales"); code != 0 {
+		t.Fatalf("department-create: %d %s %s", code, out, e)
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := writeFile(pw, "Secret-Pass-1\n"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, e := cli("member-create", ent.ID, "--user", "alice", "--name", "Alice", "--dept", "sales", "--password-file", pw); code != 0 || strings.Contains(out, "Secret-Pass") {
+		t.Fatalf("member-create: %d %s %s", code, out, e)
+	}
+	if code, out, _ := cli("members", ent.ID); code != 0 || !strings.Contains(out, "alice") {
+		t.Fatalf("members: %d %s", code, out)
+	}
+	if code, out, _ := cli("departments", ent.ID); code != 0 || !strings.Contains(out, "Sales") {
+		t.Fatalf("departments: %d %s", code, out)
+	}
+	if code, out, _ := cli("apps", ent.ID); code != 0 {
+		t.Fatalf("apps: %d %s", code, out)
+	}
+	if code, _, e := cli("app-bind", ent.ID, "--instance", "nope"); code != 1 {
+		t.Fatalf("app-bind of an unknown instance: %d %s", code, e)
+	}
+	if code, out, _ := cli("kit-messages", ent.ID, "--limit", "5"); code != 0 {
+		t.Fatalf("kit-messages: %d %s", code, out)
+	}
+	if code, _, _ := cli("authorize", ent.ID); code != 2 {
+		t.Fatalf("authorize without binding: %d", code)
+	}
+	if code, out, _ := cli("catalog"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("catalog: %d %s", code, out)
+	}
+}
+
+func writeFile(name, s string) error { return os.WriteFile(name, []byte(s), 0o600) }
