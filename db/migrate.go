@@ -140,6 +140,22 @@ func (d *DB) Migrate(ctx context.Context, component string, fsys fs.FS) error {
 	return nil
 }
 
+// MigrateFS applies the migrations in folder dir of fsys (usually a package's
+// `//go:embed migrations/*.sql` files with dir "migrations"; "." for the root)
+// for component, as Migrate does. Errors are prefixed with the component:
+// "component: migrations: …" when dir cannot be opened, "component: migrate: …"
+// when a migration fails.
+func MigrateFS(ctx context.Context, d *DB, component string, fsys fs.FS, dir string) error {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		return fmt.Errorf("%s: migrations: %w", component, err)
+	}
+	if err := d.Migrate(ctx, component, sub); err != nil {
+		return fmt.Errorf("%s: migrate: %w", component, err)
+	}
+	return nil
+}
+
 func (t *Tx) lockMigrations(ctx context.Context) error {
 	if t.Dialect != Postgres {
 		return nil // the IMMEDIATE transaction already holds SQLite's write lock

@@ -221,3 +221,34 @@ func TestMigrateConcurrent(t *testing.T) {
 		})
 	}
 }
+
+func TestMigrateFS(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := dbtest.Open(t, b)
+			fsys := fstest.MapFS{
+				"migrations/0001_a.sql": {Data: []byte(`CREATE TABLE fs_a (a TEXT);`)},
+				"other/0001_b.sql":      {Data: []byte(`CREATE TABLE fs_b (b TEXT);`)},
+				"bad/0001_bad.sql":      {Data: []byte(`NOT SQL;`)},
+			}
+			if err := db.MigrateFS(ctx, d, "fs", fsys, "migrations"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.Exec(ctx, `SELECT * FROM fs_a`); err != nil {
+				t.Fatalf("fs_a: %v", err)
+			}
+			if _, err := d.Exec(ctx, `SELECT * FROM fs_b`); err == nil {
+				t.Fatal("fs_b exists: a file outside dir was applied")
+			}
+			err := db.MigrateFS(ctx, d, "fsbad", fsys, "bad")
+			if err == nil || !strings.HasPrefix(err.Error(), "fsbad: migrate: ") {
+				t.Fatalf("err = %v, want it prefixed %q", err, "fsbad: migrate: ")
+			}
+			err = db.MigrateFS(ctx, d, "fsbad", fsys, "../x")
+			if err == nil || !strings.HasPrefix(err.Error(), "fsbad: migrations: ") {
+				t.Fatalf("err = %v, want it prefixed %q", err, "fsbad: migrations: ")
+			}
+		})
+	}
+}

@@ -42,10 +42,7 @@ var migrations embed.FS
 
 // Migrate applies the buyer center's migrations (component "buyer").
 func Migrate(ctx context.Context, d *db.DB) error {
-	if err := d.Migrate(ctx, "buyer", migrations); err != nil {
-		return fmt.Errorf("buyer: migrate: %w", err)
-	}
-	return nil
+	return db.MigrateFS(ctx, d, "buyer", migrations, "migrations")
 }
 
 // App is a purchased joint-operation app as the market's catalog knows it.

@@ -44,10 +44,7 @@ var migrations embed.FS
 
 // Migrate applies the IdP's migrations (component "idp").
 func Migrate(ctx context.Context, d *db.DB) error {
-	if err := d.Migrate(ctx, "idp", migrations); err != nil {
-		return fmt.Errorf("idp: migrate: %w", err)
-	}
-	return nil
+	return db.MigrateFS(ctx, d, "idp", migrations, "migrations")
 }
 
 // Errors a Directory returns.

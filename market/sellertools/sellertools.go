@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -181,20 +180,11 @@ func parseDialTimes(times []string) ([]slotTime, error) {
 	return out, nil
 }
 
-// Migrations returns the embedded migration files (component "sellertools").
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded tree is fixed at build time
-	}
-	return sub
-}
-
 // Migrate creates or upgrades the seller tools' tables (after the market's
 // Migrate, which creates the job queue) and schedules the next dial-test slot.
 func (t *Tools) Migrate(ctx context.Context) error {
-	if err := t.db.Migrate(ctx, "sellertools", Migrations()); err != nil {
-		return fmt.Errorf("sellertools: migrate: %w", err)
+	if err := db.MigrateFS(ctx, t.db, "sellertools", migrationFiles, "migrations"); err != nil {
+		return err
 	}
 	if _, err := t.EnsureSchedule(ctx); err != nil {
 		return err

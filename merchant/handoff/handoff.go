@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -69,14 +68,7 @@ var ErrNotFound = errors.New("handoff: no such event")
 // Migrate creates the outbox tables (component "handoff"). jobs.Migrate must
 // also have run on the same database.
 func Migrate(ctx context.Context, d *db.DB) error {
-	sub, err := fs.Sub(migrationFS, "migrations")
-	if err != nil {
-		return fmt.Errorf("handoff: migrations: %w", err)
-	}
-	if err := d.Migrate(ctx, "handoff", sub); err != nil {
-		return fmt.Errorf("handoff: migrate: %w", err)
-	}
-	return nil
+	return db.MigrateFS(ctx, d, "handoff", migrationFS, "migrations")
 }
 
 // Emit records ev in the caller's transaction and schedules its delivery now.

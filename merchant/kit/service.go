@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -39,14 +38,7 @@ var migrationFS embed.FS
 // Migrate applies the kit directory's migrations (component "kit"). The
 // hand-off outbox (handoff.Migrate) must exist too: every change emits events.
 func Migrate(ctx context.Context, d *db.DB) error {
-	sub, err := fs.Sub(migrationFS, "migrations")
-	if err != nil {
-		return fmt.Errorf("kit: migrations: %w", err)
-	}
-	if err := d.Migrate(ctx, "kit", sub); err != nil {
-		return fmt.Errorf("kit: migrate: %w", err)
-	}
-	return nil
+	return db.MigrateFS(ctx, d, "kit", migrationFS, "migrations")
 }
 
 // Paths of the five kit interfaces, relative to the production address.

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -41,14 +40,7 @@ var migrationFS embed.FS
 
 // Migrate applies the SSO migrations (component "sso").
 func Migrate(ctx context.Context, d *db.DB) error {
-	sub, err := fs.Sub(migrationFS, "migrations")
-	if err != nil {
-		return fmt.Errorf("sso: migrations: %w", err)
-	}
-	if err := d.Migrate(ctx, "sso", sub); err != nil {
-		return fmt.Errorf("sso: migrate: %w", err)
-	}
-	return nil
+	return db.MigrateFS(ctx, d, "sso", migrationFS, "migrations")
 }
 
 // Directory is what SSO needs from the kit directory; *kit.Service implements it.
