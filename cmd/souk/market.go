@@ -493,6 +493,10 @@ func marketUsage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-18s %s\n", n, cmds[n].usage)
 	}
+	fmt.Fprintln(w, "\nSeller tools (interface debugging, debug cases, dial tests):")
+	for _, l := range strings.Split(strings.TrimSpace(sellertools.CLIUsage), "\n") {
+		fmt.Fprintln(w, "  "+l)
+	}
 	fmt.Fprintln(w, "\nSee docs/market.md.")
 }
 
@@ -515,6 +519,14 @@ func marketClient(ctx context.Context, a *App, args []string) int {
 			return 2
 		}
 		return 0
+	}
+	switch rest[0] {
+	case "debug", "cases", "dialtests":
+		if token == "" {
+			fmt.Fprintln(a.Stderr, "souk market: the admin token is required (--market-admin-token or SOUK_MARKET_ADMIN_TOKEN[_FILE])")
+			return 2
+		}
+		return sellertools.RunCLI(ctx, sellertools.NewClient(base, token, nil), a.Stdout, a.Stderr, rest[0], rest[1:])
 	}
 	cmd, ok := marketCommands()[rest[0]]
 	if !ok {

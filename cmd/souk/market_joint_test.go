@@ -91,6 +91,36 @@ func TestMarketBuyerCLI(t *testing.T) {
 	if code, out, _ := cli("catalog"); code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("catalog: %d %s", code, out)
 	}
+	// The seller tools' commands go to the same API.
+	if code, out, e := cli("dialtests", "schedule"); code != 0 || !strings.Contains(out, "09:00") {
+		t.Fatalf("dialtests schedule: %d %s %s", code, out, e)
+	}
+	if code, out, e := cli("debug", "interfaces"); code != 0 || !strings.Contains(out, "newInstance") {
+		t.Fatalf("debug interfaces: %d %s %s", code, out, e)
+	}
+	if code, out, e := cli("cases", "list"); code != 0 {
+		t.Fatalf("cases list: %d %s %s", code, out, e)
+	}
+	if code, _, e := cli("dialtests", "status", "-product", "nope"); code != 1 {
+		t.Fatalf("dialtests status of an unknown product: %d %s", code, e)
+	}
+}
+
+func TestParseZone(t *testing.T) {
+	for in, off := range map[string]int{"UTC+8": 8 * 3600, "UTC-5:30": -(5*3600 + 1800), "UTC": 0, "Asia/Shanghai": 8 * 3600} {
+		loc, err := parseZone(in)
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if _, got := time.Date(2026, 1, 1, 0, 0, 0, 0, loc).Zone(); got != off {
+			t.Errorf("%s: offset %d, want %d", in, got, off)
+		}
+	}
+	for _, bad := range []string{"UTC+", "UTC*3", "UTC+99", "Nowhere/City"} {
+		if _, err := parseZone(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
 }
 
 func writeFile(name, s string) error { return os.WriteFile(name, []byte(s), 0o600) }
