@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,35 +19,13 @@ import (
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/internal/testkeys"
 	"github.com/soukhq/souk/jobs"
 	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant/handoff"
 )
 
 const testKey = "kit-test-key-0123456789"
-
-var (
-	rsaOnce sync.Once
-	rsaKey  *rsa.PrivateKey
-)
-
-// testRSAKey is one 3072-bit key shared by the package's tests (generation is slow).
-func testRSAKey(t testing.TB) *rsa.PrivateKey {
-	t.Helper()
-	rsaOnce.Do(func() {
-		// a committed test key: generating 3072-bit keys under -race is slow
-		data, err := os.ReadFile("testdata/test_rsa_3072.pem")
-		if err != nil {
-			panic(err)
-		}
-		k, err := kg.ParsePrivateKeyPEM(data)
-		if err != nil {
-			panic(err)
-		}
-		rsaKey = k
-	})
-	return rsaKey
-}
 
 type fixture struct {
 	t     *testing.T
@@ -74,7 +49,7 @@ func newFixture(t *testing.T, backend string) *fixture {
 		}
 	}
 	f := &fixture{t: t, db: d, clk: clock.NewVirtual(epoch), reg: prometheus.NewRegistry()}
-	f.svc = New(Config{Keys: []string{testKey, "old-rotated-key"}, PrivateKey: testRSAKey(t), APIToken: "api-token"},
+	f.svc = New(Config{Keys: []string{testKey, "old-rotated-key"}, PrivateKey: testkeys.RSA3072(t), APIToken: "api-token"},
 		Deps{DB: d, Clock: f.clk, Registerer: f.reg})
 	mux := http.NewServeMux()
 	mux.Handle("/isv/produceAPI/v2/", http.StripPrefix("/isv", f.svc.Handler()))
@@ -238,7 +213,7 @@ func tenantBody(flag int, name, domain string) map[string]any {
 }
 
 func appBody(t testing.TB, flag int, clientID, secret string) map[string]any {
-	ct, err := kg.EncryptClientSecret(&testRSAKey(t).PublicKey, secret, rand.Reader)
+	ct, err := kg.EncryptClientSecret(&testkeys.RSA3072(t).PublicKey, secret, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

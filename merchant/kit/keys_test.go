@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/soukhq/souk/internal/testkeys"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -77,7 +78,7 @@ func TestEnsureKeyPair(t *testing.T) {
 func TestLoadPrivateKeyRefuses(t *testing.T) {
 	dir := t.TempDir()
 	// readable by others
-	k := testRSAKey(t)
+	k := testkeys.RSA3072(t)
 	pemBytes, _ := kg.MarshalPrivateKeyPEM(k)
 	loose := filepath.Join(dir, "loose.pem")
 	if err := os.WriteFile(loose, pemBytes, 0o644); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"testing"
 
+	"github.com/soukhq/souk/internal/testkeys"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -14,7 +15,7 @@ func TestKgWireCompat(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, f *fixture) {
 		ctx := context.Background()
 		ts := "20260301160000000"
-		ct, err := kg.EncryptClientSecret(&testRSAKey(t).PublicKey, "sec", rand.Reader)
+		ct, err := kg.EncryptClientSecret(&testkeys.RSA3072(t).PublicKey, "sec", rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}

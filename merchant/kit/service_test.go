@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/internal/testkeys"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -224,7 +225,7 @@ func TestApplicationSync(t *testing.T) {
 			}
 		}
 		// Java's RSA/ECB/OAEPPadding (SHA-1/SHA-1) is accepted too
-		ct, err := rsa.EncryptOAEP(crypto.SHA1.New(), rand.Reader, &testRSAKey(t).PublicKey, []byte("rotated-secret"), nil)
+		ct, err := rsa.EncryptOAEP(crypto.SHA1.New(), rand.Reader, &testkeys.RSA3072(t).PublicKey, []byte("rotated-secret"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

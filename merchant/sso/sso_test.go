@@ -3,14 +3,12 @@ package sso
 import (
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,32 +20,12 @@ import (
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/internal/testkeys"
 	"github.com/soukhq/souk/jobs"
 	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant/handoff"
 	"github.com/soukhq/souk/merchant/kit"
 )
-
-var (
-	rsaOnce sync.Once
-	rsaKey  *rsa.PrivateKey
-)
-
-func testRSAKey() *rsa.PrivateKey {
-	rsaOnce.Do(func() {
-		// a committed test key: generating 3072-bit keys under -race is slow
-		data, err := os.ReadFile("testdata/test_rsa_3072.pem")
-		if err != nil {
-			panic(err)
-		}
-		k, err := kg.ParsePrivateKeyPEM(data)
-		if err != nil {
-			panic(err)
-		}
-		rsaKey = k
-	})
-	return rsaKey
-}
 
 var identityKey = []byte("0123456789abcdef0123456789abcdef-identity")
 
@@ -80,7 +58,7 @@ func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
 		}
 	}
 	f := &fixture{t: t, db: d, clk: clock.NewVirtual(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))}
-	f.kit = kit.New(kit.Config{Keys: []string{"k"}, PrivateKey: testRSAKey()}, kit.Deps{DB: d, Clock: f.clk})
+	f.kit = kit.New(kit.Config{Keys: []string{"k"}, PrivateKey: testkeys.RSA3072(t)}, kit.Deps{DB: d, Clock: f.clk})
 	f.idp = newFakeIdP(t, f.clk, tenantID, clientID, clientSecret)
 
 	var handler http.Handler
@@ -119,7 +97,7 @@ func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
 		DomainName: f.idp.srv.URL, Flag: kit.FlagAdd}, now); err != nil {
 		t.Fatal(err)
 	}
-	ct, err := kg.EncryptClientSecret(&testRSAKey().PublicKey, clientSecret, rand.Reader)
+	ct, err := kg.EncryptClientSecret(&testkeys.RSA3072(t).PublicKey, clientSecret, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ package buyertest
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"io"
 	"net/http"
@@ -16,25 +15,13 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/internal/testkeys"
 	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/market/buyer"
 )
 
-var (
-	keyOnce sync.Once
-	key     *rsa.PrivateKey
-	keyErr  error
-)
-
-// RSAKey returns a 3072-bit key, generated once per test binary (generation is slow).
-func RSAKey(t testing.TB) *rsa.PrivateKey {
-	t.Helper()
-	keyOnce.Do(func() { key, keyErr = kg.GenerateRSAKey(rand.Reader) })
-	if keyErr != nil {
-		t.Fatalf("buyertest: rsa key: %v", keyErr)
-	}
-	return key
-}
+// RSAKey returns the fixed 3072-bit test key (testkeys.RSA3072).
+func RSAKey(t testing.TB) *rsa.PrivateKey { return testkeys.RSA3072(t) }
 
 // Call is one kit call the merchant received.
 type Call struct {
