@@ -275,6 +275,22 @@ func (m *Market) Handler(adminToken string) *Router {
 		}
 		return m.Advance(r.Context(), d)
 	})
+	a("GET "+p+"/audit", func(w http.ResponseWriter, r *http.Request) (any, error) {
+		q := r.URL.Query()
+		f := AuditFilter{Kind: q.Get("kind"), Actor: q.Get("actor")}
+		var err error
+		if v := q.Get("limit"); v != "" {
+			if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 0 {
+				return nil, badField("limit", "must be a non-negative number")
+			}
+		}
+		if v := q.Get("before"); v != "" {
+			if f.BeforeID, err = strconv.ParseInt(v, 10, 64); err != nil || f.BeforeID < 0 {
+				return nil, badField("before", "must be an audit record id")
+			}
+		}
+		return m.ListAudit(r.Context(), f)
+	})
 	a("GET "+p+"/jobs", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return jobs.Counts(r.Context(), m.db)
 	})

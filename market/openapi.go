@@ -49,26 +49,28 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (m *Market) handleQueryOrder(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if r.Method != http.MethodGet {
-		writeMKT(w, kg.MKTInvalidParam, "Invalid parameter: method must be GET", nil)
+		auditMKT(w, r, kg.MKTInvalidParam, "Invalid parameter: method must be GET", nil)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil {
-		writeMKT(w, kg.MKTParamError, "Request parameter error: reading the body failed", nil)
+		auditMKT(w, r, kg.MKTParamError, "Request parameter error: reading the body failed", nil)
 		return
 	}
 	sellerID, err := m.verifyAPIG(ctx, r, body)
 	if err != nil {
-		writeMKT(w, kg.MKTIllegalToken, "Illegal token: "+err.Error(), nil)
+		auditMKT(w, r, kg.MKTIllegalToken, "Illegal token: "+err.Error(), nil)
 		return
 	}
 	q := r.URL.Query()
 	orderID, lineID := q.Get("orderId"), q.Get("orderLineId")
 	if _, err := kg.QueryOrderQuery(orderID, lineID); err != nil {
-		writeMKT(w, kg.MKTInvalidParam, "Invalid parameter: "+err.Error(), nil)
+		auditMKT(w, r, kg.MKTInvalidParam, "Invalid parameter: "+err.Error(), nil)
 		return
 	}
+	noteAudit(ctx, "", "", map[string]string{"seller": sellerID, "orderId": orderID, "orderLineId": lineID})
 	info, code, msg := m.QueryOrder(ctx, sellerID, orderID, lineID)
+	noteAudit(ctx, "", code, nil)
 	resp := kg.QueryOrderResponse{ResultCode: code, ResultMsg: msg, OrderInfo: info}
 	writeJSON(w, kg.MKTStatus(code), resp)
 }
@@ -260,15 +262,16 @@ type UsageResult struct {
 func (m *Market) handleUsagePush(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if r.Method != http.MethodPost {
-		writeMKT(w, kg.MKTInvalidParam, "Invalid parameter: method must be POST", nil)
+		auditMKT(w, r, kg.MKTInvalidParam, "Invalid parameter: method must be POST", nil)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20+1))
 	if err != nil || len(body) > 4<<20 {
-		writeMKT(w, kg.MKTParamError, "Request parameter error: body unreadable or larger than 4 MiB", nil)
+		auditMKT(w, r, kg.MKTParamError, "Request parameter error: body unreadable or larger than 4 MiB", nil)
 		return
 	}
 	res, code, msg := m.PushUsage(ctx, r.Header.Get("signature"), r.Header.Get("ts"), r.Header.Get("nonce"), body)
+	noteAudit(ctx, "", code, nil)
 	out := map[string]any{"resultCode": code, "resultMsg": msg, "error_code": code, "error_msg": msg}
 	if res != nil {
 		out["extra_info"] = res
@@ -333,6 +336,9 @@ func (m *Market) PushUsage(ctx context.Context, signature, ts, nonce string, bod
 			sellerID = sid
 			break
 		}
+	}
+	if sellerID != "" {
+		noteAudit(ctx, "seller:"+sellerID, "", map[string]string{"seller": sellerID})
 	}
 	if sellerID == "" {
 		return nil, kg.MKTInvalidBodySign, "Invalid body signature: no seller's basic key owning these instances verifies it"

@@ -434,6 +434,22 @@ func coreCommands() map[string]clientCmd {
 			}
 		}},
 		"jobs": {"(job counts by state)", 0, get("/jobs")},
+		"audit": {"[--limit N --kind admin|openapi --actor A --before ID]  (audit log, newest first)", 0, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+			keys := map[string]string{"limit": "limit", "kind": "kind", "actor": "actor", "before": "before"}
+			vals := map[string]*string{}
+			for k := range keys {
+				vals[k] = str(fs, k, "filter on "+keys[k])
+			}
+			return func([]string) (string, string, any, error) {
+				q := url.Values{}
+				for k, v := range vals {
+					if *v != "" {
+						q.Set(keys[k], *v)
+					}
+				}
+				return "GET", "/audit?" + q.Encode(), nil, nil
+			}
+		}},
 	}
 }
 

@@ -104,6 +104,13 @@ func TestMarketBuyerCLI(t *testing.T) {
 	if code, _, e := cli("dialtests", "status", "-product", "nope"); code != 1 {
 		t.Fatalf("dialtests status of an unknown product: %d %s", code, e)
 	}
+	// Every call above is in the audit log.
+	code, out, _ = cli("audit", "--limit", "2")
+	var recs []market.AuditRecord
+	if code != 0 || json.Unmarshal([]byte(out), &recs) != nil || len(recs) != 2 || recs[0].Route != "GET /api/v1/sellertools/products/{id}" ||
+		recs[0].Actor != "admin:"+market.TokenID("tok") || recs[0].Status != 404 {
+		t.Fatalf("audit: %d %s", code, out)
+	}
 }
 
 func TestParseZone(t *testing.T) {

@@ -50,6 +50,7 @@ type Server struct {
 	IdP    *idp.IdP
 	Tools  *sellertools.Tools
 
+	handler    http.Handler
 	log        *slog.Logger
 	purgeEvery time.Duration
 	purgeKeep  time.Duration
@@ -119,6 +120,7 @@ func Install(ctx context.Context, m *market.Market, opts Options) (*Server, erro
 	rt.Handle("/unified-login/", h)
 	s := &Server{Market: m, Router: rt, Center: center, IdP: idpSrv, Tools: tools, log: log,
 		purgeEvery: opts.PurgeEvery, purgeKeep: opts.PurgeKeep}
+	s.handler = m.Audit(rt, market.AuditOptions{AdminToken: opts.AdminToken, Public: []string{"/api/v1/oauth2/", idp.PathLogout}})
 	if s.purgeEvery <= 0 {
 		s.purgeEvery = 10 * time.Minute
 	}
@@ -162,5 +164,7 @@ func (s *Server) Start(ctx context.Context) {
 	}()
 }
 
-// Handler is the HTTP handler of the process.
-func (s *Server) Handler() http.Handler { return s.Router }
+// Handler is the HTTP handler of the process: the router behind the audit
+// log (market.Audit; every admin API call and open-API call is recorded,
+// the IdP's public endpoints are not).
+func (s *Server) Handler() http.Handler { return s.handler }
