@@ -76,7 +76,7 @@ func (c *Center) SetAppCredential(ctx context.Context, in AppCredential) (AppCre
 		return AppCredential{}, err
 	}
 	urls, _ := json.Marshal(in.LoginURLs)
-	now := ms(c.clock.Now())
+	now := db.Millis(c.clock.Now())
 	err = c.db.Tx(ctx, func(tx *db.Tx) error {
 		var owner string
 		err := tx.QueryRow(ctx, `SELECT seller_id FROM buyer_app_credentials WHERE product_id = $1`, in.ProductID).Scan(&owner)
@@ -120,7 +120,7 @@ func LookupAppCredential(ctx context.Context, d *db.DB, productID string) (AppCr
 	if err := json.Unmarshal([]byte(urls), &a.LoginURLs); err != nil {
 		return AppCredential{}, fmt.Errorf("buyer: app credential login urls: %w", err)
 	}
-	a.CreatedAt, a.UpdatedAt = fromMS(created), fromMS(updated)
+	a.CreatedAt, a.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 	return a, nil
 }
 

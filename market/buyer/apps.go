@@ -54,7 +54,7 @@ func scanBinding(s scanner) (Binding, error) {
 		return Binding{}, fmt.Errorf("redirect_uris: %w", err)
 	}
 	b.TestFlag, b.Enabled = test == 1, enabled == 1
-	b.CreatedAt, b.UpdatedAt = fromMS(created), fromMS(updated)
+	b.CreatedAt, b.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 	return b, nil
 }
 
@@ -170,9 +170,9 @@ func (c *Center) BindApp(ctx context.Context, enterpriseID, instanceID string) (
 		if err != nil {
 			return err
 		}
-		b.CreatedAt, b.UpdatedAt = fromMS(ms(now)), fromMS(ms(now))
+		b.CreatedAt, b.UpdatedAt = db.FromMillis(db.Millis(now)), db.FromMillis(db.Millis(now))
 		_, err = tx.Exec(ctx, `INSERT INTO buyer_bindings (`+bindingCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,1,$12,$12)`,
-			b.ID, b.EnterpriseID, b.InstanceID, b.OrderID, b.SellerID, b.AppID, b.ClientID, b.secretHash, b.secretEnc, string(uris), b2i(b.TestFlag), ms(now))
+			b.ID, b.EnterpriseID, b.InstanceID, b.OrderID, b.SellerID, b.AppID, b.ClientID, b.secretHash, b.secretEnc, string(uris), db.Bool(b.TestFlag), db.Millis(now))
 		if db.IsUniqueViolation(err) {
 			return conflict("instance %s is already bound, or app %s is already bound to this enterprise", instanceID, app.AppID)
 		}
@@ -250,7 +250,7 @@ func (c *Center) UnbindApp(ctx context.Context, enterpriseID, bindingID string) 
 // tokens stop working.
 func (c *Center) SetAppEnabled(ctx context.Context, enterpriseID, bindingID string, enabled bool) (Binding, error) {
 	res, err := c.db.Exec(ctx, `UPDATE buyer_bindings SET enabled = $1, updated_at = $2 WHERE id = $3 AND enterprise_id = $4`,
-		b2i(enabled), ms(c.clock.Now()), bindingID, enterpriseID)
+		db.Bool(enabled), db.Millis(c.clock.Now()), bindingID, enterpriseID)
 	if err != nil {
 		return Binding{}, fmt.Errorf("buyer: enable app: %w", err)
 	}
@@ -312,7 +312,7 @@ func (c *Center) Authorize(ctx context.Context, enterpriseID, bindingID string, 
 				return err
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO buyer_grants (binding_id, kind, subject, created_at) VALUES ($1,'member',$2,$3) ON CONFLICT DO NOTHING`,
-				bindingID, id, ms(now)); err != nil {
+				bindingID, id, db.Millis(now)); err != nil {
 				return fmt.Errorf("buyer: grant: %w", err)
 			}
 		}
@@ -324,7 +324,7 @@ func (c *Center) Authorize(ctx context.Context, enterpriseID, bindingID string, 
 				return err
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO buyer_grants (binding_id, kind, subject, created_at) VALUES ($1,'department',$2,$3) ON CONFLICT DO NOTHING`,
-				bindingID, code, ms(now)); err != nil {
+				bindingID, code, db.Millis(now)); err != nil {
 				return fmt.Errorf("buyer: grant: %w", err)
 			}
 		}
@@ -470,7 +470,7 @@ func (c *Center) reconcile(ctx context.Context, tx *db.Tx, o *outbox, enterprise
 			return err
 		}
 		var adds, mods, cancels, dels []KitUser
-		now := ms(o.now)
+		now := db.Millis(o.now)
 		for id, u := range desired {
 			old, had := current[id]
 			if had && old == u {

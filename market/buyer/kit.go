@@ -203,7 +203,7 @@ func (o *outbox) add(ctx context.Context, b bindingRef, iface string, flag int, 
 	var id int64
 	err = o.tx.QueryRow(ctx, `INSERT INTO buyer_kit_messages (enterprise_id, binding_id, instance_id, seller_id, batch, seq, iface, flag, body,
 		state, created_at, updated_at, product_id, lane) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'pending',$10,$10,$11,$12) RETURNING id`,
-		b.EnterpriseID, b.ID, b.InstanceID, b.SellerID, o.batch, o.seq, iface, flag, string(raw), ms(o.now), b.ProductID, laneOf(b)).Scan(&id)
+		b.EnterpriseID, b.ID, b.InstanceID, b.SellerID, o.batch, o.seq, iface, flag, string(raw), db.Millis(o.now), b.ProductID, laneOf(b)).Scan(&id)
 	if err != nil {
 		return fmt.Errorf("buyer: log %s: %w", iface, err)
 	}
@@ -212,7 +212,7 @@ func (o *outbox) add(ctx context.Context, b bindingRef, iface string, flag int, 
 	return nil
 }
 
-func testFlag(b bindingRef) int { return b2i(b.TestFlag) }
+func testFlag(b bindingRef) int { return db.Bool(b.TestFlag) }
 
 // tenantOf is the tenantId of a message: the enterprise, or the debugging tenant.
 func tenantOf(b bindingRef) string {
@@ -447,7 +447,7 @@ func (c *Center) sendNext(ctx context.Context, lane string) (bool, error) {
 		WHERE id = (SELECT MIN(id) FROM buyer_kit_messages WHERE lane = $3 AND state = 'pending') AND state = 'pending'
 		AND NOT EXISTS (SELECT 1 FROM buyer_kit_messages s WHERE s.lane = $3 AND s.state = 'sending' AND s.claimed_at >= $4)
 		RETURNING id, attempts, instance_id, product_id, iface, body`,
-		now, ms(c.clock.Now()), lane, now-staleSending.Milliseconds()).Scan(&m.id, &m.attempt, &m.instanceID, &m.productID, &m.iface, &m.body)
+		now, db.Millis(c.clock.Now()), lane, now-staleSending.Milliseconds()).Scan(&m.id, &m.attempt, &m.instanceID, &m.productID, &m.iface, &m.body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -465,7 +465,7 @@ func (c *Center) send(ctx context.Context, id int64, manual bool) (bool, error) 
 	err := c.db.QueryRow(ctx, `UPDATE buyer_kit_messages SET state = 'sending', attempts = attempts + 1, claimed_at = $1, updated_at = $2
 		WHERE id = $3 AND (state IN ('pending','failed') OR (state = 'sending' AND claimed_at < $4))
 		RETURNING id, attempts, instance_id, product_id, iface, body`,
-		now, ms(c.clock.Now()), id, now-staleSending.Milliseconds()).Scan(&m.id, &m.attempt, &m.instanceID, &m.productID, &m.iface, &m.body)
+		now, db.Millis(c.clock.Now()), id, now-staleSending.Milliseconds()).Scan(&m.id, &m.attempt, &m.instanceID, &m.productID, &m.iface, &m.body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, conflict("message %d has already succeeded or is being sent", id)
 	}
@@ -486,11 +486,11 @@ func (c *Center) attempt(ctx context.Context, m claimed, manual bool) error {
 	err := c.db.Tx(ctx, func(tx *db.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO buyer_kit_attempts (message_id, attempt, at, url, http_status, response_body, result_code,
 			verdict, error, latency_ms, manual) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (message_id, attempt) DO NOTHING`,
-			m.id, m.attempt, ms(at.At), at.URL, at.HTTPStatus, at.Response, at.ResultCode, at.Verdict, at.Error, at.LatencyMS, b2i(manual)); err != nil {
+			m.id, m.attempt, db.Millis(at.At), at.URL, at.HTTPStatus, at.Response, at.ResultCode, at.Verdict, at.Error, at.LatencyMS, db.Bool(manual)); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE buyer_kit_messages SET state = $1, last_code = $2, last_error = $3, updated_at = $4 WHERE id = $5 AND attempts = $6`,
-			state, at.ResultCode, at.Error, ms(c.clock.Now()), m.id, m.attempt)
+			state, at.ResultCode, at.Error, db.Millis(c.clock.Now()), m.id, m.attempt)
 		return err
 	})
 	if err != nil {
@@ -657,7 +657,7 @@ func scanMessage(s scanner) (Message, error) {
 		return Message{}, err
 	}
 	m.Body = json.RawMessage(body)
-	m.CreatedAt, m.UpdatedAt = fromMS(created), fromMS(updated)
+	m.CreatedAt, m.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 	return m, nil
 }
 
@@ -686,7 +686,7 @@ func (c *Center) getMessage(ctx context.Context, enterpriseID string, id int64, 
 		if err := rows.Scan(&a.Attempt, &at, &a.URL, &a.HTTPStatus, &a.Response, &a.ResultCode, &a.Verdict, &a.Error, &a.LatencyMS, &manual); err != nil {
 			return Message{}, fmt.Errorf("buyer: attempts of %d: %w", id, err)
 		}
-		a.At, a.Manual = fromMS(at), manual == 1
+		a.At, a.Manual = db.FromMillis(at), manual == 1
 		m.AttemptLog = append(m.AttemptLog, a)
 	}
 	if err := rows.Err(); err != nil {

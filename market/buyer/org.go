@@ -100,7 +100,7 @@ func (c *Center) CreateEnterprise(ctx context.Context, in EnterpriseInput) (Ente
 	now := c.clock.Now()
 	e := Enterprise{ID: id, Code: in.Code, Name: in.Name, CustomerID: in.CustomerID, DomainName: c.domainName, CreatedAt: now.UTC(), UpdatedAt: now.UTC()}
 	_, err = c.db.Exec(ctx, `INSERT INTO buyer_enterprises (id, code, name, customer_id, domain_name, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$6)`,
-		e.ID, e.Code, e.Name, e.CustomerID, e.DomainName, ms(now))
+		e.ID, e.Code, e.Name, e.CustomerID, e.DomainName, db.Millis(now))
 	if db.IsUniqueViolation(err) {
 		return Enterprise{}, conflict("enterprise code %q is taken", in.Code)
 	}
@@ -108,7 +108,7 @@ func (c *Center) CreateEnterprise(ctx context.Context, in EnterpriseInput) (Ente
 		return Enterprise{}, fmt.Errorf("buyer: create enterprise: %w", err)
 	}
 	return Enterprise{ID: e.ID, Code: e.Code, Name: e.Name, CustomerID: e.CustomerID, DomainName: e.DomainName,
-		CreatedAt: fromMS(ms(now)), UpdatedAt: fromMS(ms(now))}, nil
+		CreatedAt: db.FromMillis(db.Millis(now)), UpdatedAt: db.FromMillis(db.Millis(now))}, nil
 }
 
 type queryRower interface {
@@ -126,7 +126,7 @@ func getEnterprise(ctx context.Context, q queryRower, id string) (Enterprise, er
 	if err != nil {
 		return Enterprise{}, fmt.Errorf("buyer: enterprise: %w", err)
 	}
-	e.CreatedAt, e.UpdatedAt = fromMS(created), fromMS(updated)
+	e.CreatedAt, e.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 	return e, nil
 }
 
@@ -150,7 +150,7 @@ func (c *Center) Enterprises(ctx context.Context, customerID string) ([]Enterpri
 		if err := rows.Scan(&e.ID, &e.Code, &e.Name, &e.CustomerID, &e.DomainName, &created, &updated); err != nil {
 			return nil, fmt.Errorf("buyer: enterprises: %w", err)
 		}
-		e.CreatedAt, e.UpdatedAt = fromMS(created), fromMS(updated)
+		e.CreatedAt, e.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -163,7 +163,7 @@ func (c *Center) RenameEnterprise(ctx context.Context, id, name string) (Enterpr
 	}
 	var e Enterprise
 	msgs, err := c.change(ctx, id, func(ctx context.Context, tx *db.Tx, now time.Time, o *outbox) error {
-		if _, err := tx.Exec(ctx, `UPDATE buyer_enterprises SET name = $1, updated_at = $2 WHERE id = $3`, name, ms(now), id); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE buyer_enterprises SET name = $1, updated_at = $2 WHERE id = $3`, name, db.Millis(now), id); err != nil {
 			return fmt.Errorf("buyer: rename enterprise: %w", err)
 		}
 		var err error
@@ -199,7 +199,7 @@ func loadDepartments(ctx context.Context, tx *db.Tx, enterpriseID string) ([]Dep
 		if err := rows.Scan(&d.OrgCode, &d.OrgName, &d.ParentCode, &created, &updated); err != nil {
 			return nil, fmt.Errorf("buyer: departments: %w", err)
 		}
-		d.CreatedAt, d.UpdatedAt = fromMS(created), fromMS(updated)
+		d.CreatedAt, d.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 		out = append(out, d)
 	}
 	return out, rows.Err()
@@ -256,7 +256,7 @@ func getDepartment(ctx context.Context, tx *db.Tx, enterpriseID, code string) (D
 	if err != nil {
 		return Department{}, fmt.Errorf("buyer: department: %w", err)
 	}
-	d.CreatedAt, d.UpdatedAt = fromMS(created), fromMS(updated)
+	d.CreatedAt, d.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 	return d, nil
 }
 
@@ -289,14 +289,14 @@ func (c *Center) CreateDepartment(ctx context.Context, enterpriseID string, in D
 			}
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO buyer_departments (enterprise_id, org_code, org_name, parent_code, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$5)`,
-			enterpriseID, in.OrgCode, in.OrgName, in.ParentCode, ms(now))
+			enterpriseID, in.OrgCode, in.OrgName, in.ParentCode, db.Millis(now))
 		if db.IsUniqueViolation(err) {
 			return conflict("a department with code %q, or named %q under the same parent, exists", in.OrgCode, in.OrgName)
 		}
 		if err != nil {
 			return fmt.Errorf("buyer: create department: %w", err)
 		}
-		d = Department{OrgCode: in.OrgCode, OrgName: in.OrgName, ParentCode: in.ParentCode, CreatedAt: fromMS(ms(now)), UpdatedAt: fromMS(ms(now))}
+		d = Department{OrgCode: in.OrgCode, OrgName: in.OrgName, ParentCode: in.ParentCode, CreatedAt: db.FromMillis(db.Millis(now)), UpdatedAt: db.FromMillis(db.Millis(now))}
 		bs, err := bindingRefs(ctx, tx, enterpriseID)
 		if err != nil {
 			return err
@@ -351,14 +351,14 @@ func (c *Center) UpdateDepartment(ctx context.Context, enterpriseID, code string
 			d.ParentCode = np
 		}
 		_, err = tx.Exec(ctx, `UPDATE buyer_departments SET org_name = $1, parent_code = $2, updated_at = $3 WHERE enterprise_id = $4 AND org_code = $5`,
-			d.OrgName, d.ParentCode, ms(now), enterpriseID, code)
+			d.OrgName, d.ParentCode, db.Millis(now), enterpriseID, code)
 		if db.IsUniqueViolation(err) {
 			return conflict("a department named %q exists under the same parent", d.OrgName)
 		}
 		if err != nil {
 			return fmt.Errorf("buyer: update department: %w", err)
 		}
-		d.UpdatedAt = fromMS(ms(now))
+		d.UpdatedAt = db.FromMillis(db.Millis(now))
 		bs, err := bindingRefs(ctx, tx, enterpriseID)
 		if err != nil {
 			return err
@@ -527,7 +527,7 @@ func scanMember(s scanner) (Member, error) {
 		return Member{}, err
 	}
 	m.Enabled, m.HasPassword = enabled == 1, m.passwordHash != ""
-	m.CreatedAt, m.UpdatedAt = fromMS(created), fromMS(updated)
+	m.CreatedAt, m.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 	return m, nil
 }
 
@@ -635,9 +635,9 @@ func (c *Center) CreateMembers(ctx context.Context, enterpriseID string, in []Me
 				}
 				return err
 			}
-			m.CreatedAt, m.UpdatedAt = fromMS(ms64(now)), fromMS(ms64(now))
+			m.CreatedAt, m.UpdatedAt = db.FromMillis(ms64(now)), db.FromMillis(ms64(now))
 			_, err := tx.Exec(ctx, `INSERT INTO buyer_members (`+memberCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,0,$16,$16)`,
-				m.ID, enterpriseID, m.UserName, m.Name, m.OrgCode, m.Role, b2i(m.Enabled), m.Position, m.EmployeeCode, m.EmployeeType,
+				m.ID, enterpriseID, m.UserName, m.Name, m.OrgCode, m.Role, db.Bool(m.Enabled), m.Position, m.EmployeeCode, m.EmployeeType,
 				m.Mobile, m.Email, m.WorkPlace, m.EntryDate, m.passwordHash, ms64(now))
 			if db.IsUniqueViolation(err) {
 				return conflict("user name %q is taken in this enterprise", m.UserName)
@@ -707,7 +707,7 @@ func (c *Center) UpdateMember(ctx context.Context, enterpriseID, id string, p Me
 				return err
 			}
 		}
-		m.UpdatedAt = fromMS(ms64(now))
+		m.UpdatedAt = db.FromMillis(ms64(now))
 		if _, err := tx.Exec(ctx, `UPDATE buyer_members SET name = $1, org_code = $2, role = $3, position = $4, employee_code = $5, employee_type = $6,
 			mobile = $7, email = $8, work_place = $9, entry_date = $10, password_hash = $11, epoch = $12, updated_at = $13
 			WHERE id = $14 AND enterprise_id = $15`,
@@ -743,7 +743,7 @@ func (c *Center) SetMembersEnabled(ctx context.Context, enterpriseID string, ids
 			// not revive sessions or tokens issued before.
 			res, err := tx.Exec(ctx, `UPDATE buyer_members SET enabled = $1, updated_at = $2,
 				epoch = CASE WHEN $1 = 0 AND enabled = 1 THEN epoch + 1 ELSE epoch END WHERE id = $3 AND enterprise_id = $4`,
-				b2i(enabled), ms64(now), id, enterpriseID)
+				db.Bool(enabled), ms64(now), id, enterpriseID)
 			if err != nil {
 				return fmt.Errorf("buyer: enable member: %w", err)
 			}

@@ -444,7 +444,7 @@ func (p *IdP) grantCode(w http.ResponseWriter, r *http.Request, client Client, f
 		bad()
 		return
 	}
-	if c.expiresAt <= ms(now) {
+	if c.expiresAt <= db.Millis(now) {
 		bad()
 		return
 	}
@@ -470,7 +470,7 @@ func (p *IdP) grantCode(w http.ResponseWriter, r *http.Request, client Client, f
 	var tp tokenPair
 	replayed := false
 	err = p.db.Tx(ctx, func(tx *db.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE idp_codes SET used_at = $1 WHERE code_hash = $2 AND used_at = 0`, ms(now), c.hash)
+		res, err := tx.Exec(ctx, `UPDATE idp_codes SET used_at = $1 WHERE code_hash = $2 AND used_at = 0`, db.Millis(now), c.hash)
 		if err != nil {
 			return err
 		}
@@ -510,7 +510,7 @@ func (p *IdP) grantRefresh(w http.ResponseWriter, r *http.Request, client Client
 		return
 	}
 	now := p.clock.Now()
-	if !found || t.kind != "refresh" || t.clientID != client.ID || t.expiresAt <= ms(now) {
+	if !found || t.kind != "refresh" || t.clientID != client.ID || t.expiresAt <= db.Millis(now) {
 		bad()
 		return
 	}
@@ -543,7 +543,7 @@ func (p *IdP) grantRefresh(w http.ResponseWriter, r *http.Request, client Client
 	var tp tokenPair
 	reused := false
 	err = p.db.Tx(ctx, func(tx *db.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE idp_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at = 0`, ms(now), t.hash)
+		res, err := tx.Exec(ctx, `UPDATE idp_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at = 0`, db.Millis(now), t.hash)
 		if err != nil {
 			return err
 		}
@@ -597,7 +597,7 @@ func (p *IdP) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 		p.internalJSON(w, r, "userinfo: token", err)
 		return
 	}
-	if !found || t.kind != "access" || t.revokedAt != 0 || t.expiresAt <= ms(p.clock.Now()) {
+	if !found || t.kind != "access" || t.revokedAt != 0 || t.expiresAt <= db.Millis(p.clock.Now()) {
 		unauthorized()
 		return
 	}

@@ -260,5 +260,3 @@ func NewSecret() (string, error) {
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
-
-func ms(t time.Time) int64 { return t.UnixMilli() }

@@ -26,7 +26,7 @@ func (p *IdP) createSession(ctx context.Context, tenantID, memberID string, epoc
 	}
 	now := p.clock.Now()
 	_, err = p.db.Exec(ctx, `INSERT INTO idp_sessions (id_hash, tenant_id, member_id, epoch, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6)`,
-		HashSecret(tok), tenantID, memberID, epoch, ms(now), ms(now.Add(p.sessionTTL)))
+		HashSecret(tok), tenantID, memberID, epoch, db.Millis(now), db.Millis(now.Add(p.sessionTTL)))
 	if err != nil {
 		return "", fmt.Errorf("idp: create session: %w", err)
 	}
@@ -48,14 +48,14 @@ func (p *IdP) lookupSession(ctx context.Context, tok string) (session, bool, err
 	if err != nil {
 		return session{}, false, fmt.Errorf("idp: session: %w", err)
 	}
-	if revoked != 0 || exp <= ms(p.clock.Now()) {
+	if revoked != 0 || exp <= db.Millis(p.clock.Now()) {
 		return session{}, false, nil
 	}
 	return s, true, nil
 }
 
 func (p *IdP) revokeSession(ctx context.Context, hash string) error {
-	_, err := p.db.Exec(ctx, `UPDATE idp_sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at = 0`, ms(p.clock.Now()), hash)
+	_, err := p.db.Exec(ctx, `UPDATE idp_sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at = 0`, db.Millis(p.clock.Now()), hash)
 	if err != nil {
 		return fmt.Errorf("idp: revoke session: %w", err)
 	}
@@ -69,7 +69,7 @@ func (p *IdP) issueCode(ctx context.Context, clientID string, s session, redirec
 	}
 	now := p.clock.Now()
 	_, err = p.db.Exec(ctx, `INSERT INTO idp_codes (code_hash, client_id, member_id, redirect_uri, scope, epoch, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
-		HashSecret(code), clientID, s.memberID, redirectURI, Scope, s.epoch, ms(now), ms(now.Add(p.codeTTL)))
+		HashSecret(code), clientID, s.memberID, redirectURI, Scope, s.epoch, db.Millis(now), db.Millis(now.Add(p.codeTTL)))
 	if err != nil {
 		return "", fmt.Errorf("idp: issue code: %w", err)
 	}
@@ -130,10 +130,10 @@ func (p *IdP) insertTokens(ctx context.Context, tx *db.Tx, now time.Time, client
 		return tokenPair{}, err
 	}
 	const q = `INSERT INTO idp_tokens (token_hash, kind, client_id, member_id, scope, grant_id, epoch, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`
-	if _, err := tx.Exec(ctx, q, HashSecret(tp.access), "access", clientID, memberID, scope, grantID, epoch, ms(now), ms(now.Add(p.accessTTL))); err != nil {
+	if _, err := tx.Exec(ctx, q, HashSecret(tp.access), "access", clientID, memberID, scope, grantID, epoch, db.Millis(now), db.Millis(now.Add(p.accessTTL))); err != nil {
 		return tokenPair{}, fmt.Errorf("idp: store access token: %w", err)
 	}
-	if _, err := tx.Exec(ctx, q, HashSecret(tp.refresh), "refresh", clientID, memberID, scope, grantID, epoch, ms(now), ms(now.Add(p.refreshTTL))); err != nil {
+	if _, err := tx.Exec(ctx, q, HashSecret(tp.refresh), "refresh", clientID, memberID, scope, grantID, epoch, db.Millis(now), db.Millis(now.Add(p.refreshTTL))); err != nil {
 		return tokenPair{}, fmt.Errorf("idp: store refresh token: %w", err)
 	}
 	return tp, nil
@@ -141,7 +141,7 @@ func (p *IdP) insertTokens(ctx context.Context, tx *db.Tx, now time.Time, client
 
 // revokeGrant revokes every token of a grant (code replay, refresh-token reuse).
 func (p *IdP) revokeGrant(ctx context.Context, grantID string) error {
-	_, err := p.db.Exec(ctx, `UPDATE idp_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at = 0`, ms(p.clock.Now()), grantID)
+	_, err := p.db.Exec(ctx, `UPDATE idp_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at = 0`, db.Millis(p.clock.Now()), grantID)
 	if err != nil {
 		return fmt.Errorf("idp: revoke grant: %w", err)
 	}
@@ -187,7 +187,7 @@ func (p *IdP) recordFailure(ctx context.Context, tenantCode, userName string) er
 		ON CONFLICT (tenant_code, user_name) DO UPDATE SET
 		failures = CASE WHEN idp_login_failures.window_start < $4 THEN 1 ELSE idp_login_failures.failures + 1 END,
 		window_start = CASE WHEN idp_login_failures.window_start < $4 THEN $3 ELSE idp_login_failures.window_start END`,
-		tc, un, ms(now), ms(now.Add(-p.failureWindow)))
+		tc, un, db.Millis(now), db.Millis(now.Add(-p.failureWindow)))
 	if err != nil {
 		return fmt.Errorf("idp: record login failure: %w", err)
 	}
@@ -206,7 +206,7 @@ func (p *IdP) clearFailures(ctx context.Context, tenantCode, userName string) er
 // need not call it (every use re-checks the member), but it makes the effect
 // visible in the tables at once.
 func (p *IdP) RevokeMember(ctx context.Context, memberID string) error {
-	now := ms(p.clock.Now())
+	now := db.Millis(p.clock.Now())
 	return p.db.Tx(ctx, func(tx *db.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE idp_tokens SET revoked_at = $1 WHERE member_id = $2 AND revoked_at = 0`, now, memberID); err != nil {
 			return fmt.Errorf("idp: revoke member tokens: %w", err)
@@ -222,7 +222,7 @@ func (p *IdP) RevokeMember(ctx context.Context, memberID string) error {
 // now minus keep (keep > 0 leaves recently expired rows for inspection).
 // It returns how many rows it removed.
 func (p *IdP) Purge(ctx context.Context, keep time.Duration) (int64, error) {
-	cut := ms(p.clock.Now().Add(-keep))
+	cut := db.Millis(p.clock.Now().Add(-keep))
 	var n int64
 	for _, q := range []string{
 		`DELETE FROM idp_sessions WHERE expires_at < $1`,

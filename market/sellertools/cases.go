@@ -57,7 +57,7 @@ func scanCase(s scanner) (Case, error) {
 	if resp != "" && json.Valid([]byte(resp)) {
 		c.Response = json.RawMessage(resp)
 	}
-	c.CreatedAt, c.UpdatedAt, c.LastDialAt, c.LastDialPassed = fromMS(created), fromMS(updated), fromMS(dialAt), dialPassed == 1
+	c.CreatedAt, c.UpdatedAt, c.LastDialAt, c.LastDialPassed = db.FromMillis(created), db.FromMillis(updated), db.FromMillis(dialAt), dialPassed == 1
 	return c, nil
 }
 
@@ -71,7 +71,7 @@ func (t *Tools) saveCase(ctx context.Context, pr prepared, r Result) (Case, erro
 	if pr.iface.Activity == "newInstance" {
 		instanceID = r.InstanceID
 	}
-	now := ms(t.clock.Now())
+	now := db.Millis(t.clock.Now())
 	var id int64
 	err = t.db.QueryRow(ctx, `INSERT INTO sellertools_cases (seller_id, product_id, activity, name, url, key_type, params, body, response,
 		result_code, instance_id, message_id, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$13)
@@ -232,7 +232,7 @@ func scanListing(s scanner) (Listing, error) {
 		&l.Note, &updated); err != nil {
 		return Listing{}, err
 	}
-	l.ListedAt, l.FrozenAt, l.UpdatedAt = fromMS(listed), fromMS(frozen), fromMS(updated)
+	l.ListedAt, l.FrozenAt, l.UpdatedAt = db.FromMillis(listed), db.FromMillis(frozen), db.FromMillis(updated)
 	return l, nil
 }
 
@@ -288,7 +288,7 @@ func (t *Tools) upsertListing(ctx context.Context, tx *db.Tx, l Listing) error {
 		ON CONFLICT (product_id) DO UPDATE SET status = excluded.status, fail_streak = excluded.fail_streak,
 		streak_start_day = excluded.streak_start_day, last_fail_day = excluded.last_fail_day, listed_at = excluded.listed_at,
 		frozen_at = excluded.frozen_at, note = excluded.note, updated_at = excluded.updated_at`,
-		l.ProductID, l.SellerID, l.Status, l.FailStreak, l.StreakStartDay, l.LastFailDay, ms(l.ListedAt), ms(l.FrozenAt), l.Note, ms(l.UpdatedAt))
+		l.ProductID, l.SellerID, l.Status, l.FailStreak, l.StreakStartDay, l.LastFailDay, db.Millis(l.ListedAt), db.Millis(l.FrozenAt), l.Note, db.Millis(l.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("sellertools: save listing: %w", err)
 	}

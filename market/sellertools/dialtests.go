@@ -279,7 +279,7 @@ func (t *Tools) runProduct(ctx context.Context, productID, slot, kind string, at
 		err := tx.QueryRow(ctx, `INSERT INTO sellertools_dial_runs (slot, kind, product_id, seller_id, day, started_at, finished_at, passed,
 			cases, failures, fail_streak, note) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,0,$11)
 			ON CONFLICT (slot, product_id) DO NOTHING RETURNING id`,
-			run.Slot, run.Kind, run.ProductID, run.SellerID, run.Day, ms(run.StartedAt), ms(run.FinishedAt), b2i(run.Passed),
+			run.Slot, run.Kind, run.ProductID, run.SellerID, run.Day, db.Millis(run.StartedAt), db.Millis(run.FinishedAt), db.Bool(run.Passed),
 			run.Cases, run.Failures, run.Note).Scan(&run.ID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil // another replica recorded this slot
@@ -290,12 +290,12 @@ func (t *Tools) runProduct(ctx context.Context, productID, slot, kind string, at
 		for i, r := range run.Results {
 			if _, err := tx.Exec(ctx, `INSERT INTO sellertools_dial_results (run_id, case_id, seq, activity, name, message_id, request_url,
 				http_status, result_code, verdict, passed, error, latency_ms, at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)`,
-				run.ID, r.CaseID, i, r.Activity, r.Name, r.MessageID, r.RequestURL, r.HTTPStatus, r.ResultCode, r.Verdict, b2i(r.Passed),
-				r.Error, r.LatencyMS, ms(r.At)); err != nil {
+				run.ID, r.CaseID, i, r.Activity, r.Name, r.MessageID, r.RequestURL, r.HTTPStatus, r.ResultCode, r.Verdict, db.Bool(r.Passed),
+				r.Error, r.LatencyMS, db.Millis(r.At)); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `UPDATE sellertools_cases SET last_dial_at = $1, last_dial_passed = $2, last_dial_error = $3 WHERE id = $4`,
-				ms(r.At), b2i(r.Passed), r.Error, r.CaseID); err != nil {
+				db.Millis(r.At), db.Bool(r.Passed), r.Error, r.CaseID); err != nil {
 				return err
 			}
 		}
@@ -312,7 +312,7 @@ func (t *Tools) runProduct(ctx context.Context, productID, slot, kind string, at
 			cur = next
 		}
 		run.FailStreak = cur.FailStreak
-		_, err = tx.Exec(ctx, `UPDATE sellertools_dial_runs SET fail_streak = $1, froze = $2 WHERE id = $3`, run.FailStreak, b2i(run.Froze), run.ID)
+		_, err = tx.Exec(ctx, `UPDATE sellertools_dial_runs SET fail_streak = $1, froze = $2 WHERE id = $3`, run.FailStreak, db.Bool(run.Froze), run.ID)
 		return err
 	})
 	if err != nil {
@@ -424,7 +424,7 @@ func scanRun(s scanner) (Run, error) {
 		&r.FailStreak, &froze, &r.Note); err != nil {
 		return Run{}, err
 	}
-	r.StartedAt, r.FinishedAt, r.Passed, r.Froze = fromMS(started), fromMS(finished), passed == 1, froze == 1
+	r.StartedAt, r.FinishedAt, r.Passed, r.Froze = db.FromMillis(started), db.FromMillis(finished), passed == 1, froze == 1
 	return r, nil
 }
 
@@ -451,7 +451,7 @@ func (t *Tools) GetRun(ctx context.Context, id int64) (Run, error) {
 			&c.Error, &c.LatencyMS, &at); err != nil {
 			return Run{}, fmt.Errorf("sellertools: get run results: %w", err)
 		}
-		c.Passed, c.At = passed == 1, fromMS(at)
+		c.Passed, c.At = passed == 1, db.FromMillis(at)
 		r.Results = append(r.Results, c)
 	}
 	return r, rows.Err()

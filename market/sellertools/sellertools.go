@@ -195,27 +195,6 @@ func (t *Tools) Migrate(ctx context.Context) error {
 // Location returns the market time zone the tools use.
 func (t *Tools) Location() *time.Location { return t.loc }
 
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // Errors are *market.Error values, so that the JSON API answers like the
 // market's own.
 func badField(field, format string, args ...any) error {

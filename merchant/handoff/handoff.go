@@ -89,7 +89,7 @@ func EmitAt(ctx context.Context, tx *db.Tx, now time.Time, ev Event, due time.Ti
 	}
 	id := NewID()
 	if _, err := tx.Exec(ctx, `INSERT INTO handoff_events (event_id, type, subject, test_flag, data, created_at, state)
-		VALUES ($1, $2, $3, $4, $5, $6, 'pending')`, id, ev.Type, ev.Subject, b2i(ev.TestFlag), string(data), now.UnixMilli()); err != nil {
+		VALUES ($1, $2, $3, $4, $5, $6, 'pending')`, id, ev.Type, ev.Subject, db.Bool(ev.TestFlag), string(data), now.UnixMilli()); err != nil {
 		return "", fmt.Errorf("handoff: insert event: %w", err)
 	}
 	if err := enqueue(ctx, tx, now, id, 0, due); err != nil {
@@ -126,13 +126,6 @@ func NewID() string {
 		panic(fmt.Sprintf("handoff: crypto/rand: %v", err))
 	}
 	return "evt_" + hex.EncodeToString(b[:])
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 const eventColumns = `event_id, type, subject, test_flag, data, created_at, state, attempts, last_error, delivered_at, delivered_to, replays`

@@ -147,7 +147,7 @@ func scanUser(sc scanner) (*userRow, error) {
 
 // Tenant returns a tenant (deleted ones included; check Deleted).
 func (s *Service) Tenant(ctx context.Context, testFlag bool, tenantID string) (*Tenant, error) {
-	t, err := scanTenant(s.db.QueryRow(ctx, `SELECT `+tenantCols+` FROM kit_tenants WHERE test_flag = $1 AND tenant_id = $2`, b2i(testFlag), tenantID))
+	t, err := scanTenant(s.db.QueryRow(ctx, `SELECT `+tenantCols+` FROM kit_tenants WHERE test_flag = $1 AND tenant_id = $2`, db.Bool(testFlag), tenantID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
 	}
@@ -184,7 +184,7 @@ func (s *Service) LookupTenant(ctx context.Context, tenantID string) (*Tenant, e
 
 // Apps lists a tenant's apps (deleted ones included), by appId.
 func (s *Service) Apps(ctx context.Context, testFlag bool, tenantID string) ([]App, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+appCols+` FROM kit_apps WHERE test_flag = $1 AND tenant_id = $2 ORDER BY app_id`, b2i(testFlag), tenantID)
+	rows, err := s.db.Query(ctx, `SELECT `+appCols+` FROM kit_apps WHERE test_flag = $1 AND tenant_id = $2 ORDER BY app_id`, db.Bool(testFlag), tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("kit: list apps: %w", err)
 	}
@@ -205,7 +205,7 @@ func (s *Service) Apps(ctx context.Context, testFlag bool, tenantID string) ([]A
 
 // App returns one app credential (deleted ones included; check Deleted).
 func (s *Service) App(ctx context.Context, testFlag bool, tenantID, appID string) (*App, error) {
-	a, err := scanApp(s.db.QueryRow(ctx, `SELECT `+appCols+` FROM kit_apps WHERE test_flag = $1 AND tenant_id = $2 AND app_id = $3`, b2i(testFlag), tenantID, appID))
+	a, err := scanApp(s.db.QueryRow(ctx, `SELECT `+appCols+` FROM kit_apps WHERE test_flag = $1 AND tenant_id = $2 AND app_id = $3`, db.Bool(testFlag), tenantID, appID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("app %q of tenant %q: %w", appID, tenantID, ErrNotFound)
 	}
@@ -218,7 +218,7 @@ func (s *Service) App(ctx context.Context, testFlag bool, tenantID, appID string
 // ClientCredentials returns an app's OAuth client id and plaintext client
 // secret (decrypted with the merchant's private key). Never log the secret.
 func (s *Service) ClientCredentials(ctx context.Context, testFlag bool, tenantID, appID string) (clientID, clientSecret string, err error) {
-	a, err := scanApp(s.db.QueryRow(ctx, `SELECT `+appCols+` FROM kit_apps WHERE test_flag = $1 AND tenant_id = $2 AND app_id = $3`, b2i(testFlag), tenantID, appID))
+	a, err := scanApp(s.db.QueryRow(ctx, `SELECT `+appCols+` FROM kit_apps WHERE test_flag = $1 AND tenant_id = $2 AND app_id = $3`, db.Bool(testFlag), tenantID, appID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", fmt.Errorf("app %q of tenant %q: %w", appID, tenantID, ErrNotFound)
 	}
@@ -238,7 +238,7 @@ func (s *Service) ClientCredentials(ctx context.Context, testFlag bool, tenantID
 // User returns a member's directory entry for an app.
 func (s *Service) User(ctx context.Context, testFlag bool, tenantID, appID, userName string) (*User, error) {
 	u, err := scanUser(s.db.QueryRow(ctx, `SELECT `+userCols+` FROM kit_users WHERE test_flag = $1 AND tenant_id = $2 AND app_id = $3 AND user_name = $4`,
-		b2i(testFlag), tenantID, appID, userName))
+		db.Bool(testFlag), tenantID, appID, userName))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("user %q: %w", userName, ErrNotFound)
 	}
@@ -263,7 +263,7 @@ func (s *Service) Users(ctx context.Context, testFlag bool, tenantID string, f U
 	}
 	f.Limit = min(f.Limit, 10000)
 	q := `SELECT ` + userCols + ` FROM kit_users WHERE test_flag = $1 AND tenant_id = $2 AND ($3 = '' OR app_id = $3) AND ($4 = '' OR state = $4) AND user_name > $5 ORDER BY user_name, app_id LIMIT $6`
-	rows, err := s.db.Query(ctx, q, b2i(testFlag), tenantID, f.AppID, f.State, f.After, f.Limit)
+	rows, err := s.db.Query(ctx, q, db.Bool(testFlag), tenantID, f.AppID, f.State, f.After, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("kit: list users: %w", err)
 	}
@@ -284,7 +284,7 @@ func (s *Service) Users(ctx context.Context, testFlag bool, tenantID string, f U
 
 // Orgs lists a tenant's departments flat, by code.
 func (s *Service) Orgs(ctx context.Context, testFlag bool, tenantID string) ([]Org, error) {
-	return listOrgs(ctx, s.db, b2i(testFlag), tenantID)
+	return listOrgs(ctx, s.db, db.Bool(testFlag), tenantID)
 }
 
 type querier interface {
@@ -315,7 +315,7 @@ func listOrgs(ctx context.Context, q querier, tf int, tenantID string) ([]Org, e
 func (s *Service) Org(ctx context.Context, testFlag bool, tenantID, orgCode string) (*Org, error) {
 	var g Org
 	err := s.db.QueryRow(ctx, `SELECT org_code, org_name, parent_code FROM kit_orgs WHERE test_flag = $1 AND tenant_id = $2 AND org_code = $3`,
-		b2i(testFlag), tenantID, orgCode).Scan(&g.OrgCode, &g.OrgName, &g.ParentCode)
+		db.Bool(testFlag), tenantID, orgCode).Scan(&g.OrgCode, &g.OrgName, &g.ParentCode)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("department %q: %w", orgCode, ErrNotFound)
 	}

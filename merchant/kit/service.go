@@ -292,10 +292,3 @@ func forUpdate(tx *db.Tx) string {
 	}
 	return ""
 }
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}

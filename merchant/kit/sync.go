@@ -82,7 +82,7 @@ func (s *Service) tenantSync(ctx context.Context, body []byte, now time.Time) er
 // ApplyTenantSync applies a decoded tenantSync in one transaction with its
 // events. A repeated add or delete changes nothing and succeeds.
 func (s *Service) ApplyTenantSync(ctx context.Context, req *TenantSync, now time.Time) error {
-	tf := b2i(req.TestFlag)
+	tf := db.Bool(req.TestFlag)
 	return s.db.Tx(ctx, func(tx *db.Tx) error {
 		get := func() (*tenantRow, error) {
 			t, err := scanTenant(tx.QueryRow(ctx, `SELECT `+tenantCols+` FROM kit_tenants WHERE test_flag = $1 AND tenant_id = $2`+forUpdate(tx), tf, req.TenantID))
@@ -167,7 +167,7 @@ func (s *Service) applicationSync(ctx context.Context, body []byte, now time.Tim
 // decrypted with the merchant's private key (an undecryptable one is 000002
 // naming clientSecret) and stored re-encrypted under the merchant's public key.
 func (s *Service) ApplyApplicationSync(ctx context.Context, req *ApplicationSync, now time.Time) error {
-	tf := b2i(req.TestFlag)
+	tf := db.Bool(req.TestFlag)
 	var secret, enc string
 	if req.Flag != FlagDelete {
 		if s.cfg.PrivateKey == nil {
@@ -282,7 +282,7 @@ func isSyncTime(t string) bool {
 // An update whose currentSyncTime is older than the user's last one is
 // ignored (authSync is asynchronous on KooGallery's side).
 func (s *Service) ApplyAuthSync(ctx context.Context, req *AuthSync, now time.Time) error {
-	tf := b2i(req.TestFlag)
+	tf := db.Bool(req.TestFlag)
 	syncTime := req.CurrentSyncTime
 	if syncTime == "" {
 		syncTime = req.TimeStamp
@@ -343,7 +343,7 @@ func (s *Service) applyUser(ctx context.Context, tx *db.Tx, now time.Time, req *
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19)
 			ON CONFLICT (test_flag, tenant_id, app_id, user_name) DO NOTHING`,
 			next.TenantID, next.AppID, next.UserName, next.Name, next.OrgCode, next.Position, next.EmployeeCode, next.EmployeeType,
-			next.Role, b2i(next.Enabled), next.Mobile, next.Email, next.WorkPlace, next.EntryDate, next.State, tf, syncTime, now.UnixMilli(), req.InstanceID)
+			next.Role, db.Bool(next.Enabled), next.Mobile, next.Email, next.WorkPlace, next.EntryDate, next.State, tf, syncTime, now.UnixMilli(), req.InstanceID)
 		if err != nil {
 			return fmt.Errorf("kit: insert user: %w", err)
 		}
@@ -371,7 +371,7 @@ func (s *Service) applyUser(ctx context.Context, tx *db.Tx, now time.Time, req *
 		mobile = $8, email = $9, work_place = $10, entry_date = $11, state = $12, sync_time = $13, updated_at = $14,
 		instance_id = CASE WHEN $15 = '' THEN instance_id ELSE $15 END
 		WHERE test_flag = $16 AND tenant_id = $17 AND app_id = $18 AND user_name = $19`,
-		next.Name, next.OrgCode, next.Position, next.EmployeeCode, next.EmployeeType, next.Role, b2i(next.Enabled),
+		next.Name, next.OrgCode, next.Position, next.EmployeeCode, next.EmployeeType, next.Role, db.Bool(next.Enabled),
 		next.Mobile, next.Email, next.WorkPlace, next.EntryDate, next.State, syncTime, now.UnixMilli(), req.InstanceID,
 		tf, req.TenantID, req.AppID, in.UserName); err != nil {
 		return fmt.Errorf("kit: update user: %w", err)
@@ -406,7 +406,7 @@ func (s *Service) singleOrgSync(ctx context.Context, body []byte, now time.Time)
 // ApplySingleOrgSync adds, modifies (renames or moves) or deletes one
 // department. Repeats change nothing; deleting an unknown department succeeds.
 func (s *Service) ApplySingleOrgSync(ctx context.Context, req *SingleOrgSync, now time.Time) error {
-	tf := b2i(req.TestFlag)
+	tf := db.Bool(req.TestFlag)
 	return s.db.Tx(ctx, func(tx *db.Tx) error {
 		if err := lockTenantOrgs(ctx, tx, tf, req.TenantID); err != nil {
 			return err
@@ -472,7 +472,7 @@ func (s *Service) allOrgSync(ctx context.Context, body []byte, now time.Time) er
 // ones are added, changed ones updated, and departments missing from the list
 // removed. A repeat of the same list changes nothing and emits nothing.
 func (s *Service) ApplyAllOrgSync(ctx context.Context, req *AllOrgSync, now time.Time) error {
-	tf := b2i(req.TestFlag)
+	tf := db.Bool(req.TestFlag)
 	return s.db.Tx(ctx, func(tx *db.Tx) error {
 		if err := lockTenantOrgs(ctx, tx, tf, req.TenantID); err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/merchant/kit"
 )
 
@@ -443,7 +444,7 @@ func (s *Service) startSession(ctx context.Context, r *http.Request, t *kit.Tena
 	if _, err := s.db.Exec(ctx, `INSERT INTO sso_sessions (id_hash, tenant_id, test_flag, app_id, user_name, user_id, access_token, refresh_token,
 		access_expires_at, refresh_expires_at, refreshes, created_at, last_seen_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $11, $12)`,
-		h, t.TenantID, b2i(t.TestFlag), appID, ui.UserName, ui.UserID, access, refresh,
+		h, t.TenantID, db.Bool(t.TestFlag), appID, ui.UserName, ui.UserID, access, refresh,
 		accessExp.UnixMilli(), refreshExp.UnixMilli(), now.UnixMilli(), now.Add(s.cfg.SessionTTL).UnixMilli()); err != nil {
 		return "", fmt.Errorf("sso: store session: %w", err)
 	}
@@ -467,11 +468,4 @@ func tokenExpiries(tok *oauth2.Token, now time.Time) (access, refresh time.Time)
 		refresh = access // nothing to refresh with
 	}
 	return access, refresh
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
