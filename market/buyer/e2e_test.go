@@ -150,30 +150,13 @@ func browser(t *testing.T) *http.Client {
 // It returns the last response and its body.
 func (j *joint) signIn(t *testing.T, cl *http.Client, user, password string) (*http.Response, string) {
 	t.Helper()
-	resp, page := fetch(t, cl, j.merchant.URL+"/sso/login?tenant="+url.QueryEscape(j.ent.ID))
+	resp, page := buyertest.Get(t, cl, j.merchant.URL+"/sso/login?tenant="+url.QueryEscape(j.ent.ID))
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Request.URL.String(), j.market.URL+idp.PathAuthorize) {
 		t.Fatalf("/sso/login ended at %s with %d, want the IdP's login form\n%s", resp.Request.URL, resp.StatusCode, page)
 	}
 	cs, co := csrfOf(t, page)
 	form := url.Values{"csrf": {cs}, "continue": {co}, "tenant": {"acme"}, "username": {user}, "password": {password}}
-	resp, err := cl.PostForm(j.market.URL+idp.PathLoginForm, form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b)
-}
-
-func fetch(t *testing.T, cl *http.Client, u string) (*http.Response, string) {
-	t.Helper()
-	resp, err := cl.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b)
+	return buyertest.PostForm(t, cl, j.market.URL+idp.PathLoginForm, form)
 }
 
 func csrfOf(t *testing.T, page string) (csrf, cont string) {
@@ -192,7 +175,7 @@ func csrfOf(t *testing.T, page string) (csrf, cont string) {
 
 func (j *joint) me(t *testing.T, cl *http.Client) (int, sso.Me) {
 	t.Helper()
-	resp, body := fetch(t, cl, j.merchant.URL+"/sso/me")
+	resp, body := buyertest.Get(t, cl, j.merchant.URL+"/sso/me")
 	var m sso.Me
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal([]byte(body), &m); err != nil {

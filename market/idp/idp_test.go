@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"html"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -141,17 +140,6 @@ var (
 	tenantRE   = regexp.MustCompile(`name="tenant" value="([^"]*)"`)
 )
 
-func get(t *testing.T, cl *http.Client, u string) (*http.Response, string) {
-	t.Helper()
-	resp, err := cl.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b)
-}
-
 // submitLogin fills in the login form on page.
 func (e *env) submitLogin(t *testing.T, cl *http.Client, page, tenant, user, password string) (*http.Response, string) {
 	t.Helper()
@@ -166,19 +154,13 @@ func (e *env) submitLogin(t *testing.T, cl *http.Client, page, tenant, user, pas
 		}
 	}
 	form := url.Values{"csrf": {cs[1]}, "continue": {html.UnescapeString(co[1])}, "tenant": {tenant}, "username": {user}, "password": {password}}
-	resp, err := cl.PostForm(e.srv.URL+idp.PathLoginForm, form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b)
+	return buyertest.PostForm(t, cl, e.srv.URL+idp.PathLoginForm, form)
 }
 
 // login runs the browser part of the code flow and returns the code.
 func (e *env) login(t *testing.T, cl *http.Client, user, password string) string {
 	t.Helper()
-	resp, page := get(t, cl, e.authorizeURL(callback, "st-1"))
+	resp, page := buyertest.Get(t, cl, e.authorizeURL(callback, "st-1"))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("authorize: %d\n%s", resp.StatusCode, page)
 	}
@@ -287,13 +269,13 @@ func TestCodeFlow(t *testing.T) {
 			"unknown client":     strings.Replace(e.authorizeURL(callback, "s"), e.binding.ClientID, "nope", 1),
 			"ambiguous default":  e.authorizeURL("", "s"), // two registered URIs, none named
 		} {
-			resp, _ := get(t, cl, u)
+			resp, _ := buyertest.Get(t, cl, u)
 			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
 				t.Errorf("%s: %d Location=%q, want 400 without redirect", name, resp.StatusCode, resp.Header.Get("Location"))
 			}
 		}
 
-		resp, page := get(t, cl, e.authorizeURL(callback, "st-1"))
+		resp, page := buyertest.Get(t, cl, e.authorizeURL(callback, "st-1"))
 		if resp.StatusCode != http.StatusOK || !strings.Contains(page, `<form method="post"`) || !strings.Contains(page, `value="acme" required readonly`) {
 			t.Fatalf("login page: %d\n%s", resp.StatusCode, page)
 		}
@@ -348,7 +330,7 @@ func TestCodeFlow(t *testing.T) {
 		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
 
 		// The IdP session signs the member in without the form.
-		resp, page = get(t, cl, e.authorizeURL(callback, "st-2"))
+		resp, page = buyertest.Get(t, cl, e.authorizeURL(callback, "st-2"))
 		access, refresh = e.exchange(t, codeFrom(t, resp, page, "st-2"))
 
 		// After 2 h the access token expires; the refresh token renews it (and rotates).
@@ -425,7 +407,7 @@ func TestDisabledMemberAndStoppedApp(t *testing.T) {
 		wantUnauthorized(t, e, access)
 		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
 		// The IdP session no longer counts, and the form refuses him.
-		resp, page := get(t, cl, e.authorizeURL(callback, "s"))
+		resp, page := buyertest.Get(t, cl, e.authorizeURL(callback, "s"))
 		if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<form") {
 			t.Fatalf("authorize for a disabled member: %d\n%s", resp.StatusCode, page)
 		}
@@ -446,7 +428,7 @@ func TestDisabledMemberAndStoppedApp(t *testing.T) {
 		}
 
 		// A member not authorized for the app signs in to the IdP but gets no code.
-		resp, page = get(t, cl, e.authorizeURL(callback, "s"))
+		resp, page = buyertest.Get(t, cl, e.authorizeURL(callback, "s"))
 		resp, page = e.submitLogin(t, cl, page, "", "guest", "guest-password")
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "Not authorized") {
 			t.Fatalf("unauthorized member: %d\n%s", resp.StatusCode, page)
@@ -467,7 +449,7 @@ func TestDisabledMemberAndStoppedApp(t *testing.T) {
 		}
 		wantUnauthorized(t, e, access)
 		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
-		resp, _ = get(t, e.browser(t), e.authorizeURL(callback, "s"))
+		resp, _ = buyertest.Get(t, e.browser(t), e.authorizeURL(callback, "s"))
 		if loc, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != http.StatusFound || loc.Query().Get("error") != "access_denied" {
 			t.Errorf("authorize on a stopped app: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 		}
@@ -481,7 +463,7 @@ func TestDisabledMemberAndStoppedApp(t *testing.T) {
 			t.Fatal(err)
 		}
 		cl = e.browser(t)
-		_, page = get(t, cl, e.authorizeURL(callback, "s"))
+		_, page = buyertest.Get(t, cl, e.authorizeURL(callback, "s"))
 		resp, page = e.submitLogin(t, cl, page, "", "alice", "alice-password")
 		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(page, "Wrong enterprise, user name or password") {
 			t.Fatalf("deleted member login: %d\n%s", resp.StatusCode, page)
@@ -492,7 +474,7 @@ func TestDisabledMemberAndStoppedApp(t *testing.T) {
 func TestLoginFormCSRF(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		cl := e.browser(t)
-		_, page := get(t, cl, e.authorizeURL(callback, "s"))
+		_, page := buyertest.Get(t, cl, e.authorizeURL(callback, "s"))
 		cs := csrfRE.FindStringSubmatch(page)[1]
 		post := func(cl *http.Client, csrf, origin string) int {
 			form := url.Values{"csrf": {csrf}, "continue": {"/unified-login/"}, "tenant": {"acme"}, "username": {"alice"}, "password": {"alice-password"}}
@@ -529,7 +511,7 @@ func TestLoginFormCSRF(t *testing.T) {
 func TestUnifiedLoginAndLogout(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		cl := e.browser(t)
-		resp, page := get(t, cl, e.srv.URL+idp.PathPortalLogin+"?ind=UNOP&appId=app-1")
+		resp, page := buyertest.Get(t, cl, e.srv.URL+idp.PathPortalLogin+"?ind=UNOP&appId=app-1")
 		if resp.StatusCode != http.StatusOK || strings.Contains(page, "required readonly") {
 			t.Fatalf("unified login page: %d\n%s", resp.StatusCode, page)
 		}
@@ -547,23 +529,23 @@ func TestUnifiedLoginAndLogout(t *testing.T) {
 			t.Fatalf("token: %d %v", r.Status, r.Body)
 		}
 		// The hash-route page carries its script.
-		_, page = get(t, cl, e.srv.URL+idp.PathUnified)
+		_, page = buyertest.Get(t, cl, e.srv.URL+idp.PathUnified)
 		if !strings.Contains(page, "signed in as <b>alice</b>") || !strings.Contains(page, "#/portal-login") {
 			t.Errorf("unified page:\n%s", page)
 		}
 
 		// Logout to a registered origin redirects there; the session is over.
-		resp, _ = get(t, cl, e.srv.URL+idp.PathLogout+"?redirect_url="+url.QueryEscape("https://app.example.test/bye"))
+		resp, _ = buyertest.Get(t, cl, e.srv.URL+idp.PathLogout+"?redirect_url="+url.QueryEscape("https://app.example.test/bye"))
 		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://app.example.test/bye" {
 			t.Fatalf("logout: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 		}
-		resp, page = get(t, cl, e.authorizeURL(callback, "s"))
+		resp, page = buyertest.Get(t, cl, e.authorizeURL(callback, "s"))
 		if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<form") {
 			t.Errorf("after logout authorize shows %d, want the login form", resp.StatusCode)
 		}
 		// Logout never redirects to a foreign origin.
 		noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		resp, _ = get(t, noFollow, e.srv.URL+idp.PathLogout+"?redirect_url="+url.QueryEscape("https://evil.example/"))
+		resp, _ = buyertest.Get(t, noFollow, e.srv.URL+idp.PathLogout+"?redirect_url="+url.QueryEscape("https://evil.example/"))
 		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != idp.PathUnified {
 			t.Errorf("logout to a foreign origin: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 		}
@@ -573,7 +555,7 @@ func TestUnifiedLoginAndLogout(t *testing.T) {
 func TestLoginLockout(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		cl := e.browser(t)
-		_, page := get(t, cl, e.authorizeURL(callback, "s"))
+		_, page := buyertest.Get(t, cl, e.authorizeURL(callback, "s"))
 		for i := range 10 {
 			resp, p := e.submitLogin(t, cl, page, "", "alice", "guess-"+string(rune('a'+i)))
 			if resp.StatusCode != http.StatusUnauthorized {
