@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,37 +15,10 @@ import (
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
+	vendorapp "github.com/soukhq/souk/examples/vendorapp/app"
 	"github.com/soukhq/souk/market"
 	"github.com/soukhq/souk/merchant"
-	"github.com/soukhq/souk/merchant/handoff"
 )
-
-// demoVendor is the vendor application of the demo, in process: it answers
-// the merchant's instance.created events with the tenant's appInfo.
-// (examples/vendorapp is a main package and cannot be embedded.)
-type demoVendor struct {
-	mu      sync.Mutex
-	tenants map[string]string // instanceId → last event type
-}
-
-func (v *demoVendor) Provision(_ context.Context, ev *handoff.Stored) (*merchant.Answer, error) {
-	v.mu.Lock()
-	v.tenants[ev.Subject] = ev.Type
-	v.mu.Unlock()
-	if ev.Type != merchant.EventCreated {
-		return nil, nil
-	}
-	pw := make([]byte, 6)
-	if _, err := rand.Read(pw); err != nil {
-		return nil, err
-	}
-	return &merchant.Answer{AppInfo: &merchant.AppInfo{
-		FrontEndURL: "https://app.example.com/t/" + ev.Subject,
-		AdminURL:    "https://app.example.com/t/" + ev.Subject + "/admin",
-		UserName:    "admin",
-		Password:    "Dm-" + hex.EncodeToString(pw),
-	}}, nil
-}
 
 func serveLoopback(h http.Handler) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -97,8 +68,19 @@ func demo(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error
 	}
 	defer stopMarket()
 
-	// The merchant, with the vendor app in process.
-	const accessKey, ak, sk = "demo-basic-access-key", "DEMOAK0000000001", "demo-secret-key-0001"
+	// The example vendor app (examples/vendorapp) on loopback: it verifies
+	// the merchant's signed webhooks (on the demo's virtual clock) and
+	// answers instance.created with the tenant's appInfo.
+	const accessKey, ak, sk, webhookSecret = "demo-basic-access-key", "DEMOAK0000000001", "demo-secret-key-0001", "whsec_demo_webhook_secret"
+	vendor := vendorapp.NewApp(vendorapp.Config{Secret: webhookSecret, AppURL: "https://app.example.com", Now: clk.Now},
+		log.With("component", "vendorapp"))
+	vendorURL, stopVendor, err := serveLoopback(vendor)
+	if err != nil {
+		return err
+	}
+	defer stopVendor()
+
+	// The merchant, delivering its events to the vendor app.
 	xdb, err := db.Open(ctx, filepath.Join(dir, "merchant.db"))
 	if err != nil {
 		return err
@@ -107,9 +89,9 @@ func demo(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error
 	if err := merchant.Migrate(ctx, xdb); err != nil {
 		return err
 	}
-	vendor := &demoVendor{tenants: map[string]string{}}
-	mer, err := merchant.New(merchant.Config{AccessKeys: []string{accessKey}, MarketURL: marketURL, MarketAK: ak, MarketSK: sk},
-		merchant.Deps{DB: xdb, Clock: clk, Logger: log.With("component", "merchant"), Provisioner: vendor})
+	mer, err := merchant.New(merchant.Config{AccessKeys: []string{accessKey}, MarketURL: marketURL, MarketAK: ak, MarketSK: sk,
+		WebhookURL: vendorURL + "/webhook", WebhookSecret: webhookSecret},
+		merchant.Deps{DB: xdb, Clock: clk, Logger: log.With("component", "merchant")})
 	if err != nil {
 		return err
 	}
@@ -124,7 +106,7 @@ func demo(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = mer.Run(ctx) }()
 	prodAddr := merchantURL + mer.Config().BasePath
-	step("market on %s, merchant on %s (production address %s), virtual clock", marketURL, merchantURL, prodAddr)
+	step("market on %s, merchant on %s (production address %s), vendor app on %s, virtual clock", marketURL, merchantURL, prodAddr, vendorURL)
 
 	// Catalog.
 	seller, err := m.CreateSeller(ctx, "demo-isv", "Demo ISV")
@@ -281,11 +263,12 @@ func demo(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error
 	if err != nil {
 		return err
 	}
-	vendor.mu.Lock()
-	last := vendor.tenants[sub.InstanceID]
-	vendor.mu.Unlock()
-	step("subscription is %s; the buyer paid %s CNY; the vendor app's last event for the tenant: %s", sub.Status,
-		market.Yuan(bill.TotalMicros/10000), last)
+	// The merchant delivers instance.released to the vendor app in the background.
+	for deadline := time.Now().Add(5 * time.Second); vendor.Tenant(sub.InstanceID) != "released" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	step("subscription is %s; the buyer paid %s CNY; the vendor app's tenant is %s", sub.Status,
+		market.Yuan(bill.TotalMicros/10000), vendor.Tenant(sub.InstanceID))
 	if sub.Status != market.SubReleased {
 		return fmt.Errorf("the walk-through ended with the subscription %s, not RELEASED", sub.Status)
 	}

@@ -21,7 +21,7 @@ func TestDemoWalksThroughTheLifecycle(t *testing.T) {
 	if err := demo(t.Context(), &out, slog.New(slog.DiscardHandler), false); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"newInstance", "000000 succeeded", "FREEZE", "scene\":\"RENEWAL", "UNFREEZE", "releaseInstance", "subscription is RELEASED"} {
+	for _, want := range []string{"newInstance", "000000 succeeded", "FREEZE", "scene\":\"RENEWAL", "UNFREEZE", "releaseInstance", "subscription is RELEASED", "vendor app's tenant is released"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
