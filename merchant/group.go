@@ -11,9 +11,10 @@ import (
 
 // Group commit on the request path.
 //
-// Every write a basic-interface request makes goes through m.group (a
-// db.Group): concurrent requests share one durable commit, each in its own
-// savepoint, and each answer still follows the commit of its own work. To
+// Every write a basic-interface request makes goes through m.do: on SQLite a
+// db.Group, so that concurrent requests share one durable commit, each in its
+// own savepoint, and each answer still follows the commit of its own work; on
+// PostgreSQL a transaction of its own (see newRequestGroup). To
 // keep round trips down, the request's nonce is not inserted on its own: it
 // rides in the request's first write transaction (writeTx), so that a
 // replayed request changes nothing, or, for a request that writes nothing
@@ -56,17 +57,17 @@ func insertNonce(ctx context.Context, tx *db.Tx, c *nonceClaim) error {
 	return nil
 }
 
-// writeTx runs fn in a group-committed transaction (see db.Group: fn must
-// only touch the database and be safe to run again). When ctx carries a
+// writeTx runs fn through m.do (group-committed on SQLite; fn must only
+// touch the database and be safe to run again). When ctx carries a
 // request nonce not stored yet, it is inserted first in the same savepoint: a
 // replay fails with 000001 before fn runs, and fn's work and the nonce commit
 // or roll back together.
 func (m *Merchant) writeTx(ctx context.Context, fn func(tx *db.Tx) error) error {
 	c := nonceClaimFrom(ctx)
 	if c == nil || c.stored || c.nonce == "" {
-		return m.group.Do(ctx, fn)
+		return m.do(ctx, fn)
 	}
-	err := m.group.Do(ctx, func(tx *db.Tx) error {
+	err := m.do(ctx, func(tx *db.Tx) error {
 		if err := insertNonce(ctx, tx, c); err != nil {
 			return err
 		}
@@ -87,7 +88,7 @@ func (m *Merchant) writeTx(ctx context.Context, fn func(tx *db.Tx) error) error 
 func (m *Merchant) finishRequest(ctx context.Context, c *nonceClaim, auditFor func(replay bool) auditEntry) error {
 	ctx = context.WithoutCancel(ctx)
 	var replay bool
-	err := m.group.Do(ctx, func(tx *db.Tx) error {
+	err := m.do(ctx, func(tx *db.Tx) error {
 		replay = false
 		if c != nil && !c.stored && c.nonce != "" {
 			if err := insertNonce(ctx, tx, c); err == errReplay {
@@ -121,14 +122,25 @@ func insertAudit(ctx context.Context, tx *db.Tx, e auditEntry) error {
 	return nil
 }
 
-// groupSize is the group committer setting per backend: SQLite has one
-// writer; PostgreSQL runs several batch transactions at once (measured best
-// around 8 on two cores, see docs/performance.md) and keeps batches under 64
-// savepoints, beyond which a transaction's subtransactions overflow the
-// snapshot cache.
-func groupSize(d db.Dialect) (committers, maxBatch int) {
-	if d == db.Postgres {
-		return 8, 48
+// newRequestGroup is the group committer of the request path. SQLite has a
+// single writer whose every commit waits for an fsync: one committer, up to
+// 128 functions a batch. PostgreSQL gets none (nil): every statement is a
+// round trip, a batch runs its functions one after the other with two more
+// round trips each (savepoints), and PostgreSQL already shares one WAL flush
+// among the transactions that commit at the same time; measured, parallel
+// transactions of their own were faster there (docs/performance.md).
+func newRequestGroup(d *db.DB) *db.Group {
+	if d.Dialect == db.Postgres {
+		return nil
 	}
-	return 1, 128
+	return d.NewGroup(1, 128)
+}
+
+// do runs fn in a group-committed transaction, or in one of its own without
+// a group.
+func (m *Merchant) do(ctx context.Context, fn func(tx *db.Tx) error) error {
+	if m.group == nil {
+		return m.db.Tx(ctx, fn)
+	}
+	return m.group.Do(ctx, fn)
 }

@@ -121,7 +121,7 @@ func New(cfg Config, deps Deps) (*Merchant, error) {
 	m.orders = &OrderClient{BaseURL: cfg.MarketURL, FallbackURL: cfg.MarketFallbackURL, AK: cfg.MarketAK, SK: cfg.MarketSK, Client: client, Clock: m.clock}
 	m.usage = &UsageClient{BaseURL: cfg.MarketURL, AccessKey: cfg.AccessKeys[0], Client: client, Clock: m.clock, Rand: m.rand}
 	m.metrics = newMetrics(m.registry, m)
-	m.group = m.db.NewGroup(groupSize(m.db.Dialect))
+	m.group = newRequestGroup(m.db)
 	m.deliver = &handoff.Deliverer{
 		DB: m.db, Group: m.group, Clock: m.clock, Logger: m.log.With("component", "handoff"),
 		Target:      m.targetFor(client),
@@ -281,6 +281,8 @@ func (m *Merchant) inline(ctx context.Context, eventID string, attempt func(cont
 // stops the group committer.
 func (m *Merchant) Close() error {
 	m.bg.Wait()
-	m.group.Close()
+	if m.group != nil {
+		m.group.Close()
+	}
 	return nil
 }
