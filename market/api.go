@@ -252,7 +252,7 @@ func (m *Market) Handler(adminToken string) *Router {
 	})
 	a("GET "+p+"/clock", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		_, virtual := m.virtual()
-		next, ok, err := jobs.NextDue(r.Context(), m.db)
+		next, ok, err := m.runner.NextDue(r.Context())
 		if err != nil {
 			return nil, err
 		}

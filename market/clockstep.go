@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/clock"
-	"github.com/soukhq/souk/jobs"
 )
 
 // Step is one stop of the virtual clock while it advances.
@@ -85,7 +84,7 @@ func (m *Market) FollowClock(ctx context.Context, every time.Duration) {
 }
 
 // Advance moves the virtual clock forward by d, stopping at every due timer
-// in order (jobs.NextDue) and running what is due there (RunDue), so that
+// in order (the runner's NextDue: jobs of the kinds it handles) and running what is due there (RunDue), so that
 // retries, expiries, freezes and releases happen at their exact times. The
 // cost of a step depends on the jobs due, not on how many subscriptions exist.
 func (m *Market) Advance(ctx context.Context, d time.Duration) (AdvanceResult, error) {
@@ -111,7 +110,9 @@ func (m *Market) Advance(ctx context.Context, d time.Duration) (AdvanceResult, e
 			res.Runs += n
 			res.Steps = append(res.Steps, Step{At: v.Now(), Runs: n})
 		}
-		next, ok, err := jobs.NextDue(ctx, m.db)
+		// Only kinds this market's runner handles: a foreign job in the
+		// database (no handler here) must not hold the clock.
+		next, ok, err := m.runner.NextDue(ctx)
 		if err != nil {
 			return res, fmt.Errorf("market: advance: %w", err)
 		}

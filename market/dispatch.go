@@ -592,8 +592,9 @@ func (m *Market) Call(ctx context.Context, o Outbound) (CallResult, error) {
 	eff, _ := json.Marshal(o.Effect)
 	var id int64
 	if err := m.db.QueryRow(ctx, `INSERT INTO market_messages (seller_id, subscription_id, order_id, activity, url, key_type, body, effect,
-		policy, state, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'sending',$10,$10) RETURNING id`,
-		o.SellerID, o.SubscriptionID, o.OrderID, o.Activity, o.URL, o.KeyType, string(o.Body), string(eff), o.PolicyName, ms(now)).Scan(&id); err != nil {
+		policy, state, created_at, updated_at, call_deadline) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'sending',$10,$10,$11) RETURNING id`,
+		o.SellerID, o.SubscriptionID, o.OrderID, o.Activity, o.URL, o.KeyType, string(o.Body), string(eff), o.PolicyName, ms(now),
+		ms(m.wire.Now().Add(m.timeout))).Scan(&id); err != nil {
 		return CallResult{}, fmt.Errorf("market: call: %w", err)
 	}
 	res := m.sendSigned(ctx, o.Activity, o.URL, o.KeyType, key, o.Body)

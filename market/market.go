@@ -174,9 +174,15 @@ func (m *Market) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Run works the job queue (dispatch attempts and lifecycle timers) until ctx
-// is done.
-func (m *Market) Run(ctx context.Context) error { return m.runner.Run(ctx) }
+// Run fails the synchronous calls a previous process left unfinished
+// (RecoverInterruptedCalls), then works the job queue (dispatch attempts and
+// lifecycle timers) until ctx is done.
+func (m *Market) Run(ctx context.Context) error {
+	if _, err := m.RecoverInterruptedCalls(ctx); err != nil {
+		return err
+	}
+	return m.runner.Run(ctx)
+}
 
 // RunDue runs every job due at the clock's current time, until none is left.
 func (m *Market) RunDue(ctx context.Context) (int, error) { return m.runner.RunDue(ctx) }
