@@ -20,11 +20,7 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func setup(t testing.TB, backend string) *db.DB {
 	t.Helper()
-	d := dbtest.Open(t, backend)
-	if err := jobs.Migrate(context.Background(), d); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return dbtest.OpenMigrated(t, backend, jobs.Migrate)
 }
 
 func enqueue(t *testing.T, d *db.DB, now time.Time, n jobs.New) int64 {

@@ -58,6 +58,20 @@ func Open(t testing.TB, backend string) *db.DB {
 	return d
 }
 
+// OpenMigrated opens a fresh database on backend, as Open, and runs each
+// migrate on it in order (jobs.Migrate, handoff.Migrate, …), failing t on an
+// error.
+func OpenMigrated(t testing.TB, backend string, migrate ...func(context.Context, *db.DB) error) *db.DB {
+	t.Helper()
+	d := Open(t, backend)
+	for _, m := range migrate {
+		if err := m(context.Background(), d); err != nil {
+			t.Fatalf("dbtest: migrate: %v", err)
+		}
+	}
+	return d
+}
+
 func pgDSN(t testing.TB) string {
 	t.Helper()
 	server := strings.TrimSpace(os.Getenv(EnvPG))

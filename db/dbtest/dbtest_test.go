@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/soukhq/souk/db"
 )
 
 func TestWithDatabase(t *testing.T) {
@@ -68,6 +70,28 @@ func TestOpenIsFreshAndDropped(t *testing.T) {
 				if n != 0 {
 					t.Fatalf("database %s not dropped", name)
 				}
+			}
+		})
+	}
+}
+
+func TestOpenMigrated(t *testing.T) {
+	for _, b := range Backends() {
+		t.Run(b, func(t *testing.T) {
+			var order []string
+			step := func(name string) func(context.Context, *db.DB) error {
+				return func(ctx context.Context, d *db.DB) error {
+					order = append(order, name)
+					_, err := d.Exec(ctx, `CREATE TABLE `+name+` (x INTEGER)`)
+					return err
+				}
+			}
+			d := OpenMigrated(t, b, step("first"), step("second"))
+			if strings.Join(order, ",") != "first,second" {
+				t.Fatalf("order = %v", order)
+			}
+			if _, err := d.Exec(context.Background(), `SELECT * FROM second`); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

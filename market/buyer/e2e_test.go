@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/clock"
-	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
 	"github.com/soukhq/souk/jobs"
 	"github.com/soukhq/souk/kg"
@@ -48,12 +47,7 @@ func newJoint(t *testing.T, backend string) *joint {
 	// The merchant.
 	const kitKey = "e2e-kit-key-0123456789"
 	priv := buyertest.RSAKey(t)
-	mdb := dbtest.Open(t, backend)
-	for _, migrate := range []func(context.Context, *db.DB) error{jobs.Migrate, handoff.Migrate, kit.Migrate, sso.Migrate} {
-		if err := migrate(ctx, mdb); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mdb := dbtest.OpenMigrated(t, backend, jobs.Migrate, handoff.Migrate, kit.Migrate, sso.Migrate)
 	j.kit = kit.New(kit.Config{Keys: []string{kitKey}, PrivateKey: priv}, kit.Deps{DB: mdb, Clock: clk, Logger: testLogger(t)})
 	mmux := http.NewServeMux()
 	j.merchant = httptest.NewServer(mmux)
@@ -69,13 +63,7 @@ func newJoint(t *testing.T, backend string) *joint {
 	mmux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "vendor app home") })
 
 	// The market.
-	d := dbtest.Open(t, backend)
-	if err := buyer.Migrate(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	if err := idp.Migrate(ctx, d); err != nil {
-		t.Fatal(err)
-	}
+	d := dbtest.OpenMigrated(t, backend, buyer.Migrate, idp.Migrate)
 	pub, err := kg.PublicKeyBase64(&priv.PublicKey)
 	if err != nil {
 		t.Fatal(err)

@@ -39,13 +39,7 @@ type env struct {
 func setup(t *testing.T, backend string) *env {
 	t.Helper()
 	ctx := context.Background()
-	d := dbtest.Open(t, backend)
-	if err := buyer.Migrate(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	if err := idp.Migrate(ctx, d); err != nil {
-		t.Fatal(err)
-	}
+	d := dbtest.OpenMigrated(t, backend, buyer.Migrate, idp.Migrate)
 	clk := clock.NewVirtual(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
 	m := buyertest.NewMerchant(t, clk, "kit-key")
 	cat := &buyertest.Catalog{}

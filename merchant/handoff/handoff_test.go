@@ -38,14 +38,7 @@ func (t *target) Deliver(ctx context.Context, ev *handoff.Stored, attempt int) (
 
 func setup(t *testing.T, backend string) (*db.DB, *clock.Virtual) {
 	t.Helper()
-	d := dbtest.Open(t, backend)
-	ctx := context.Background()
-	if err := jobs.Migrate(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	if err := handoff.Migrate(ctx, d); err != nil {
-		t.Fatal(err)
-	}
+	d := dbtest.OpenMigrated(t, backend, jobs.Migrate, handoff.Migrate)
 	return d, clock.NewVirtual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 

@@ -41,13 +41,7 @@ var epoch = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 
 func newFixture(t *testing.T, backend string) *fixture {
 	t.Helper()
-	d := dbtest.Open(t, backend)
-	ctx := context.Background()
-	for _, m := range []func(context.Context, *db.DB) error{jobs.Migrate, handoff.Migrate, Migrate} {
-		if err := m(ctx, d); err != nil {
-			t.Fatalf("migrate: %v", err)
-		}
-	}
+	d := dbtest.OpenMigrated(t, backend, jobs.Migrate, handoff.Migrate, Migrate)
 	f := &fixture{t: t, db: d, clk: clock.NewVirtual(epoch), reg: prometheus.NewRegistry()}
 	f.svc = New(Config{Keys: []string{testKey, "old-rotated-key"}, PrivateKey: testkeys.RSA3072(t), APIToken: "api-token"},
 		Deps{DB: d, Clock: f.clk, Registerer: f.reg})

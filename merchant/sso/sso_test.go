@@ -51,12 +51,7 @@ type fixture struct {
 func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	d := dbtest.Open(t, backend)
-	for _, m := range []func(context.Context, *db.DB) error{jobs.Migrate, handoff.Migrate, kit.Migrate, Migrate} {
-		if err := m(ctx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
+	d := dbtest.OpenMigrated(t, backend, jobs.Migrate, handoff.Migrate, kit.Migrate, Migrate)
 	f := &fixture{t: t, db: d, clk: clock.NewVirtual(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))}
 	f.kit = kit.New(kit.Config{Keys: []string{"k"}, PrivateKey: testkeys.RSA3072(t)}, kit.Deps{DB: d, Clock: f.clk})
 	f.idp = newFakeIdP(t, f.clk, tenantID, clientID, clientSecret)
