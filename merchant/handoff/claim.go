@@ -30,11 +30,5 @@ func (d *Deliverer) AttemptClaimed(ctx context.Context, id string) (delivered bo
 	if err != nil {
 		return false, err
 	}
-	switch ev.State {
-	case StateDelivered:
-		return true, nil
-	case StateDead:
-		return false, fmt.Errorf("%w: %s", errDead, id)
-	}
-	return d.deliver(ctx, ev)
+	return d.attemptUnlessSettled(ctx, ev)
 }

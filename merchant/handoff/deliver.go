@@ -179,7 +179,7 @@ func (d *Deliverer) Attempt(ctx context.Context, id string) (delivered bool, err
 	err = d.tx(ctx, func(tx *db.Tx) error {
 		var leaseUntil int64
 		row := tx.QueryRow(ctx, `SELECT `+eventColumns+`, lease_until FROM handoff_events WHERE event_id = $1`, id)
-		e, err := scanEventLease(row, &leaseUntil)
+		e, err := scanEvent(row, &leaseUntil)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %s", ErrNotFound, id)
 		}
@@ -201,13 +201,18 @@ func (d *Deliverer) Attempt(ctx context.Context, id string) (delivered bool, err
 	if err != nil {
 		return false, err
 	}
+	return d.attemptUnlessSettled(ctx, ev)
+}
+
+// attemptUnlessSettled delivers ev unless it is already delivered (true, nil)
+// or dead (an errDead error).
+func (d *Deliverer) attemptUnlessSettled(ctx context.Context, ev *Stored) (delivered bool, err error) {
 	switch ev.State {
 	case StateDelivered:
 		return true, nil
 	case StateDead:
-		return false, fmt.Errorf("%w: %s", errDead, id)
+		return false, fmt.Errorf("%w: %s", errDead, ev.ID)
 	}
-
 	return d.deliver(ctx, ev)
 }
 
@@ -249,25 +254,6 @@ func (d *Deliverer) deliver(ctx context.Context, ev *Stored) (delivered bool, er
 	}
 	d.logger().Warn("handoff delivery failed", "event", ev.ID, "type", ev.Type, "attempt", ev.Attempts, "err", err)
 	return false, err
-}
-
-func scanEventLease(s scanner, lease *int64) (*Stored, error) {
-	var (
-		ev                     Stored
-		tf                     int
-		data                   string
-		createdAt, deliveredAt int64
-	)
-	if err := s.Scan(&ev.ID, &ev.Type, &ev.Subject, &tf, &data, &createdAt, &ev.State, &ev.Attempts, &ev.LastError, &deliveredAt, &ev.DeliveredTo, &ev.Replays, lease); err != nil {
-		return nil, err
-	}
-	ev.TestFlag = tf != 0
-	ev.Data = json.RawMessage(data)
-	ev.CreatedAt = time.UnixMilli(createdAt).UTC()
-	if deliveredAt != 0 {
-		ev.DeliveredAt = time.UnixMilli(deliveredAt).UTC()
-	}
-	return &ev, nil
 }
 
 // tx runs fn in a transaction of its own, or group-committed with Group.

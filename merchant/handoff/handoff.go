@@ -132,14 +132,17 @@ const eventColumns = `event_id, type, subject, test_flag, data, created_at, stat
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanEvent(s scanner) (*Stored, error) {
+// scanEvent reads the eventColumns of one row, then any extra columns
+// selected after them into extra.
+func scanEvent(s scanner, extra ...any) (*Stored, error) {
 	var (
 		ev                     Stored
 		tf                     int
 		data                   string
 		createdAt, deliveredAt int64
 	)
-	if err := s.Scan(&ev.ID, &ev.Type, &ev.Subject, &tf, &data, &createdAt, &ev.State, &ev.Attempts, &ev.LastError, &deliveredAt, &ev.DeliveredTo, &ev.Replays); err != nil {
+	dest := append([]any{&ev.ID, &ev.Type, &ev.Subject, &tf, &data, &createdAt, &ev.State, &ev.Attempts, &ev.LastError, &deliveredAt, &ev.DeliveredTo, &ev.Replays}, extra...)
+	if err := s.Scan(dest...); err != nil {
 		return nil, err
 	}
 	ev.TestFlag = tf != 0
