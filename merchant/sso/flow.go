@@ -96,6 +96,20 @@ func (s *Service) tenantApp(ctx context.Context, tenantID string) (*kit.Tenant, 
 	return nil, nil, fmt.Errorf("sso: tenant %q has %d app credentials; set the SSO app id to pick one", tenantID, len(live))
 }
 
+// tenantOAuth resolves tenantID's app (tenantApp) and its OAuth client
+// configuration (oauthConfig).
+func (s *Service) tenantOAuth(ctx context.Context, tenantID string) (*kit.Tenant, *kit.App, *oauth2.Config, error) {
+	t, a, err := s.tenantApp(ctx, tenantID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conf, err := s.oauthConfig(ctx, t, a)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return t, a, conf, nil
+}
+
 func (s *Service) oauthConfig(ctx context.Context, t *kit.Tenant, a *kit.App) (*oauth2.Config, error) {
 	clientID, secret, err := s.dir.ClientCredentials(ctx, t.TestFlag, t.TenantID, a.AppID)
 	if err != nil {
@@ -127,12 +141,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &loginError{Status: http.StatusBadRequest, Title: "Missing organization", Msg: "The sign-in link must name your organization (tenant)."})
 		return
 	}
-	t, a, err := s.tenantApp(ctx, tenantID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	conf, err := s.oauthConfig(ctx, t, a)
+	_, _, conf, err := s.tenantOAuth(ctx, tenantID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -338,12 +347,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &loginError{Status: http.StatusBadRequest, Title: "Sign-in rejected", Msg: "The sign-in response carries no authorization code."})
 		return
 	}
-	t, a, err := s.tenantApp(ctx, tenantID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	conf, err := s.oauthConfig(ctx, t, a)
+	t, a, conf, err := s.tenantOAuth(ctx, tenantID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
