@@ -18,6 +18,22 @@ func fieldOf(t *testing.T, err error) string {
 	return fe.Field
 }
 
+// decodes judges a table case's decoding error: with field set, err must be
+// a *kg.FieldError naming it (and decodes is false); otherwise err must be nil.
+func decodes(t *testing.T, err error, field string) bool {
+	t.Helper()
+	if field != "" {
+		if got := fieldOf(t, err); got != field {
+			t.Fatalf("field %q, want %q (%v)", got, field, err)
+		}
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
 func TestDecodeTenantSync(t *testing.T) {
 	tests := []struct {
 		name, body string
@@ -52,14 +68,8 @@ func TestDecodeTenantSync(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := DecodeTenantSync([]byte(tc.body))
-			if tc.field != "" {
-				if got := fieldOf(t, err); got != tc.field {
-					t.Fatalf("field %q, want %q (%v)", got, tc.field, err)
-				}
+			if !decodes(t, err, tc.field) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if tc.check != nil && !tc.check(r) {
 				t.Fatalf("decoded %+v", r)
@@ -107,14 +117,8 @@ func TestDecodeAuthSync(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := DecodeAuthSync([]byte(tc.body))
-			if tc.field != "" {
-				if got := fieldOf(t, err); got != tc.field {
-					t.Fatalf("field %q, want %q (%v)", got, tc.field, err)
-				}
+			if !decodes(t, err, tc.field) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if tc.check != nil && !tc.check(r) {
 				t.Fatalf("decoded %+v", r)
@@ -152,14 +156,8 @@ func TestDecodeOrgSyncs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := DecodeAllOrgSync([]byte(tc.body))
-			if tc.field != "" {
-				if got := fieldOf(t, err); got != tc.field {
-					t.Fatalf("field %q, want %q (%v)", got, tc.field, err)
-				}
+			if !decodes(t, err, tc.field) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			var parts []string
 			for _, g := range r.Orgs {
