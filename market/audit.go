@@ -24,7 +24,8 @@ import (
 	"github.com/soukhq/souk/kg"
 )
 
-// AuditRecord is one audited call.
+// AuditRecord is one audited call. At is the market clock when the call
+// arrived.
 type AuditRecord struct {
 	ID        int64             `json:"id"`
 	At        time.Time         `json:"at"`
@@ -110,7 +111,7 @@ func (m *Market) Audit(h http.Handler, opts AuditOptions) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		start := timer.Now()
+		start, at := timer.Now(), m.clock.Now().UTC()
 		note := &auditNote{}
 		if kind == AuditAdmin {
 			note.actor = adminActor(r, opts.AdminToken)
@@ -147,7 +148,7 @@ func (m *Market) Audit(h http.Handler, opts AuditOptions) http.Handler {
 		if route == "" {
 			route = "(no route)"
 		}
-		a := AuditRecord{At: m.clock.Now().UTC(), Kind: kind, Actor: note.actor, Method: r.Method, Route: route, Path: r.URL.Path,
+		a := AuditRecord{At: at, Kind: kind, Actor: note.actor, Method: r.Method, Route: route, Path: r.URL.Path,
 			Status: status, Result: note.result, Targets: targets, Remote: remoteHost(r.RemoteAddr)}
 		lat := timer.Now().Sub(start)
 		// The request's context may be cancelled when the client went away;
