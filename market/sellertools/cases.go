@@ -306,34 +306,19 @@ func (t *Tools) PutOnSale(ctx context.Context, productID string) (Listing, error
 	if !r.Ready {
 		return Listing{}, refused("product %s is not ready for sale: save passing debug cases for %v first", productID, r.Missing)
 	}
-	p, err := t.product(ctx, productID)
-	if err != nil {
-		return Listing{}, err
-	}
-	var out Listing
-	err = t.db.Tx(ctx, func(tx *db.Tx) error {
-		l, err := getListing(ctx, tx, p.ID, p.SellerID, tx.Dialect == db.Postgres)
-		if err != nil {
-			return err
-		}
+	out, err := t.changeListing(ctx, productID, "put on sale", func(l *Listing, now time.Time) (bool, error) {
 		switch l.Status {
 		case StatusOnSale:
-			out = l
-			return nil
+			return false, nil
 		case StatusFrozen:
-			return conflict("product %s is frozen by failing dial tests; fix the merchant and unfreeze it", p.ID)
+			return false, conflict("product %s is frozen by failing dial tests; fix the merchant and unfreeze it", l.ProductID)
 		}
-		now := t.clock.Now().UTC()
 		l.Status, l.FailStreak, l.StreakStartDay, l.LastFailDay = StatusOnSale, 0, "", ""
 		l.ListedAt, l.FrozenAt, l.Note, l.UpdatedAt = now, time.Time{}, "put on sale", now
-		out = l
-		return t.upsertListing(ctx, tx, l)
+		return true, nil
 	})
 	if err != nil {
-		if isMarketError(err) {
-			return Listing{}, err
-		}
-		return Listing{}, fmt.Errorf("sellertools: put on sale: %w", err)
+		return Listing{}, err
 	}
 	if _, err := t.EnsureSchedule(ctx); err != nil {
 		return out, err
@@ -343,6 +328,23 @@ func (t *Tools) PutOnSale(ctx context.Context, productID string) (Listing, error
 
 // TakeOffSale takes a product off sale (下架); dial tests stop.
 func (t *Tools) TakeOffSale(ctx context.Context, productID, note string) (Listing, error) {
+	return t.changeListing(ctx, productID, "take off sale", func(l *Listing, now time.Time) (bool, error) {
+		if l.Status == StatusDraft {
+			return false, conflict("product %s was never put on sale", l.ProductID)
+		}
+		if note == "" {
+			note = "taken off sale"
+		}
+		l.Status, l.Note, l.UpdatedAt = StatusOffSale, note, now
+		return true, nil
+	})
+}
+
+// changeListing applies change to productID's listing in one transaction,
+// with the row locked on PostgreSQL, and stores it when change reports a
+// change. It returns the listing as changed (or as found). what names the
+// operation in wrapped errors; *market.Error is returned as is.
+func (t *Tools) changeListing(ctx context.Context, productID, what string, change func(l *Listing, now time.Time) (changed bool, err error)) (Listing, error) {
 	p, err := t.product(ctx, productID)
 	if err != nil {
 		return Listing{}, err
@@ -353,22 +355,21 @@ func (t *Tools) TakeOffSale(ctx context.Context, productID, note string) (Listin
 		if err != nil {
 			return err
 		}
-		if l.Status == StatusDraft {
-			return conflict("product %s was never put on sale", p.ID)
+		changed, err := change(&l, t.clock.Now().UTC())
+		if err != nil {
+			return err
 		}
-		now := t.clock.Now().UTC()
-		if note == "" {
-			note = "taken off sale"
-		}
-		l.Status, l.Note, l.UpdatedAt = StatusOffSale, note, now
 		out = l
+		if !changed {
+			return nil
+		}
 		return t.upsertListing(ctx, tx, l)
 	})
 	if err != nil {
 		if isMarketError(err) {
 			return Listing{}, err
 		}
-		return Listing{}, fmt.Errorf("sellertools: take off sale: %w", err)
+		return Listing{}, fmt.Errorf("sellertools: %s: %w", what, err)
 	}
 	return out, nil
 }
