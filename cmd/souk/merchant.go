@@ -218,6 +218,11 @@ func runMerchantEvents(ctx context.Context, a *App, args []string) int {
 		return 2
 	}
 	sub, args := args[0], args[1:]
+	switch sub {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(a.Stdout, merchantHelp)
+		return 0
+	}
 	s := a.NewSettings("merchant events " + sub)
 	var (
 		dbo                 dbOptions

@@ -106,3 +106,12 @@ func TestMerchantServeAndEvents(t *testing.T) {
 		t.Fatalf("replay unknown: %d %q", code, errb.String())
 	}
 }
+
+func TestMerchantEventsHelp(t *testing.T) {
+	for _, arg := range []string{"help", "-h", "--help"} {
+		a, out, errb := testApp(nil)
+		if code := runMerchant(context.Background(), a, []string{"events", arg}); code != 0 || !strings.Contains(out.String(), "souk merchant events list") || errb.Len() != 0 {
+			t.Fatalf("events %s: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout", arg, code, out.String(), errb.String())
+		}
+	}
+}
