@@ -692,7 +692,7 @@ func inputUnknownInstance(ctx context.Context, s *session, t *T) {
 			return
 		}
 		cases = append(cases,
-			badCase{"refreshInstance for an unknown instanceId", refreshBody(r, unknown, "RENEWAL", s.cfg.Clock.Now().UTC().AddDate(0, 2, 0).Format(stampLayout), "", false)},
+			badCase{"refreshInstance for an unknown instanceId", refreshBody(r, unknown, "RENEWAL", s.cfg.Clock.Now().UTC().AddDate(0, 2, 0).Format(kg.Layout14), "", false)},
 			badCase{"FREEZE of an unknown instanceId", statusBody(unknown, "FREEZE", false)},
 			badCase{"UNFREEZE of an unknown instanceId", statusBody(unknown, "UNFREEZE", false)},
 		)

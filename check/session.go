@@ -63,8 +63,6 @@ func (s *session) orderID() string {
 	return "CS" + s.cfg.Clock.Now().UTC().Format("0601021504") + randString(5, alnum)
 }
 
-const stampLayout = "20060102150405" // yyyyMMddHHmmss
-
 // order invents an order of the given type for the product's charging mode and
 // publishes it to Query Order.
 func (s *session) order(orderType string) (Order, error) {
@@ -88,7 +86,7 @@ func (s *session) order(orderType string) (Order, error) {
 	case ModePeriod:
 		line.PeriodType = "month"
 		line.PeriodNumber = "1"
-		line.ExpireTime = now.AddDate(0, 1, 0).Format(stampLayout)
+		line.ExpireTime = now.AddDate(0, 1, 0).Format(kg.Layout14)
 	case ModeOnDemand:
 		line.OrderAmount = ""
 	}
@@ -98,7 +96,7 @@ func (s *session) order(orderType string) (Order, error) {
 	o := Order{
 		OrderID:    id,
 		OrderType:  orderType,
-		CreateTime: now.Format(stampLayout),
+		CreateTime: now.Format(kg.Layout14),
 		OrderLine:  []kg.OrderLine{line},
 		BuyerInfo: &kg.BuyerInfo{
 			CustomerID:   "cid" + strings.ToLower(randString(29, alnum)),
@@ -237,7 +235,7 @@ func (s *session) create(ctx context.Context, t *T, test bool) (*instance, bool)
 		return nil, false
 	}
 	inst := &instance{ID: x.Parsed.InstanceID, Order: o, TestFlag: test, Async: x.Code() == kg.CodeInProgress}
-	if exp, err := time.Parse(stampLayout, o.OrderLine[0].ExpireTime); err == nil {
+	if exp, err := time.Parse(kg.Layout14, o.OrderLine[0].ExpireTime); err == nil {
 		inst.Expire = exp
 	} else {
 		inst.Expire = s.cfg.Clock.Now().UTC().AddDate(0, 1, 0)
@@ -319,5 +317,5 @@ func (s *session) stillThere(ctx context.Context, t *T, inst *instance, after *e
 // nextExpire returns the instance's expiry moved one month on, yyyyMMddHHmmss.
 func (inst *instance) nextExpire() string {
 	inst.Expire = inst.Expire.AddDate(0, 1, 0)
-	return inst.Expire.Format(stampLayout)
+	return inst.Expire.Format(kg.Layout14)
 }

@@ -60,9 +60,11 @@ func ParseExpireTime(s string) (time.Time, error) {
 func FormatTime14(t time.Time) string { return t.UTC().Format(Layout14) }
 
 // FormatTime17 formats t in UTC as yyyyMMddHHmmssSSS.
-func FormatTime17(t time.Time) string {
-	u := t.UTC()
-	return u.Format(Layout14) + fmt.Sprintf("%03d", u.Nanosecond()/int(time.Millisecond))
+func FormatTime17(t time.Time) string { return format17(t.UTC()) }
+
+// format17 formats t in its own location as yyyyMMddHHmmssSSS.
+func format17(t time.Time) string {
+	return t.Format(Layout14) + fmt.Sprintf("%03d", t.Nanosecond()/int(time.Millisecond))
 }
 
 // ParseKitTimeStamp parses a kit timeStamp (yyyyMMddHHmmssSSS in UTC+8) and
@@ -76,10 +78,7 @@ func ParseKitTimeStamp(s string) (time.Time, error) {
 }
 
 // FormatKitTimeStamp formats t as a kit timeStamp (yyyyMMddHHmmssSSS, UTC+8).
-func FormatKitTimeStamp(t time.Time) string {
-	u := t.In(kitZone)
-	return u.Format(Layout14) + fmt.Sprintf("%03d", u.Nanosecond()/int(time.Millisecond))
-}
+func FormatKitTimeStamp(t time.Time) string { return format17(t.In(kitZone)) }
 
 // ParseUsageTime parses a usage-push time, yyyyMMdd'T'HHmmss'Z' (UTC).
 func ParseUsageTime(s string) (time.Time, error) {
