@@ -183,3 +183,46 @@ func TestEachDefectIsReported(t *testing.T) {
 		}
 	}
 }
+
+// queriedAll pretends the target asked Query Order for every order.
+type queriedAll struct{ *check.MarketStub }
+
+func (queriedAll) Queried(string) int { return 1 }
+
+// A target that never fetches check's orders (it is pointed at another
+// marketplace) is told so in the async failure; one that fetched them is not.
+func TestAsyncFailureNamesUnqueriedOrders(t *testing.T) {
+	const hint = "never asked check's Query Order endpoint"
+	for _, c := range []struct {
+		name     string
+		wrap     bool
+		wantHint bool
+	}{{"never queried", false, true}, {"queried", true, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			mc := defective.Config{AccessKey: testKey, Defects: []defective.Defect{defective.AsyncNeverReady}}
+			srv := httptest.NewServer(defective.New(mc))
+			t.Cleanup(srv.Close)
+			stub := check.NewMarketStub("seller-ak", "seller-sk", nil, nil)
+			cc := check.Config{Target: srv.URL + "/saasproduce", AccessKey: testKey, Timeout: 2 * time.Second,
+				AsyncTimeout: 50 * time.Millisecond, PollInterval: 5 * time.Millisecond, Only: []string{"iface.queryInstance"}, Orders: stub}
+			if c.wrap {
+				cc.Orders = queriedAll{stub}
+			}
+			rep := check.Run(context.Background(), cc)
+			var what string
+			for _, r := range rep.Results {
+				if r.ID == "iface.queryInstance" {
+					for _, f := range r.Findings {
+						what += f.What + "\n"
+					}
+				}
+			}
+			if !strings.Contains(what, "was not ready") {
+				t.Fatalf("iface.queryInstance findings %q; want the async failure\n%s", what, describe(rep))
+			}
+			if got := strings.Contains(what, hint); got != c.wantHint {
+				t.Fatalf("hint present = %v, want %v: %q", got, c.wantHint, what)
+			}
+		})
+	}
+}

@@ -270,8 +270,14 @@ func (s *session) waitReady(ctx context.Context, t *T, inst *instance) (*exchang
 		case <-time.After(s.cfg.PollInterval):
 		}
 	}
+	what := fmt.Sprintf("asynchronously created instance %s was not ready after %d queryInstance polls in %v", inst.ID, polls, s.cfg.AsyncTimeout)
+	if qc, ok := s.cfg.Orders.(interface{ Queried(string) int }); ok && !inst.TestFlag && qc.Queried(inst.Order.OrderID) == 0 {
+		// The usual set-up mistake: the target fetches orders from another
+		// marketplace, which does not know the ones check invents.
+		what += fmt.Sprintf("; the target never asked check's Query Order endpoint for order %s: is its marketplace URL, AK and SK (souk merchant: SOUK_MARKET_URL, SOUK_MARKET_AK, SOUK_MARKET_SK) the ones check printed at start?", inst.Order.OrderID)
+	}
 	t.fail(Finding{
-		What: fmt.Sprintf("asynchronously created instance %s was not ready after %d queryInstance polls in %v", inst.ID, polls, s.cfg.AsyncTimeout),
+		What: what,
 		Sent: last.sent(), Got: last.got(),
 		Want: "after a 000004 answer, queryInstance answers 000000 with the instance in info once provisioning ends " +
 			"(the bound is --async-timeout; the documents give no polling deadline, only the 3 h after which an unprovisioned order is unsubscribed)",
