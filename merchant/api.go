@@ -60,7 +60,9 @@ func (m *Merchant) routes() *http.ServeMux {
 
 // Handle mounts another handler on the merchant's mux (e.g. the kit sync
 // interfaces under the production address); its calls are audited.
-func (m *Merchant) Handle(pattern string, h http.Handler) { m.mux.Handle(pattern, m.audited(pattern, h)) }
+func (m *Merchant) Handle(pattern string, h http.Handler) {
+	m.mux.Handle(pattern, m.audited(pattern, h))
+}
 
 // apiError is a management API failure with its HTTP status.
 type apiError struct {
