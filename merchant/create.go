@@ -40,6 +40,10 @@ type CreateInput struct {
 	// DeliverAt is when the job delivering the instance.created event is due
 	// (the caller tries an inline delivery before then). Zero → now.
 	DeliverAt time.Time
+	// ClaimUntil, when set, claims the first delivery attempt of the
+	// instance.created event for the caller (handoff.EmitClaimedAt), leased
+	// until then.
+	ClaimUntil time.Time
 }
 
 // CreateResult is what createTx decided.
@@ -48,6 +52,9 @@ type CreateResult struct {
 	Created    bool   // false: an earlier call (maybe on another replica) created it
 	Phase      string // phase of the instance
 	EventID    string // instance.created event, when emitted by this call
+	// Event is that event as stored, when its first attempt was claimed
+	// (CreateInput.ClaimUntil).
+	Event *handoff.Stored
 }
 
 func lineKey(orderID, orderLineID string) string  { return "line|" + orderID + "|" + orderLineID }
@@ -101,8 +108,12 @@ func (m *Merchant) createTx(ctx context.Context, tx *db.Tx, now time.Time, in Cr
 		}
 		return CreateResult{}, false, nil
 	}
-	if r, ok, err := existing(); err != nil || ok {
-		return r, err
+	// With the order line key alone, the claim below finds an existing
+	// instance as well (ON CONFLICT, then existing()): no lookup first.
+	if len(keys) > 1 {
+		if r, ok, err := existing(); err != nil || ok {
+			return r, err
+		}
 	}
 
 	// instanceId = the first call's businessId (the documented
@@ -186,8 +197,15 @@ func (m *Merchant) createTx(ctx context.Context, tx *db.Tx, now time.Time, in Cr
 		if due.IsZero() {
 			due = now
 		}
-		out.EventID, err = handoff.EmitAt(ctx, tx, now, handoff.Event{Type: EventCreated, Subject: id, TestFlag: in.TestFlag,
-			Data: instanceData(inst, nil)}, due)
+		ev := handoff.Event{Type: EventCreated, Subject: id, TestFlag: in.TestFlag, Data: instanceData(inst, nil)}
+		if in.ClaimUntil.IsZero() {
+			out.EventID, err = handoff.EmitAt(ctx, tx, now, ev, due)
+		} else {
+			out.Event, err = handoff.EmitClaimedAt(ctx, tx, now, ev, due, in.ClaimUntil)
+			if err == nil {
+				out.EventID = out.Event.ID
+			}
+		}
 		if err != nil {
 			return CreateResult{}, err
 		}
@@ -224,13 +242,21 @@ const (
 // (Config.Budget, or ctx's deadline if earlier)
 // with 000000 when the vendor app completed provisioning in time, otherwise
 // kg.ErrInProgress with the instanceId while provisioning continues.
+//
+// The budget bounds the waits that may be cut short (Query Order, the inline
+// hand-off), not the database work: a create whose transaction is still
+// waiting when the budget ends finishes on a context of its own (at most
+// createGrace longer) and then answers 000004, rather than 000005 with
+// nothing stored.
 func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Budget)
 	defer cancel()
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Budget+createGrace)
+	defer wcancel()
 
 	// A retry of a known order line answers from the database alone.
-	if id, err := lookupKey(ctx, m.db, lineKey(in.OrderID, in.OrderLineID)); err == nil {
-		return m.createAnswer(ctx, id)
+	if id, err := lookupKey(wctx, m.db, lineKey(in.OrderID, in.OrderLineID)); err == nil {
+		return m.createAnswer(wctx, id)
 	} else if !errors.Is(err, errNotFound) {
 		return nil, err
 	}
@@ -245,17 +271,14 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 		order = nil
 	}
 	var res CreateResult
-	err := m.writeTx(ctx, func(tx *db.Tx) error {
+	err := m.writeTx(wctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		var err error
-		res, err = m.createTx(ctx, tx, now, CreateInput{OrderID: in.OrderID, OrderLineID: in.OrderLineID, BusinessID: in.BusinessID,
-			TestFlag: in.TestFlag, Order: order, DeliverAt: now.Add(m.cfg.Budget + time.Second)})
-		if err != nil || res.EventID == "" {
-			return err
-		}
-		// The inline attempt below is claimed here, in the create's own
-		// commit, rather than by a transaction of its own.
-		return handoff.Claim(ctx, tx, res.EventID, now.Add(m.deliver.Lease))
+		// The inline attempt below is claimed in the create's own INSERT of
+		// the event rather than by a statement or transaction of its own.
+		res, err = m.createTx(wctx, tx, now, CreateInput{OrderID: in.OrderID, OrderLineID: in.OrderLineID, BusinessID: in.BusinessID,
+			TestFlag: in.TestFlag, Order: order, DeliverAt: now.Add(m.cfg.Budget + time.Second), ClaimUntil: now.Add(m.deliver.Lease)})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("newInstance: %w", err)
@@ -263,15 +286,21 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 	if res.Created {
 		m.metrics.created.Inc()
 	}
-	if res.EventID != "" {
+	if res.Event != nil {
 		// The event's job is due after the budget: deliver inline now, the
 		// job runner need not be woken for it.
-		m.inline(ctx, res.EventID, m.deliver.AttemptClaimed)
+		ev := res.Event
+		m.inline(ctx, ev.ID, func(actx context.Context, _ string) (bool, error) { return m.deliver.AttemptStored(actx, ev) })
 	} else if res.Created {
 		m.wake() // the Query Order job is due now
 	}
-	return m.createAnswer(context.WithoutCancel(ctx), res.InstanceID)
+	// Out of budget, the instance is stored all the same: 000004 unless it
+	// is ready.
+	return m.createAnswer(wctx, res.InstanceID)
 }
+
+// createGrace is how long a create's database work may outlive its budget.
+const createGrace = 10 * time.Second
 
 func (m *Merchant) createAnswer(ctx context.Context, id string) (*reply, error) {
 	inst, err := loadInstance(ctx, m.db, id)

@@ -2,6 +2,7 @@ package merchant
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -87,6 +88,11 @@ func (m *Merchant) writeTx(ctx context.Context, fn func(tx *db.Tx) error) error 
 // gave up (ctx's cancellation is dropped).
 func (m *Merchant) finishRequest(ctx context.Context, c *nonceClaim, auditFor func(replay bool) auditEntry) error {
 	ctx = context.WithoutCancel(ctx)
+	if m.group == nil && (c == nil || c.stored || c.nonce == "") {
+		// One statement, committed on its own: no BEGIN and COMMIT round
+		// trips (PostgreSQL).
+		return insertAudit(ctx, m.db, auditFor(false))
+	}
 	var replay bool
 	err := m.do(ctx, func(tx *db.Tx) error {
 		replay = false
@@ -111,7 +117,7 @@ func (m *Merchant) finishRequest(ctx context.Context, c *nonceClaim, auditFor fu
 	return nil
 }
 
-func insertAudit(ctx context.Context, tx *db.Tx, e auditEntry) error {
+func insertAudit(ctx context.Context, tx execer, e auditEntry) error {
 	_, err := tx.Exec(ctx, `INSERT INTO audit_log (at, source, remote, activity, result_code, key_index, instance_id,
 		order_id, order_line_id, business_id, test_flag, latency_ms, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		e.At.UnixMilli(), e.Source, truncate(e.Remote, 100), truncate(e.Activity, 64), e.ResultCode, e.KeyIndex, truncate(e.InstanceID, 7000),
@@ -120,6 +126,11 @@ func insertAudit(ctx context.Context, tx *db.Tx, e auditEntry) error {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	return nil
+}
+
+// execer is a *db.DB or a *db.Tx.
+type execer interface {
+	Exec(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // newRequestGroup is the group committer of the request path. SQLite has a

@@ -32,3 +32,11 @@ func (d *Deliverer) AttemptClaimed(ctx context.Context, id string) (delivered bo
 	}
 	return d.attemptUnlessSettled(ctx, ev)
 }
+
+// AttemptStored makes the delivery attempt of ev, an event the caller
+// emitted and claimed with EmitClaimedAt (committed), without reading it
+// back. Like AttemptClaimed, an event delivered meanwhile is not delivered
+// twice (markDelivered only changes a pending event).
+func (d *Deliverer) AttemptStored(ctx context.Context, ev *Stored) (delivered bool, err error) {
+	return d.attemptUnlessSettled(ctx, ev)
+}

@@ -80,22 +80,46 @@ func Emit(ctx context.Context, tx *db.Tx, now time.Time, ev Event) (eventID stri
 // merchant uses it to try an inline delivery first, leaving the job as the
 // durable fallback).
 func EmitAt(ctx context.Context, tx *db.Tx, now time.Time, ev Event, due time.Time) (eventID string, err error) {
+	st, err := emit(ctx, tx, now, ev, due, time.Time{})
+	if err != nil {
+		return "", err
+	}
+	return st.ID, nil
+}
+
+// EmitClaimedAt is EmitAt with the first delivery attempt taken by the
+// caller (as Claim does) in the same INSERT: the event is stored with one
+// attempt counted and leased until until. After the commit the caller makes
+// the attempt with AttemptStored on the returned event.
+func EmitClaimedAt(ctx context.Context, tx *db.Tx, now time.Time, ev Event, due, until time.Time) (*Stored, error) {
+	return emit(ctx, tx, now, ev, due, until)
+}
+
+// emit stores ev and its delivery job; a non-zero until claims the first
+// attempt.
+func emit(ctx context.Context, tx *db.Tx, now time.Time, ev Event, due, until time.Time) (*Stored, error) {
 	if ev.Type == "" {
-		return "", errors.New("handoff: event type is empty")
+		return nil, errors.New("handoff: event type is empty")
 	}
 	data, err := json.Marshal(ev.Data)
 	if err != nil {
-		return "", fmt.Errorf("handoff: marshal %s data: %w", ev.Type, err)
+		return nil, fmt.Errorf("handoff: marshal %s data: %w", ev.Type, err)
 	}
-	id := NewID()
-	if _, err := tx.Exec(ctx, `INSERT INTO handoff_events (event_id, type, subject, test_flag, data, created_at, state)
-		VALUES ($1, $2, $3, $4, $5, $6, 'pending')`, id, ev.Type, ev.Subject, db.Bool(ev.TestFlag), string(data), now.UnixMilli()); err != nil {
-		return "", fmt.Errorf("handoff: insert event: %w", err)
+	st := &Stored{ID: NewID(), Type: ev.Type, Subject: ev.Subject, TestFlag: ev.TestFlag, Data: json.RawMessage(data),
+		CreatedAt: time.UnixMilli(now.UnixMilli()).UTC(), State: StatePending}
+	var lease int64
+	if !until.IsZero() {
+		st.Attempts, lease = 1, until.UnixMilli()
 	}
-	if err := enqueue(ctx, tx, now, id, 0, due); err != nil {
-		return "", err
+	if _, err := tx.Exec(ctx, `INSERT INTO handoff_events (event_id, type, subject, test_flag, data, created_at, state, attempts, lease_until)
+		VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)`, st.ID, ev.Type, ev.Subject, db.Bool(ev.TestFlag), string(data), now.UnixMilli(),
+		st.Attempts, lease); err != nil {
+		return nil, fmt.Errorf("handoff: insert event: %w", err)
 	}
-	return id, nil
+	if err := enqueue(ctx, tx, now, st.ID, 0, due); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // jobKey is the unique key of the job delivering event id (replay n).
