@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -283,7 +284,7 @@ func (m *Market) writeAudit(ctx context.Context, a AuditRecord, lat time.Duratio
 	}
 	_, err := m.db.Exec(ctx, `INSERT INTO market_audit (at, kind, actor, method, route, path, status, result, latency_us, targets, remote)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		ms(a.At), a.Kind, a.Actor, a.Method, a.Route, a.Path, a.Status, a.Result, lat.Microseconds(), targets, a.Remote)
+		db.Millis(a.At), a.Kind, a.Actor, a.Method, a.Route, a.Path, a.Status, a.Result, lat.Microseconds(), targets, a.Remote)
 	if err != nil {
 		return fmt.Errorf("insert: %w", err)
 	}
@@ -321,7 +322,7 @@ func (m *Market) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 		if err := rows.Scan(&a.ID, &at, &a.Kind, &a.Actor, &a.Method, &a.Route, &a.Path, &a.Status, &a.Result, &lat, &targets, &a.Remote); err != nil {
 			return nil, fmt.Errorf("market: audit: %w", err)
 		}
-		a.At, a.LatencyMS = fromMS(at), float64(lat)/1000
+		a.At, a.LatencyMS = db.FromMillis(at), float64(lat)/1000
 		if targets != "" {
 			if err := json.Unmarshal([]byte(targets), &a.Targets); err != nil {
 				return nil, fmt.Errorf("market: audit %d: targets: %w", a.ID, err)

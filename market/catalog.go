@@ -119,7 +119,7 @@ func (m *Market) CreateSeller(ctx context.Context, id, name string) (Seller, err
 		return Seller{}, err
 	}
 	s := Seller{ID: id, Name: name, CreatedAt: m.clock.Now().UTC()}
-	_, err := m.db.Exec(ctx, `INSERT INTO market_sellers (id, name, created_at) VALUES ($1, $2, $3)`, s.ID, s.Name, ms(s.CreatedAt))
+	_, err := m.db.Exec(ctx, `INSERT INTO market_sellers (id, name, created_at) VALUES ($1, $2, $3)`, s.ID, s.Name, db.Millis(s.CreatedAt))
 	if db.IsUniqueViolation(err) {
 		return Seller{}, conflict("seller %q already exists", id)
 	}
@@ -140,7 +140,7 @@ func (m *Market) GetSeller(ctx context.Context, id string) (Seller, error) {
 	if err != nil {
 		return Seller{}, fmt.Errorf("market: get seller: %w", err)
 	}
-	s.CreatedAt = fromMS(created)
+	s.CreatedAt = db.FromMillis(created)
 	return s, nil
 }
 
@@ -158,7 +158,7 @@ func (m *Market) ListSellers(ctx context.Context) ([]Seller, error) {
 		if err := rows.Scan(&s.ID, &s.Name, &created); err != nil {
 			return nil, fmt.Errorf("market: list sellers: %w", err)
 		}
-		s.CreatedAt = fromMS(created)
+		s.CreatedAt = db.FromMillis(created)
 		out = append(out, s)
 	}
 	return out, rows.Err()
@@ -213,7 +213,7 @@ func (m *Market) AddAddress(ctx context.Context, sellerID, rawURL string) (Addre
 		return Address{}, err
 	}
 	_, err = m.db.Exec(ctx, `INSERT INTO market_addresses (id, seller_id, url, created_at) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (seller_id, url) DO NOTHING`, id, sellerID, rawURL, ms(m.clock.Now()))
+		ON CONFLICT (seller_id, url) DO NOTHING`, id, sellerID, rawURL, db.Millis(m.clock.Now()))
 	if err != nil {
 		return Address{}, fmt.Errorf("market: add address: %w", err)
 	}
@@ -237,7 +237,7 @@ func (m *Market) GetAddress(ctx context.Context, id string) (Address, error) {
 	if err != nil {
 		return Address{}, fmt.Errorf("market: get address: %w", err)
 	}
-	a.Verified, a.VerifiedAt = verified == 1, fromMS(at)
+	a.Verified, a.VerifiedAt = verified == 1, db.FromMillis(at)
 	return a, nil
 }
 
@@ -305,10 +305,10 @@ func (m *Market) VerifyAddress(ctx context.Context, id string) (Address, error) 
 	now := m.clock.Now()
 	verifiedAt := int64(0)
 	if ok {
-		verifiedAt = ms(now)
+		verifiedAt = db.Millis(now)
 	}
 	if _, err := m.db.Exec(ctx, `UPDATE market_addresses SET verified = $1, verified_at = $2, verify_note = $3 WHERE id = $4`,
-		b2i(ok), verifiedAt, note, id); err != nil {
+		db.Bool(ok), verifiedAt, note, id); err != nil {
 		return Address{}, fmt.Errorf("market: verify address: %w", err)
 	}
 	return m.GetAddress(ctx, id)
@@ -338,7 +338,7 @@ func (m *Market) SetAccessKey(ctx context.Context, sellerID, keyType, secret str
 	}
 	_, err = m.db.Exec(ctx, `INSERT INTO market_access_keys (seller_id, key_type, key_id, secret, created_at) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (seller_id, key_type) DO UPDATE SET key_id = excluded.key_id, secret = excluded.secret, created_at = excluded.created_at`,
-		sellerID, keyType, keyID, secret, ms(m.clock.Now()))
+		sellerID, keyType, keyID, secret, db.Millis(m.clock.Now()))
 	if db.IsUniqueViolation(err) {
 		return AccessKey{}, conflict("this key value is already bound to another interface type of seller %q; each type needs its own key", sellerID)
 	}
@@ -409,7 +409,7 @@ func (m *Market) CreateCredential(ctx context.Context, sellerID, ak, sk string) 
 	} else if len(sk) < 8 || len(sk) > 128 {
 		return Credential{}, badField("sk", "must be 8 to 128 characters")
 	}
-	_, err = m.db.Exec(ctx, `INSERT INTO market_credentials (ak, seller_id, sk, created_at) VALUES ($1, $2, $3, $4)`, ak, sellerID, sk, ms(m.clock.Now()))
+	_, err = m.db.Exec(ctx, `INSERT INTO market_credentials (ak, seller_id, sk, created_at) VALUES ($1, $2, $3, $4)`, ak, sellerID, sk, db.Millis(m.clock.Now()))
 	if db.IsUniqueViolation(err) {
 		return Credential{}, conflict("access key %q already exists", ak)
 	}
@@ -537,12 +537,12 @@ func (m *Market) CreateProduct(ctx context.Context, in ProductInput) (Product, e
 	if in.TrialDays > 0 && !hasTrialable {
 		return Product{}, badField("trialDays", "a trial needs a PERIOD plan to convert to")
 	}
-	now := ms(m.clock.Now())
+	now := db.Millis(m.clock.Now())
 	err = m.db.Tx(ctx, func(tx *db.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO market_products (id, seller_id, name, address_id, encrypt_type, upgrade_allowed,
 			renewal_change_allowed, trial_days, retention_days, order_notify, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
-			in.ID, in.SellerID, in.Name, in.AddressID, in.EncryptType, b2i(in.UpgradeAllowed), b2i(in.RenewalChangeAllowed),
-			in.TrialDays, retention, b2i(in.OrderNotify), now); err != nil {
+			in.ID, in.SellerID, in.Name, in.AddressID, in.EncryptType, db.Bool(in.UpgradeAllowed), db.Bool(in.RenewalChangeAllowed),
+			in.TrialDays, retention, db.Bool(in.OrderNotify), now); err != nil {
 			if db.IsUniqueViolation(err) {
 				return conflict("product %q already exists", in.ID)
 			}
@@ -602,7 +602,7 @@ func (m *Market) GetProduct(ctx context.Context, id string) (Product, error) {
 	if err != nil {
 		return Product{}, fmt.Errorf("market: get product: %w", err)
 	}
-	p.UpgradeAllowed, p.RenewalChangeAllowed, p.OrderNotify, p.CreatedAt = up == 1, rc == 1, on == 1, fromMS(created)
+	p.UpgradeAllowed, p.RenewalChangeAllowed, p.OrderNotify, p.CreatedAt = up == 1, rc == 1, on == 1, db.FromMillis(created)
 	rows, err := m.db.Query(ctx, `SELECT product_code, sku_code, charging_mode, period_type, price_cents, unit_price_micros, package_quota,
 		linear_name, linear_unit, linear_min, linear_max FROM market_plans WHERE product_id = $1 ORDER BY sku_code, period_type`, id)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
 )
 
 // Step is one stop of the virtual clock while it advances.
@@ -48,7 +49,7 @@ func (m *Market) LoadClock(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("market: load clock: %w", err)
 	}
-	if t := fromMS(now); t.After(v.Now()) {
+	if t := db.FromMillis(now); t.After(v.Now()) {
 		v.Set(t)
 	}
 	return nil
@@ -56,7 +57,7 @@ func (m *Market) LoadClock(ctx context.Context) error {
 
 func (m *Market) saveClock(ctx context.Context, t time.Time) error {
 	_, err := m.db.Exec(ctx, `INSERT INTO market_clock (id, now_ms) VALUES (1, $1)
-		ON CONFLICT (id) DO UPDATE SET now_ms = CASE WHEN excluded.now_ms > market_clock.now_ms THEN excluded.now_ms ELSE market_clock.now_ms END`, ms(t))
+		ON CONFLICT (id) DO UPDATE SET now_ms = CASE WHEN excluded.now_ms > market_clock.now_ms THEN excluded.now_ms ELSE market_clock.now_ms END`, db.Millis(t))
 	if err != nil {
 		return fmt.Errorf("market: save clock: %w", err)
 	}

@@ -418,7 +418,7 @@ func (m *Market) enqueue(ctx context.Context, tx *db.Tx, now time.Time, o Outbou
 	var id int64
 	err := tx.QueryRow(ctx, `INSERT INTO market_messages (seller_id, subscription_id, order_id, activity, url, key_type, body, effect,
 		policy, state, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$11) RETURNING id`,
-		o.SellerID, o.SubscriptionID, o.OrderID, o.Activity, o.URL, o.KeyType, string(o.Body), string(eff), o.PolicyName, state, ms(now)).Scan(&id)
+		o.SellerID, o.SubscriptionID, o.OrderID, o.Activity, o.URL, o.KeyType, string(o.Body), string(eff), o.PolicyName, state, db.Millis(now)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("market: enqueue message: %w", err)
 	}
@@ -441,7 +441,7 @@ func (m *Market) scheduleAttempt(ctx context.Context, tx *db.Tx, now time.Time, 
 	if err != nil {
 		return fmt.Errorf("market: schedule attempt: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE market_messages SET next_try_at = $1 WHERE id = $2`, ms(due), id); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE market_messages SET next_try_at = $1 WHERE id = $2`, db.Millis(due), id); err != nil {
 		return fmt.Errorf("market: schedule attempt: %w", err)
 	}
 	return nil
@@ -468,7 +468,7 @@ func (m *Market) promoteNext(ctx context.Context, tx *db.Tx, now time.Time, subI
 	if err != nil {
 		return fmt.Errorf("market: promote: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE market_messages SET state = 'pending', updated_at = $1 WHERE id = $2`, ms(now), id); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE market_messages SET state = 'pending', updated_at = $1 WHERE id = $2`, db.Millis(now), id); err != nil {
 		return fmt.Errorf("market: promote: %w", err)
 	}
 	return m.scheduleAttempt(ctx, tx, now, id, 1, 0, now)
@@ -519,7 +519,7 @@ func (m *Market) handleDispatch(ctx context.Context, j *jobs.Job) error {
 // the next try, or the documented outcome of the final failure.
 func (m *Market) record(ctx context.Context, tx *db.Tx, id int64, attempt int, sentAt time.Time, res CallResult) error {
 	now := m.clock.Now()
-	r, err := tx.Exec(ctx, `UPDATE market_messages SET updated_at = $1 WHERE id = $2 AND state = 'pending' AND attempts = $3`, ms(now), id, attempt-1)
+	r, err := tx.Exec(ctx, `UPDATE market_messages SET updated_at = $1 WHERE id = $2 AND state = 'pending' AND attempts = $3`, db.Millis(now), id, attempt-1)
 	if err != nil {
 		return err
 	}
@@ -549,13 +549,13 @@ func (m *Market) record(ctx context.Context, tx *db.Tx, id int64, attempt int, s
 	if _, err := tx.Exec(ctx, `INSERT INTO market_attempts (message_id, attempt, at, request_url, request_body, http_status, response_body,
 		body_sign, latency_ms, result_code, verdict, error, next_try_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
 		ON CONFLICT (message_id, attempt) DO NOTHING`,
-		id, attempt, ms(sentAt), res.RequestURL, string(msg.Body), res.HTTPStatus, string(res.Body), res.BodySign,
-		res.Latency.Milliseconds(), res.ResultCode, res.Verdict, res.Error, ms(next)); err != nil {
+		id, attempt, db.Millis(sentAt), res.RequestURL, string(msg.Body), res.HTTPStatus, string(res.Body), res.BodySign,
+		res.Latency.Milliseconds(), res.ResultCode, res.Verdict, res.Error, db.Millis(next)); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE market_messages SET state = $1, attempts = $2, first_try_at = $3, next_try_at = $4, last_code = $5,
 		last_error = $6, response = $7, updated_at = $8 WHERE id = $9`,
-		state, attempt, ms(first), ms(next), res.ResultCode, res.Error, string(res.Body), ms(now), id); err != nil {
+		state, attempt, db.Millis(first), db.Millis(next), res.ResultCode, res.Error, string(res.Body), db.Millis(now), id); err != nil {
 		return err
 	}
 	msg.State, msg.Attempts, msg.FirstTryAt = state, attempt, first
@@ -593,8 +593,8 @@ func (m *Market) Call(ctx context.Context, o Outbound) (CallResult, error) {
 	var id int64
 	if err := m.db.QueryRow(ctx, `INSERT INTO market_messages (seller_id, subscription_id, order_id, activity, url, key_type, body, effect,
 		policy, state, created_at, updated_at, call_deadline) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'sending',$10,$10,$11) RETURNING id`,
-		o.SellerID, o.SubscriptionID, o.OrderID, o.Activity, o.URL, o.KeyType, string(o.Body), string(eff), o.PolicyName, ms(now),
-		ms(m.wire.Now().Add(m.timeout))).Scan(&id); err != nil {
+		o.SellerID, o.SubscriptionID, o.OrderID, o.Activity, o.URL, o.KeyType, string(o.Body), string(eff), o.PolicyName, db.Millis(now),
+		db.Millis(m.wire.Now().Add(m.timeout))).Scan(&id); err != nil {
 		return CallResult{}, fmt.Errorf("market: call: %w", err)
 	}
 	res := m.sendSigned(ctx, o.Activity, o.URL, o.KeyType, key, o.Body)
@@ -611,12 +611,12 @@ func (m *Market) Call(ctx context.Context, o Outbound) (CallResult, error) {
 		if _, err := tx.Exec(ctx, `INSERT INTO market_attempts (message_id, attempt, at, request_url, request_body, http_status, response_body,
 			body_sign, latency_ms, result_code, verdict, error, next_try_at) VALUES ($1,1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0)
 			ON CONFLICT (message_id, attempt) DO NOTHING`,
-			id, ms(now), res.RequestURL, string(o.Body), res.HTTPStatus, string(res.Body), res.BodySign, res.Latency.Milliseconds(),
+			id, db.Millis(now), res.RequestURL, string(o.Body), res.HTTPStatus, string(res.Body), res.BodySign, res.Latency.Milliseconds(),
 			res.ResultCode, res.Verdict, res.Error); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE market_messages SET state = $1, attempts = 1, first_try_at = $2, last_code = $3, last_error = $4,
-			response = $5, updated_at = $6 WHERE id = $7`, state, ms(now), res.ResultCode, res.Error, string(res.Body), ms(m.clock.Now()), id)
+			response = $5, updated_at = $6 WHERE id = $7`, state, db.Millis(now), res.ResultCode, res.Error, string(res.Body), db.Millis(m.clock.Now()), id)
 		return err
 	})
 	if err != nil {
@@ -668,7 +668,7 @@ func (m *Market) Restart(ctx context.Context, id int64) (Message, error) {
 				return refused("order %s was unsubscribed and refunded when the create window ended; the buyer must order again", msg.Effect.OrderID)
 			}
 		}
-		r, err := tx.Exec(ctx, `UPDATE market_messages SET state = 'pending', restarts = restarts + 1, updated_at = $1 WHERE id = $2 AND state = 'failed'`, ms(now), id)
+		r, err := tx.Exec(ctx, `UPDATE market_messages SET state = 'pending', restarts = restarts + 1, updated_at = $1 WHERE id = $2 AND state = 'failed'`, db.Millis(now), id)
 		if err != nil {
 			return err
 		}
@@ -707,7 +707,7 @@ func (m *Market) scanMessage(s scanner) (Message, error) {
 		msg.Response = json.RawMessage(resp)
 	}
 	msg.Policy = m.policy(msg.PolicyName)
-	msg.FirstTryAt, msg.NextTryAt, msg.CreatedAt, msg.UpdatedAt = fromMS(first), fromMS(next), fromMS(created), fromMS(updated)
+	msg.FirstTryAt, msg.NextTryAt, msg.CreatedAt, msg.UpdatedAt = db.FromMillis(first), db.FromMillis(next), db.FromMillis(created), db.FromMillis(updated)
 	return msg, nil
 }
 
@@ -742,7 +742,7 @@ func (m *Market) GetMessage(ctx context.Context, id int64, withAttempts bool) (M
 				&a.ResultCode, &a.Verdict, &a.Error, &next); err != nil {
 				return Message{}, fmt.Errorf("market: get attempts: %w", err)
 			}
-			a.At, a.NextTryAt = fromMS(at), fromMS(next)
+			a.At, a.NextTryAt = db.FromMillis(at), db.FromMillis(next)
 			msg.AttemptLog = append(msg.AttemptLog, a)
 		}
 		if err := rows.Err(); err != nil {

@@ -32,8 +32,8 @@ func (m *Market) scheduleExpiry(ctx context.Context, tx *db.Tx, now time.Time, s
 	if expire.IsZero() {
 		return nil
 	}
-	p, _ := json.Marshal(timerPayload{Sub: subID, Expire: ms(expire)})
-	_, _, err := jobs.Enqueue(ctx, tx, now, jobs.New{Kind: JobExpire, Key: "expire:" + subID + ":" + strconv.FormatInt(ms(expire), 10),
+	p, _ := json.Marshal(timerPayload{Sub: subID, Expire: db.Millis(expire)})
+	_, _, err := jobs.Enqueue(ctx, tx, now, jobs.New{Kind: JobExpire, Key: "expire:" + subID + ":" + strconv.FormatInt(db.Millis(expire), 10),
 		Payload: p, DueAt: expire})
 	if err != nil {
 		return fmt.Errorf("market: schedule expiry: %w", err)
@@ -79,12 +79,12 @@ func (m *Market) handleExpire(ctx context.Context, j *jobs.Job) error {
 		if err != nil {
 			return err
 		}
-		if s.Status != SubActive || ms(s.ExpireAt) != p.Expire {
+		if s.Status != SubActive || db.Millis(s.ExpireAt) != p.Expire {
 			return nil // renewed, released or unsubscribed meanwhile
 		}
 		releaseAt := s.ExpireAt.Add(m.retentionOf(prod))
 		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, frozen_at = $2, release_at = $3 WHERE id = $4`,
-			SubFrozen, ms(now), ms(releaseAt), s.ID); err != nil {
+			SubFrozen, db.Millis(now), db.Millis(releaseAt), s.ID); err != nil {
 			return err
 		}
 		if _, err := m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, Activity: "updateInstanceStatus", URL: url,
@@ -122,7 +122,7 @@ func (m *Market) handleRelease(ctx context.Context, j *jobs.Job) error {
 		if err != nil {
 			return err
 		}
-		if s.Status != SubFrozen || ms(s.ExpireAt) != p.Expire {
+		if s.Status != SubFrozen || db.Millis(s.ExpireAt) != p.Expire {
 			return nil
 		}
 		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1 WHERE id = $2`, SubReleasing, s.ID); err != nil {
@@ -221,14 +221,14 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 		newExpire := addPeriod(s.ExpireAt, pl.PeriodType, in.PeriodNumber)
 		if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
 			amount_cents, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$9)`,
-			orderID, OrderRenew, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, amount, ms(now)); err != nil {
+			orderID, OrderRenew, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, amount, db.Millis(now)); err != nil {
 			return err
 		}
 		if err := insertLine(ctx, tx, orderID, OrderLine{ChargingMode: pl.ChargingMode, PeriodType: pl.PeriodType, PeriodNumber: in.PeriodNumber,
 			ProductCode: pl.ProductCode, SKUCode: pl.SKUCode, LinearValue: linear, ExpireAt: newExpire, AmountCents: amount}, now); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE market_order_lines SET prev_expire_at = $1 WHERE order_id = $2`, ms(s.ExpireAt), orderID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE market_order_lines SET prev_expire_at = $1 WHERE order_id = $2`, db.Millis(s.ExpireAt), orderID); err != nil {
 			return err
 		}
 		if err := m.charge(ctx, tx, now, s.CustomerID, orderID, s.ID, "charge", orderID, amount*10000, "RENEW "+pl.ProductCode); err != nil {
@@ -236,7 +236,7 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 		}
 		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, expire_at = $2, frozen_at = 0, release_at = 0, product_code = $3,
 			sku_code = $4, period_type = $5, linear_value = $6 WHERE id = $7`,
-			SubActive, ms(newExpire), pl.ProductCode, pl.SKUCode, pl.PeriodType, linear, s.ID); err != nil {
+			SubActive, db.Millis(newExpire), pl.ProductCode, pl.SKUCode, pl.PeriodType, linear, s.ID); err != nil {
 			return err
 		}
 		if err := m.scheduleExpiry(ctx, tx, now, s.ID, newExpire); err != nil {
@@ -341,7 +341,7 @@ func (m *Market) ConvertTrial(ctx context.Context, in ConvertInput) (Order, erro
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
 			amount_cents, related_order_id, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10)`,
-			orderID, OrderTrialToFormal, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, amount, s.OriginOrder, ms(now)); err != nil {
+			orderID, OrderTrialToFormal, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, amount, s.OriginOrder, db.Millis(now)); err != nil {
 			return err
 		}
 		if err := insertLine(ctx, tx, orderID, OrderLine{ChargingMode: pl.ChargingMode, PeriodType: pl.PeriodType, PeriodNumber: in.PeriodNumber,
@@ -353,7 +353,7 @@ func (m *Market) ConvertTrial(ctx context.Context, in ConvertInput) (Order, erro
 		}
 		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, trial = 0, expire_at = $2, frozen_at = 0, release_at = 0,
 			product_code = $3, sku_code = $4, period_type = $5, linear_value = $6 WHERE id = $7`,
-			SubActive, ms(newExpire), pl.ProductCode, pl.SKUCode, pl.PeriodType, in.LinearValue, s.ID); err != nil {
+			SubActive, db.Millis(newExpire), pl.ProductCode, pl.SKUCode, pl.PeriodType, in.LinearValue, s.ID); err != nil {
 			return err
 		}
 		if err := m.scheduleExpiry(ctx, tx, now, s.ID, newExpire); err != nil {
@@ -459,7 +459,7 @@ func (m *Market) Upgrade(ctx context.Context, in UpgradeInput) (Order, error) {
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
 			amount_cents, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$9)`,
-			orderID, OrderChange, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, diff, ms(now)); err != nil {
+			orderID, OrderChange, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, diff, db.Millis(now)); err != nil {
 			return err
 		}
 		if err := insertLine(ctx, tx, orderID, OrderLine{ChargingMode: pl.ChargingMode, PeriodType: pl.PeriodType, PeriodNumber: 1,
@@ -530,7 +530,7 @@ func (m *Market) Unsubscribe(ctx context.Context, in UnsubscribeInput) (Order, e
 		if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
 			amount_cents, refund_cents, related_order_id, refund_rule, status_note, created_at, updated_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,0,$8,$9,$10,$11,$12,$12)`,
-			orderID, OrderUnsubscribe, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, refund, s.OriginOrder, rule, in.Reason, ms(now)); err != nil {
+			orderID, OrderUnsubscribe, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, refund, s.OriginOrder, rule, in.Reason, db.Millis(now)); err != nil {
 			return err
 		}
 		if err := insertLine(ctx, tx, orderID, OrderLine{ChargingMode: s.ChargingMode, PeriodType: s.PeriodType, ProductCode: s.ProductCode,
@@ -544,13 +544,13 @@ func (m *Market) Unsubscribe(ctx context.Context, in UnsubscribeInput) (Order, e
 		}
 		for _, id := range refunded {
 			if _, err := tx.Exec(ctx, `UPDATE market_orders SET status = $1, refund_cents = amount_cents, updated_at = $2 WHERE order_id = $3`,
-				OrderRefunded, ms(now), id); err != nil {
+				OrderRefunded, db.Millis(now), id); err != nil {
 				return err
 			}
 		}
 		expire := int64(0) // a pay-per-use or one-time subscription never had an expiry
 		if !s.ExpireAt.IsZero() {
-			expire = ms(now)
+			expire = db.Millis(now)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, expire_at = $2 WHERE id = $3`, SubReleasing, expire, s.ID); err != nil {
 			return err
@@ -589,7 +589,7 @@ func (m *Market) refundRule(ctx context.Context, tx *db.Tx, now time.Time, s Sub
 			return "", 0, nil, err
 		}
 		if (typ == OrderNew || typ == OrderTrialToFormal) && purchase.IsZero() {
-			purchase = fromMS(created)
+			purchase = db.FromMillis(created)
 		}
 		paid += amount - refunded
 		ids = append(ids, id)
@@ -615,7 +615,7 @@ func (m *Market) refundRule(ctx context.Context, tx *db.Tx, now time.Time, s Sub
 	yearStart := time.Date(y, 1, 1, 0, 0, 0, 0, beijing)
 	var used int
 	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM market_orders WHERE customer_id = $1 AND order_type = 'UNSUBSCRIBE' AND refund_rule = 'five-day'
-		AND created_at >= $2`, s.CustomerID, ms(yearStart)).Scan(&used); err != nil {
+		AND created_at >= $2`, s.CustomerID, db.Millis(yearStart)).Scan(&used); err != nil {
 		return "", 0, nil, err
 	}
 	if used >= UnsubscribeYearlyLimit {
@@ -653,7 +653,7 @@ func (m *Market) SetFrozen(ctx context.Context, subID string, frozen bool) (Subs
 		}
 		frozenAt := int64(0)
 		if frozen {
-			frozenAt = ms(now)
+			frozenAt = db.Millis(now)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, frozen_at = $2 WHERE id = $3`, to, frozenAt, s.ID); err != nil {
 			return err
@@ -674,7 +674,7 @@ func (m *Market) setOrder(ctx context.Context, tx *db.Tx, now time.Time, orderID
 		return nil
 	}
 	_, err := tx.Exec(ctx, `UPDATE market_orders SET status = $1, status_note = $2, updated_at = $3 WHERE order_id = $4 AND status <> 'REFUNDED'`,
-		status, note, ms(now), orderID)
+		status, note, db.Millis(now), orderID)
 	return err
 }
 
@@ -685,7 +685,7 @@ func (m *Market) applySuccess(ctx context.Context, tx *db.Tx, now time.Time, msg
 	case "provision":
 		if res.Verdict == VerdictInProgress {
 			if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET instance_id = $1, updated_at = $2 WHERE id = $3`,
-				res.Response.InstanceID, ms(now), e.SubscriptionID); err != nil {
+				res.Response.InstanceID, db.Millis(now), e.SubscriptionID); err != nil {
 				return err
 			}
 			s, err := scanSub(tx.QueryRow(ctx, `SELECT `+subCols+` FROM market_subscriptions WHERE id = $1`, e.SubscriptionID))
@@ -704,13 +704,13 @@ func (m *Market) applySuccess(ctx context.Context, tx *db.Tx, now time.Time, msg
 		return m.setOrder(ctx, tx, now, e.OrderID, OrderCompleted, "")
 	case "upgrade":
 		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET product_code = $1, sku_code = $2, linear_value = $3, updated_at = $4 WHERE id = $5`,
-			e.ProductCode, e.SKUCode, e.Linear, ms(now), e.SubscriptionID); err != nil {
+			e.ProductCode, e.SKUCode, e.Linear, db.Millis(now), e.SubscriptionID); err != nil {
 			return err
 		}
 		return m.setOrder(ctx, tx, now, e.OrderID, OrderCompleted, "")
 	case "release":
 		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, released_at = $2, updated_at = $2 WHERE id = $3`,
-			SubReleased, ms(now), e.SubscriptionID); err != nil {
+			SubReleased, db.Millis(now), e.SubscriptionID); err != nil {
 			return err
 		}
 		return m.setOrder(ctx, tx, now, e.OrderID, OrderCompleted, "")
@@ -727,7 +727,7 @@ func (m *Market) markReady(ctx context.Context, tx *db.Tx, now time.Time, e Effe
 		return nil
 	}
 	if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, instance_id = $2, ready_at = $3 WHERE id = $4`,
-		SubActive, instanceID, ms(now), s.ID); err != nil {
+		SubActive, instanceID, db.Millis(now), s.ID); err != nil {
 		return err
 	}
 	if err := m.setOrder(ctx, tx, now, e.OrderID, OrderCompleted, ""); err != nil {
@@ -761,7 +761,7 @@ func (m *Market) refundOrder(ctx context.Context, tx *db.Tx, now time.Time, orde
 		return err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE market_orders SET status = $1, refund_cents = amount_cents, status_note = $2, updated_at = $3 WHERE order_id = $4`,
-		OrderRefunded, note, ms(now), orderID); err != nil {
+		OrderRefunded, note, db.Millis(now), orderID); err != nil {
 		return err
 	}
 	if amount > 0 {
@@ -787,7 +787,7 @@ func (m *Market) failAndRefund(ctx context.Context, tx *db.Tx, now time.Time, ms
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
 		amount_cents, related_order_id, refund_rule, status_note, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,0,$8,'create-failed',$9,$10,$10)`,
-		unsub, OrderUnsubscribe, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderCompleted, e.OrderID, note, ms(now)); err != nil {
+		unsub, OrderUnsubscribe, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderCompleted, e.OrderID, note, db.Millis(now)); err != nil {
 		return err
 	}
 	if err := insertLine(ctx, tx, unsub, OrderLine{ChargingMode: s.ChargingMode, PeriodType: s.PeriodType, ProductCode: s.ProductCode,
@@ -849,24 +849,24 @@ func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error)
 		if err != nil {
 			return err
 		}
-		if until != ms(s.ExpireAt) || prev == 0 {
+		if until != db.Millis(s.ExpireAt) || prev == 0 {
 			return refused("the latest renewal %s of subscription %s is no longer its last period", renewID, s.ID)
 		}
-		if !fromMS(prev).After(now) {
-			return refused("the renewal period of order %s began at %s; it can no longer be cancelled", renewID, fromMS(prev).Format(time.RFC3339))
+		if !db.FromMillis(prev).After(now) {
+			return refused("the renewal period of order %s began at %s; it can no longer be cancelled", renewID, db.FromMillis(prev).Format(time.RFC3339))
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
 			amount_cents, refund_cents, related_order_id, refund_rule, created_at, updated_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,0,$8,$9,'renewal-cancel',$10,$10)`,
-			orderID, OrderUnsubscribe, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, amount, renewID, ms(now)); err != nil {
+			orderID, OrderUnsubscribe, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, amount, renewID, db.Millis(now)); err != nil {
 			return err
 		}
 		if err := insertLine(ctx, tx, orderID, OrderLine{ChargingMode: s.ChargingMode, PeriodType: s.PeriodType, ProductCode: s.ProductCode,
-			SKUCode: s.SKUCode, LinearValue: s.LinearValue, ExpireAt: fromMS(prev), AmountCents: -amount}, now); err != nil {
+			SKUCode: s.SKUCode, LinearValue: s.LinearValue, ExpireAt: db.FromMillis(prev), AmountCents: -amount}, now); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE market_orders SET status = $1, refund_cents = amount_cents, updated_at = $2 WHERE order_id = $3`,
-			OrderRefunded, ms(now), renewID); err != nil {
+			OrderRefunded, db.Millis(now), renewID); err != nil {
 			return err
 		}
 		if amount > 0 {
@@ -877,11 +877,11 @@ func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error)
 		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET expire_at = $1 WHERE id = $2`, prev, s.ID); err != nil {
 			return err
 		}
-		if err := m.scheduleExpiry(ctx, tx, now, s.ID, fromMS(prev)); err != nil {
+		if err := m.scheduleExpiry(ctx, tx, now, s.ID, db.FromMillis(prev)); err != nil {
 			return err
 		}
 		body := activityBody("refreshInstance", s.TestFlag, "scene", "UNSUBSCRIBE_RENEWAL_PERIOD", "orderId", renewID,
-			"orderLineId", lineID(renewID), "instanceId", s.InstanceID, "expireTime", expireTime(fromMS(prev)))
+			"orderLineId", lineID(renewID), "instanceId", s.InstanceID, "expireTime", expireTime(db.FromMillis(prev)))
 		_, err = m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, OrderID: orderID, Activity: "refreshInstance",
 			URL: url, Body: body, Effect: Effect{Kind: "renew", OrderID: orderID, SubscriptionID: s.ID}})
 		return err

@@ -195,24 +195,3 @@ func (m *Market) Clock() clock.Clock { return m.clock }
 
 // DB returns the market's database.
 func (m *Market) DB() *db.DB { return m.db }
-
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}

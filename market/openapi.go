@@ -351,10 +351,10 @@ func (m *Market) PushUsage(ctx context.Context, signature, ts, nonce string, bod
 	now := m.clock.Now()
 	err = m.db.Tx(ctx, func(tx *db.Tx) error {
 		*result = UsageResult{}
-		if _, err := tx.Exec(ctx, `DELETE FROM market_nonces WHERE seen_at < $1`, ms(wire.Add(-2*UsageWindow))); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM market_nonces WHERE seen_at < $1`, db.Millis(wire.Add(-2*UsageWindow))); err != nil {
 			return err
 		}
-		r, err := tx.Exec(ctx, `INSERT INTO market_nonces (nonce, seen_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING`, "usage:"+nonce, ms(wire))
+		r, err := tx.Exec(ctx, `INSERT INTO market_nonces (nonce, seen_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING`, "usage:"+nonce, db.Millis(wire))
 		if err != nil {
 			return err
 		}
@@ -421,8 +421,8 @@ func (m *Market) PushUsage(ctx context.Context, signature, ts, nonce string, bod
 			ins, err := tx.Exec(ctx, `INSERT INTO market_usage (metering_sn, seller_id, subscription_id, instance_id, customer_id, record_time,
 				begin_time, end_time, usage_value, usage_micros, amount_micros, relate_pkg, received_at)
 				VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (metering_sn) DO NOTHING`,
-				rec.MeteringSN, sellerID, s.ID, rec.InstanceID, s.CustomerID, ms(recTime), ms(begin), ms(end), rec.UsageValue, micros, amount,
-				rec.RelatePkgInstance, ms(now))
+				rec.MeteringSN, sellerID, s.ID, rec.InstanceID, s.CustomerID, db.Millis(recTime), db.Millis(begin), db.Millis(end), rec.UsageValue, micros, amount,
+				rec.RelatePkgInstance, db.Millis(now))
 			if err != nil {
 				return err
 			}
@@ -433,7 +433,7 @@ func (m *Market) PushUsage(ctx context.Context, signature, ts, nonce string, bod
 					rec.MeteringSN).Scan(&inst, &b, &e, &u); err != nil {
 					return err
 				}
-				if inst == rec.InstanceID && b == ms(begin) && e == ms(end) && u == micros {
+				if inst == rec.InstanceID && b == db.Millis(begin) && e == db.Millis(end) && u == micros {
 					result.Duplicates++
 				} else {
 					fail(kg.UsageErrDuplicateSN, "metering_sn "+rec.MeteringSN+" was already used for another record")

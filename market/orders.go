@@ -143,7 +143,7 @@ func (m *Market) CreateCustomer(ctx context.Context, c Customer) (Customer, erro
 	}
 	c.CreatedAt = m.clock.Now().UTC()
 	_, err = m.db.Exec(ctx, `INSERT INTO market_customers (id, name, user_id, user_name, mobile_phone, email, created_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7)`, c.ID, c.Name, c.UserID, c.UserName, c.MobilePhone, c.Email, ms(c.CreatedAt))
+		VALUES ($1,$2,$3,$4,$5,$6,$7)`, c.ID, c.Name, c.UserID, c.UserName, c.MobilePhone, c.Email, db.Millis(c.CreatedAt))
 	if db.IsUniqueViolation(err) {
 		return Customer{}, conflict("customer %q already exists", c.ID)
 	}
@@ -165,7 +165,7 @@ func (m *Market) GetCustomer(ctx context.Context, id string) (Customer, error) {
 	if err != nil {
 		return Customer{}, fmt.Errorf("market: get customer: %w", err)
 	}
-	c.CreatedAt = fromMS(created)
+	c.CreatedAt = db.FromMillis(created)
 	return c, nil
 }
 
@@ -385,12 +385,12 @@ func (m *Market) Buy(ctx context.Context, in BuyInput) (Order, error) {
 			period_type, linear_value, trial, test_flag, status, origin_order, expire_at, business_id, created_at, updated_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$16)`,
 			subID, cust.ID, prod.SellerID, prod.ID, pl.ProductCode, pl.SKUCode, pl.ChargingMode, pl.PeriodType, in.LinearValue,
-			b2i(in.Trial), b2i(in.TestFlag), SubProvisioning, orderID, ms(expire), businessID, ms(now)); err != nil {
+			db.Bool(in.Trial), db.Bool(in.TestFlag), SubProvisioning, orderID, db.Millis(expire), businessID, db.Millis(now)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
 			amount_cents, extend_params, idempotency_key, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$11)`,
-			orderID, orderType, cust.ID, prod.SellerID, prod.ID, subID, OrderProcessing, amount, string(ext), key, ms(now)); err != nil {
+			orderID, orderType, cust.ID, prod.SellerID, prod.ID, subID, OrderProcessing, amount, string(ext), key, db.Millis(now)); err != nil {
 			if db.IsUniqueViolation(err) {
 				return errDuplicateKey
 			}
@@ -484,8 +484,8 @@ func writeJSONString(b *strings.Builder, s string) {
 func insertLine(ctx context.Context, tx *db.Tx, orderID string, l OrderLine, now time.Time) error {
 	_, err := tx.Exec(ctx, `INSERT INTO market_order_lines (order_line_id, order_id, charging_mode, period_type, period_number, product_code,
 		sku_code, linear_value, trial, expire_at, amount_cents, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
-		lineID(orderID), orderID, l.ChargingMode, l.PeriodType, l.PeriodNumber, l.ProductCode, l.SKUCode, l.LinearValue, b2i(l.Trial),
-		ms(l.ExpireAt), l.AmountCents, ms(now))
+		lineID(orderID), orderID, l.ChargingMode, l.PeriodType, l.PeriodNumber, l.ProductCode, l.SKUCode, l.LinearValue, db.Bool(l.Trial),
+		db.Millis(l.ExpireAt), l.AmountCents, db.Millis(now))
 	return err
 }
 
@@ -493,7 +493,7 @@ func insertLine(ctx context.Context, tx *db.Tx, orderID string, l OrderLine, now
 // idempotent per ref.
 func (m *Market) charge(ctx context.Context, tx *db.Tx, now time.Time, customerID, orderID, subID, kind, ref string, micros int64, note string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO market_bill (customer_id, kind, order_id, subscription_id, ref, amount_micros, note, at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (ref) DO NOTHING`, customerID, kind, orderID, subID, ref, micros, note, ms(now))
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (ref) DO NOTHING`, customerID, kind, orderID, subID, ref, micros, note, db.Millis(now))
 	return err
 }
 
@@ -522,7 +522,7 @@ func scanOrder(s scanner) (Order, error) {
 		return Order{}, err
 	}
 	_ = json.Unmarshal([]byte(ext), &o.ExtendParams)
-	o.CreatedAt, o.UpdatedAt = fromMS(created), fromMS(updated)
+	o.CreatedAt, o.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 	return o, nil
 }
 
@@ -549,7 +549,7 @@ func (m *Market) GetOrder(ctx context.Context, id string) (Order, error) {
 			&trial, &exp, &l.AmountCents); err != nil {
 			return Order{}, fmt.Errorf("market: get order lines: %w", err)
 		}
-		l.Trial, l.ExpireAt = trial == 1, fromMS(exp)
+		l.Trial, l.ExpireAt = trial == 1, db.FromMillis(exp)
 		o.Lines = append(o.Lines, l)
 	}
 	return o, rows.Err()
@@ -592,8 +592,8 @@ func scanSub(s scanner) (Subscription, error) {
 		return Subscription{}, err
 	}
 	x.Trial, x.TestFlag = trial == 1, test == 1
-	x.ExpireAt, x.FrozenAt, x.ReleaseAt, x.ReleasedAt, x.ReadyAt = fromMS(exp), fromMS(fr), fromMS(rel), fromMS(reld), fromMS(ready)
-	x.CreatedAt, x.UpdatedAt = fromMS(created), fromMS(updated)
+	x.ExpireAt, x.FrozenAt, x.ReleaseAt, x.ReleasedAt, x.ReadyAt = db.FromMillis(exp), db.FromMillis(fr), db.FromMillis(rel), db.FromMillis(reld), db.FromMillis(ready)
+	x.CreatedAt, x.UpdatedAt = db.FromMillis(created), db.FromMillis(updated)
 	return x, nil
 }
 
@@ -613,7 +613,7 @@ func (m *Market) GetSubscription(ctx context.Context, id string) (Subscription, 
 // UPDATE locks the row on both backends), so that concurrent lifecycle
 // changes of one subscription serialize.
 func lockSub(ctx context.Context, tx *db.Tx, id string, now time.Time) (Subscription, error) {
-	r, err := tx.Exec(ctx, `UPDATE market_subscriptions SET updated_at = $1 WHERE id = $2`, ms(now), id)
+	r, err := tx.Exec(ctx, `UPDATE market_subscriptions SET updated_at = $1 WHERE id = $2`, db.Millis(now), id)
 	if err != nil {
 		return Subscription{}, err
 	}
@@ -675,7 +675,7 @@ func (m *Market) GetBill(ctx context.Context, customerID string) (Bill, error) {
 		if err := rows.Scan(&e.ID, &e.Kind, &e.OrderID, &e.SubscriptionID, &e.Ref, &e.AmountMicros, &e.Note, &at); err != nil {
 			return Bill{}, fmt.Errorf("market: bill: %w", err)
 		}
-		e.At = fromMS(at)
+		e.At = db.FromMillis(at)
 		b.TotalMicros += e.AmountMicros
 		b.Entries = append(b.Entries, e)
 	}

@@ -18,9 +18,9 @@ const InterruptedCallError = "interrupted: the market stopped before this call's
 // attempt with InterruptedCallError and can be restarted (Restart). Run
 // calls it at start; it returns how many it failed.
 func (m *Market) RecoverInterruptedCalls(ctx context.Context) (int, error) {
-	wireCut := ms(m.wire.Now())
+	wireCut := db.Millis(m.wire.Now())
 	// Messages written before call_deadline existed: by their market time.
-	legacyCut := ms(m.clock.Now().Add(-m.timeout))
+	legacyCut := db.Millis(m.clock.Now().Add(-m.timeout))
 	rows, err := m.db.Query(ctx, `SELECT id, url, body FROM market_messages WHERE state = 'sending'
 		AND ((call_deadline > 0 AND call_deadline < $1) OR (call_deadline = 0 AND updated_at < $2)) ORDER BY id`, wireCut, legacyCut)
 	if err != nil {
@@ -48,7 +48,7 @@ func (m *Market) RecoverInterruptedCalls(ctx context.Context) (int, error) {
 		var done bool
 		err := m.db.Tx(ctx, func(tx *db.Tx) error {
 			done = false
-			now := ms(m.clock.Now())
+			now := db.Millis(m.clock.Now())
 			r, err := tx.Exec(ctx, `UPDATE market_messages SET state = 'failed', attempts = 1, first_try_at = CASE WHEN first_try_at = 0 THEN created_at ELSE first_try_at END,
 				last_error = $1, updated_at = $2 WHERE id = $3 AND state = 'sending'`, InterruptedCallError, now, s.id)
 			if err != nil {
