@@ -303,17 +303,21 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 const createGrace = 10 * time.Second
 
 func (m *Merchant) createAnswer(ctx context.Context, id string) (*reply, error) {
-	inst, err := loadInstance(ctx, m.db, id)
+	// The phase alone (and the phase of the instance an alias duplicates),
+	// in one query: not the whole row.
+	var phase, aliasOf, aliasPhase string
+	err := m.db.QueryRow(ctx, `SELECT i.phase, i.alias_of, COALESCE(a.phase, '') FROM merchant_instances i
+		LEFT JOIN merchant_instances a ON i.alias_of <> '' AND a.instance_id = i.alias_of WHERE i.instance_id = $1`, id).Scan(&phase, &aliasOf, &aliasPhase)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = errNotFound
+	}
 	if err != nil {
-		return nil, fmt.Errorf("newInstance: %w", err)
+		return nil, fmt.Errorf("newInstance: load instance %s: %w", id, err)
 	}
-	phase := inst.Phase
-	if inst.AliasOf != "" {
-		if c, err := loadInstance(ctx, m.db, inst.AliasOf); err == nil {
-			return &reply{InstanceID: c.ID}, phaseErr(c.Phase)
-		}
+	if aliasOf != "" && aliasPhase != "" {
+		return &reply{InstanceID: aliasOf}, phaseErr(aliasPhase)
 	}
-	return &reply{InstanceID: inst.ID}, phaseErr(phase)
+	return &reply{InstanceID: id}, phaseErr(phase)
 }
 
 func phaseErr(phase string) error {

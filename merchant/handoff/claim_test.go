@@ -59,3 +59,51 @@ func TestClaimedAttempt(t *testing.T) {
 		})
 	}
 }
+
+// EmitClaimedAt stores the event already claimed (one attempt, leased); the
+// claimer attempts the returned event with AttemptStored, without reading it
+// back, and the job is completed with the delivery.
+func TestEmitClaimedAt(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d, clk := setup(t, b)
+			tg := &target{answer: []byte(`ok`)}
+			dl := &handoff.Deliverer{DB: d, Clock: clk, Target: func(*handoff.Stored) handoff.Target { return tg }}
+			var st *handoff.Stored
+			now := clk.Now()
+			if err := d.Tx(ctx, func(tx *db.Tx) error {
+				var err error
+				st, err = handoff.EmitClaimedAt(ctx, tx, now, handoff.Event{Type: "instance.created", Subject: "i-2", Data: map[string]string{"k": "v"}},
+					now.Add(5*time.Second), now.Add(time.Minute))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			stored, err := handoff.Get(ctx, d, st.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored.Attempts != 1 || st.Attempts != 1 || string(stored.Data) != string(st.Data) || !stored.CreatedAt.Equal(st.CreatedAt) || stored.State != st.State {
+				t.Fatalf("stored %+v, returned %+v", stored, st)
+			}
+			if _, err := dl.Attempt(ctx, st.ID); !errors.Is(err, handoff.ErrLeased) {
+				t.Fatalf("Attempt of a claimed event: %v, want ErrLeased", err)
+			}
+			if ok, err := dl.AttemptStored(ctx, st); err != nil || !ok {
+				t.Fatalf("AttemptStored: %v %v", ok, err)
+			}
+			if ok, err := dl.AttemptStored(ctx, st); err != nil || !ok {
+				t.Fatalf("second AttemptStored: %v %v", ok, err)
+			}
+			clk.Advance(time.Hour)
+			r := &jobs.Runner{DB: d, Clock: clk, Handlers: map[string]jobs.Handler{handoff.JobKind: dl.Handle}}
+			if n, err := r.RunDue(ctx); err != nil || n != 0 {
+				t.Fatalf("RunDue after the inline delivery ran %d jobs (%v), want 0", n, err)
+			}
+			if ev, _ := handoff.Get(ctx, d, st.ID); ev.State != handoff.StateDelivered {
+				t.Fatalf("state %s, want delivered", ev.State)
+			}
+		})
+	}
+}
