@@ -43,3 +43,31 @@ func TestNewInstanceBudgetExpiresDuringWrite(t *testing.T) {
 		}
 	})
 }
+
+// The lifecycle writes (renew, freeze, unfreeze, release) are not abandoned
+// when the budget runs out either: with a 1 ms budget each still succeeds and
+// is stored, instead of answering 000005.
+func TestLifecycleWritesOutliveTheBudget(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend, func(c *Config, _ *Deps) { c.Budget = time.Millisecond })
+		e.market.addOrder("LBUD", "LBUD-1", ChargingPeriod, "prod-1", "sku-1")
+		r := e.call(newInstanceBody("LBUD", "LBUD-1", "biz-lbud", false))
+		if r.ResultCode != kg.CodeSuccess && r.ResultCode != kg.CodeInProgress {
+			t.Fatalf("newInstance: %s", r.raw)
+		}
+		id := r.InstanceID
+		for _, body := range []map[string]string{
+			{"activity": "refreshInstance", "instanceId": id, "orderId": "LBUD-R", "orderLineId": "LBUD-R-1", "scene": "RENEWAL", "expireTime": "20301231000000"},
+			{"activity": "updateInstanceStatus", "instanceId": id, "status": "FREEZE"},
+			{"activity": "updateInstanceStatus", "instanceId": id, "status": "UNFREEZE"},
+			{"activity": "releaseInstance", "instanceId": id},
+		} {
+			if r := e.call(body); r.ResultCode != kg.CodeSuccess {
+				t.Fatalf("%s with a 1 ms budget: %s", body["activity"], r.raw)
+			}
+		}
+		if got := e.count(`SELECT COUNT(*) FROM merchant_instances WHERE instance_id = $1 AND status = $2`, id, StatusReleased); got != 1 {
+			t.Fatalf("instance not released in the store (%d rows)", got)
+		}
+	})
+}

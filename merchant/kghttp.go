@@ -87,7 +87,12 @@ func (m *Merchant) serveKG(w http.ResponseWriter, r *http.Request) {
 				m.log.Error("panic in basic interface", "activity", e.Activity, "panic", p, "stack", string(debug.Stack()))
 			}
 		}()
-		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.Budget)
+		// The budget bounds only what may be cut short (Query Order, the
+		// inline hand-off, the change check: each activity applies it). A
+		// database write is never abandoned half-way by the budget or by a
+		// client that hung up: it finishes (bounded), then the answer says what
+		// was stored, rather than 000005 for work that could have been done.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), m.cfg.Budget+createGrace)
 		defer cancel()
 		rep, err = m.handleKG(withNonceClaim(ctx, claim), r, now, &e)
 	}()

@@ -353,7 +353,8 @@ func (m *Merchant) applyNotifyTx(ctx context.Context, tx *db.Tx, now time.Time, 
 // answer decides: allowed → 000000, refused → the app's code (default
 // 000100), no answer in time → 000005.
 func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productInfo json.RawMessage, test bool) (*reply, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Budget)
+	// The budget bounds the wait for the vendor app, not the write.
+	bctx, cancel := context.WithTimeout(ctx, m.cfg.Budget)
 	defer cancel()
 	var eventID, key string
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
@@ -378,7 +379,7 @@ func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productIn
 		return nil, err
 	}
 	m.wake()
-	if !m.deliverInline(ctx, eventID) {
+	if !m.deliverInline(bctx, eventID) {
 		return nil, kg.NewResultError(kg.CodeInternal, "the vendor application did not answer the change check in time")
 	}
 	var result string
