@@ -51,8 +51,11 @@ func (m *Market) LoadClock(ctx context.Context) error {
 	}
 	if t := db.FromMillis(now); t.After(v.Now()) {
 		v.Set(t)
+		return nil
 	}
-	return nil
+	// A later start time given at start moves the stored clock forward too, so
+	// that the next restart does not go back in time.
+	return m.saveClock(ctx, v.Now())
 }
 
 func (m *Market) saveClock(ctx context.Context, t time.Time) error {

@@ -842,7 +842,7 @@ func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error)
 		err = tx.QueryRow(ctx, `SELECT o.order_id, o.amount_cents, l.prev_expire_at, l.expire_at FROM market_orders o
 			JOIN market_order_lines l ON l.order_id = o.order_id
 			WHERE o.subscription_id = $1 AND o.order_type = 'RENEW' AND o.status IN ('PROCESSING', 'COMPLETED')
-			ORDER BY o.created_at DESC, o.order_id DESC LIMIT 1`, s.ID).Scan(&renewID, &amount, &prev, &until)
+			ORDER BY l.expire_at DESC, o.created_at DESC, o.order_id DESC LIMIT 1`, s.ID).Scan(&renewID, &amount, &prev, &until)
 		if errors.Is(err, sql.ErrNoRows) {
 			return refused("subscription %s has no renewal to cancel", s.ID)
 		}
