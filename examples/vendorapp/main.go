@@ -4,7 +4,7 @@
 // either synchronously (its answer carries appInfo) or, with -async, later
 // through souk's management API.
 //
-//	go run ./examples/vendorapp -listen :8090 -secret whsec_… [-async -souk http://127.0.0.1:8080 -admin-token …]
+//	go run ./examples/vendorapp -listen 127.0.0.1:9000 -secret whsec_… [-async -souk http://127.0.0.1:8080 -admin-token …]
 //
 // Every setting can also come from the environment: VENDOR_LISTEN,
 // VENDOR_WEBHOOK_SECRET, VENDOR_ASYNC, VENDOR_SOUK_URL, VENDOR_ADMIN_TOKEN,
@@ -42,7 +42,7 @@ func run(args []string, getenv func(string) string) error {
 		}
 		return def
 	}
-	listen := fs.String("listen", env("VENDOR_LISTEN", "127.0.0.1:8090"), "listen address")
+	listen := fs.String("listen", env("VENDOR_LISTEN", "127.0.0.1:9000"), "listen address")
 	var cfg app.Config
 	fs.StringVar(&cfg.Secret, "secret", env("VENDOR_WEBHOOK_SECRET", ""), "webhook secret (souk's SOUK_WEBHOOK_SECRET)")
 	fs.BoolVar(&cfg.Async, "async", env("VENDOR_ASYNC", "") == "1" || env("VENDOR_ASYNC", "") == "true", "complete provisioning later through souk's API")
