@@ -242,3 +242,32 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 }
+
+// TestGeneralKey: orderNotify is verified with the general keys when set, and
+// the basic interfaces are not accepted with a general key.
+func TestGeneralKey(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		const general = "general-key-0123456789"
+		e := newEnv(t, backend, func(c *Config, _ *Deps) { c.GeneralKeys = []string{general} })
+		withGeneral := func(o *callOpt) { o.key = general }
+		e.market.addOrder("G1", "G1-000001", ChargingOneTime, "prod-2", "sku-x")
+		notify := map[string]string{"activity": "orderNotify", "orderId": "G1", "orderLineId": "G1-000001", "testFlag": "0"}
+		r := e.call(notify, withGeneral)
+		if r.ResultCode != kg.CodeSuccess {
+			t.Fatalf("orderNotify with the general key: %s %s", r.ResultCode, r.ResultMsg)
+		}
+		if err := kg.VerifyBodySignHeader(general, r.bodySign, r.raw); err != nil {
+			t.Fatalf("answer not signed with the general key: %v", err)
+		}
+		if r := e.call(notify); r.ResultCode != kg.CodeAuthFailed {
+			t.Fatalf("orderNotify with an access key: %s %s, want 000001", r.ResultCode, r.ResultMsg)
+		}
+		basic := map[string]string{"activity": "releaseInstance", "instanceId": "nope"}
+		if r := e.call(basic, withGeneral); r.ResultCode != kg.CodeAuthFailed {
+			t.Fatalf("basic interface with the general key: %s %s, want 000001", r.ResultCode, r.ResultMsg)
+		}
+		if r := e.call(basic); r.ResultCode == kg.CodeAuthFailed {
+			t.Fatalf("basic interface with the access key: %s %s", r.ResultCode, r.ResultMsg)
+		}
+	})
+}

@@ -15,6 +15,11 @@ type Config struct {
 	// interfaces; several during a rotation. The first one signs usage pushes
 	// and answers to unauthenticated requests.
 	AccessKeys []string
+	// GeneralKeys are the KooGallery "general" (通用接口) keys, which sign
+	// orderNotify; several during a rotation. None: orderNotify is verified
+	// with the access keys. Set: orderNotify is verified with these only, and
+	// the basic interfaces are not accepted with them.
+	GeneralKeys []string
 	// BasePath is the production address path (default "/koogallery").
 	BasePath string
 	// Window is the accepted clock skew of request timestamps (default 60 s).
@@ -98,6 +103,11 @@ func (c *Config) Validate() error {
 	for i, k := range c.AccessKeys {
 		if strings.TrimSpace(k) == "" {
 			errs = append(errs, fmt.Errorf("access key #%d is empty", i+1))
+		}
+	}
+	for i, k := range c.GeneralKeys {
+		if strings.TrimSpace(k) == "" {
+			errs = append(errs, fmt.Errorf("general key #%d is empty", i+1))
 		}
 	}
 	checkURL := func(name, v string) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"time"
 
@@ -129,8 +130,8 @@ func (m *Merchant) serveKG(w http.ResponseWriter, r *http.Request) {
 	}
 	body := m.encodeReply(e.Activity, code, msg, rep)
 	key := m.cfg.AccessKeys[0]
-	if e.KeyIndex >= 0 {
-		key = m.cfg.AccessKeys[e.KeyIndex]
+	if keys := m.verifyKeys(); e.KeyIndex >= 0 && e.KeyIndex < len(keys) {
+		key = keys[e.KeyIndex]
 	}
 	e.ResultCode, e.Message = code, msg
 	if rep != nil && rep.InstanceID != "" && e.InstanceID == "" {
@@ -173,6 +174,15 @@ func truncateRunes(s string, n int) string {
 	return string(r[:n])
 }
 
+// verifyKeys are the keys a request may be signed with: the access keys,
+// then the general keys (their indexes follow the access keys').
+func (m *Merchant) verifyKeys() []string {
+	if len(m.cfg.GeneralKeys) == 0 {
+		return m.cfg.AccessKeys
+	}
+	return append(append(make([]string, 0, len(m.cfg.AccessKeys)+len(m.cfg.GeneralKeys)), m.cfg.AccessKeys...), m.cfg.GeneralKeys...)
+}
+
 // handleKG authenticates, decodes and dispatches one request.
 func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time, e *auditEntry) (*reply, error) {
 	if r.Method != http.MethodPost {
@@ -187,11 +197,27 @@ func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time,
 	}
 	q := r.URL.Query()
 	nonce := q.Get("nonce")
-	idx, variant, err := kg.VerifyV2(m.cfg.AccessKeys, q.Get("signature"), nonce, q.Get("timestamp"), body, now, m.cfg.Window)
+	idx, variant, err := kg.VerifyV2(m.verifyKeys(), q.Get("signature"), nonce, q.Get("timestamp"), body, now, m.cfg.Window)
 	if err != nil {
 		return nil, err
 	}
 	e.KeyIndex = idx
+	if len(m.cfg.GeneralKeys) > 0 {
+		// orderNotify is signed with a general key, the basic interfaces
+		// with an access key: a key of the other kind does not authenticate.
+		var peek struct {
+			Activity string `json:"activity"`
+		}
+		_ = json.Unmarshal(body, &peek)
+		want := m.cfg.AccessKeys
+		if peek.Activity == kg.ActivityOrderNotify {
+			want = m.cfg.GeneralKeys
+		}
+		if !slices.Contains(want, m.verifyKeys()[idx]) {
+			e.KeyIndex = -1
+			return nil, &kg.AuthError{Reason: "signature does not match"}
+		}
+	}
 	m.metrics.variants.WithLabelValues("timestamp_" + variant).Inc()
 	m.metrics.variants.WithLabelValues("key_" + strconv.Itoa(idx)).Inc()
 	m.log.Debug("request signature verified", "variant", variant, "keyIndex", idx)

@@ -84,15 +84,16 @@ func (o *dbOptions) open(ctx context.Context) (*db.DB, string, error) {
 func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	s := a.NewSettings("merchant")
 	var (
-		listen, keys, encProducts, tlsCert, tlsKey, logLevel, logFormat string
-		maxBody                                                         int
-		dbo                                                             dbOptions
-		cfg                                                             merchant.Config
-		joint                                                           jointOptions
+		listen, keys, generalKeys, encProducts, tlsCert, tlsKey, logLevel, logFormat string
+		maxBody                                                                      int
+		dbo                                                                          dbOptions
+		cfg                                                                          merchant.Config
+		joint                                                                        jointOptions
 	)
 	s.String(&listen, "listen", ":8080", "listen address")
 	dbo.declare(s)
 	s.Secret(&keys, "access-key", "KooGallery access key(s) bound to the basic interfaces, comma-separated during a rotation")
+	s.Secret(&generalKeys, "general-key", "KooGallery general (通用接口) key(s) verifying orderNotify, comma-separated during a rotation; empty: the access keys verify it")
 	s.String(&cfg.BasePath, "base-path", "/koogallery", "path of the production interface address")
 	s.String(&cfg.MarketURL, "market-url", "", "marketplace open-API base URL (Query Order, usage push), e.g. https://mkt.myhuaweicloud.com or a souk market")
 	s.String(&cfg.MarketFallbackURL, "market-fallback-url", "", "tried for Query Order when --market-url is unreachable (CN: https://mkt.myhuaweicloud.cn)")
@@ -131,6 +132,7 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 		return 2
 	}
 	cfg.AccessKeys = merchant.SplitKeys(keys)
+	cfg.GeneralKeys = merchant.SplitKeys(generalKeys)
 	cfg.MaxBody = int64(maxBody)
 	if cfg.ProductEncrypt, err = merchant.ParseProductEncrypt(encProducts); err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant:", err)
