@@ -345,6 +345,13 @@ func (m *Market) sendSigned(ctx context.Context, activity, base, keyType, key st
 		if err := kg.VerifyBodySignHeader(key, h, data); err != nil {
 			res.BodySign = "bad"
 			res.Error = "Body-Sign header does not match the answer: " + err.Error()
+			if r, perr := ParseResponse(data); perr == nil && r.ResultCode != "" {
+				msg, _ := kg.CodeMessage(r.ResultCode)
+				if msg == "" {
+					msg = "unknown result code"
+				}
+				res.Error += fmt.Sprintf("; the answer says resultCode %s (%s): %s", r.ResultCode, msg, r.ResultMsg)
+			}
 			return res
 		}
 		res.BodySign = "ok"

@@ -197,6 +197,7 @@ func TestDispatchVerdicts(t *testing.T) {
 			{"http500", VerdictFailure, "HTTP status 500", false},
 			{"hang", VerdictFailure, "timeout", false},
 			{"badsign", VerdictFailure, "Body-Sign", false},
+			{"badsignrefuse", VerdictFailure, "resultCode 000001 (authentication failed): signature does not match", false},
 			{"code:000000", VerdictSuccess, "", true},
 		}
 		for _, c := range cases {
@@ -214,6 +215,9 @@ func TestDispatchVerdicts(t *testing.T) {
 			}
 			msg, err := e.m.GetMessage(e.ctx, res.MessageID, true)
 			e.must(err)
+			if !strings.Contains(msg.LastError, c.errPart) {
+				t.Errorf("mode %q: lastError %q", c.mode, msg.LastError)
+			}
 			if len(msg.AttemptLog) != 1 || msg.AttemptLog[0].Verdict != c.verdict {
 				t.Errorf("mode %q: logged %+v", c.mode, msg.AttemptLog)
 			}

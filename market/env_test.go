@@ -159,6 +159,10 @@ func (f *fakeMerchant) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Body-Sign", kg.BodySignHeader("wrong-key", []byte("x")))
 		_, _ = w.Write([]byte(`{"resultCode":"000000","resultMsg":"success","instanceId":"x"}`))
 		return
+	case mode == "badsignrefuse":
+		w.Header().Set("Body-Sign", kg.BodySignHeader("wrong-key", []byte("x")))
+		_, _ = w.Write([]byte(`{"resultCode":"000001","resultMsg":"signature does not match"}`))
+		return
 	case strings.HasPrefix(mode, "code:"):
 		f.answer(w, map[string]string{"resultCode": strings.TrimPrefix(mode, "code:"), "resultMsg": "told to fail"})
 		return
