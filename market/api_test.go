@@ -207,8 +207,9 @@ func TestCatalogRules(t *testing.T) {
 			{func(p *ProductInput) { p.Plans[0].Linear = &Linear{Name: "u", Min: 5, Max: 1} }, "plans[0].linear"},
 			{func(p *ProductInput) {
 				p.TrialDays = 7
-				p.Plans[0].ChargingMode, p.Plans[0].PeriodType = ModeOnDemand, ""
+				p.Plans[0].ChargingMode, p.Plans[0].PeriodType, p.Plans[0].UnitPriceMicros = ModeOnDemand, "", 1
 			}, "trialDays"},
+			{func(p *ProductInput) { p.Plans[0].ChargingMode, p.Plans[0].PeriodType = ModeOnDemand, "" }, "plans[0].unitPriceMicros"},
 		} {
 			p := in
 			p.AddressID = good

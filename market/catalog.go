@@ -518,6 +518,9 @@ func (m *Market) CreateProduct(ctx context.Context, in ProductInput) (Product, e
 		if p.PriceCents < 0 || p.UnitPriceMicros < 0 {
 			return Product{}, badField(f+"priceCents", "must not be negative")
 		}
+		if p.ChargingMode == ModeOnDemand && p.UnitPriceMicros <= 0 {
+			return Product{}, badField(f+"unitPriceMicros", "must be positive for ON_DEMAND")
+		}
 		if p.Linear != nil && (p.Linear.Name == "" || p.Linear.Min < 1 || p.Linear.Max < p.Linear.Min) {
 			return Product{}, badField(f+"linear", "needs a name and 1 <= min <= max")
 		}
