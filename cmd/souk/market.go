@@ -516,6 +516,15 @@ func marketUsage(w io.Writer) {
 	fmt.Fprintln(w, "\nSee docs/market.md.")
 }
 
+// isHelpArg reports whether arg asks for usage (-h, --help, help).
+func isHelpArg(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
 func marketClient(ctx context.Context, a *App, args []string) int {
 	s := a.NewSettings("market")
 	var base, token string
@@ -538,6 +547,10 @@ func marketClient(ctx context.Context, a *App, args []string) int {
 	}
 	switch rest[0] {
 	case "debug", "cases", "dialtests":
+		if len(rest) > 1 && isHelpArg(rest[1]) {
+			fmt.Fprintf(a.Stdout, "usage:\n%s", sellertools.CLIUsage)
+			return 0
+		}
 		if token == "" {
 			fmt.Fprintln(a.Stderr, "souk market: the admin token is required (--market-admin-token or SOUK_MARKET_ADMIN_TOKEN[_FILE])")
 			return 2

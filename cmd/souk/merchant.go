@@ -383,8 +383,8 @@ func (o *jointOptions) mount(ctx context.Context, m *merchant.Merchant, d *db.DB
 
 func runMerchantPublicKey(a *App, args []string) int {
 	s := a.NewSettings("merchant public-key")
-	var dbo dbOptions
-	dbo.declare(s)
+	var data string
+	s.String(&data, "data", "./souk-data", "data directory (holds the joint-operation key pair)")
 	if err := s.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -392,11 +392,11 @@ func runMerchantPublicKey(a *App, args []string) int {
 		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
 		return 2
 	}
-	if err := os.MkdirAll(dbo.data, 0o700); err != nil {
+	if err := os.MkdirAll(data, 0o700); err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
 		return 1
 	}
-	if err := kit.PrintPublicKey(a.Stdout, dbo.data); err != nil {
+	if err := kit.PrintPublicKey(a.Stdout, data); err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
 		return 1
 	}

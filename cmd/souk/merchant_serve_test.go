@@ -129,3 +129,18 @@ func TestMerchantPublicKey(t *testing.T) {
 		t.Fatalf("public key not stable: %q vs %q", first, out.String())
 	}
 }
+
+// TestHelpWithoutToken: the seller-tools groups print their usage without the
+// admin token; public-key -h describes only --data.
+func TestHelpWithoutToken(t *testing.T) {
+	for _, args := range [][]string{{"debug", "-h"}, {"dialtests", "help"}, {"cases", "help"}, {"cases", "--help"}} {
+		a, out, errb := testApp(nil)
+		if code := runMarket(context.Background(), a, args); code != 0 || !strings.Contains(out.String(), "usage:") {
+			t.Errorf("souk market %v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
+	a, _, errb := testApp(nil)
+	if code := runMerchant(context.Background(), a, []string{"public-key", "-h"}); code != 0 || !strings.Contains(errb.String(), "--data") || strings.Contains(errb.String(), "--db") {
+		t.Errorf("souk merchant public-key -h: exit %d: %s", code, errb.String())
+	}
+}
