@@ -35,6 +35,8 @@ func TestManagementAPIAsyncCompletion(t *testing.T) {
 			{"wrong token", "POST", path, appInfo, "nope", 401, ""},
 			{"missing frontEndUrl", "POST", path, map[string]any{"appInfo": map[string]string{"adminUrl": "https://x.example.com"}}, testAdmin, 400, "appInfo.frontEndUrl"},
 			{"relative url", "POST", path, map[string]any{"appInfo": map[string]string{"frontEndUrl": "/x"}}, testAdmin, 400, "appInfo.frontEndUrl"},
+			{"javascript frontEndUrl", "POST", path, map[string]any{"appInfo": map[string]string{"frontEndUrl": "javascript://x.example.com/%0aalert(1)"}}, testAdmin, 400, "appInfo.frontEndUrl"},
+			{"ftp adminUrl", "POST", path, map[string]any{"appInfo": map[string]string{"frontEndUrl": "https://x.example.com", "adminUrl": "ftp://x.example.com"}}, testAdmin, 400, "appInfo.adminUrl"},
 			{"long memo", "POST", path, map[string]any{"appInfo": map[string]string{"frontEndUrl": "https://x.example.com", "memo": strings.Repeat("m", 1025)}}, testAdmin, 400, "appInfo.memo"},
 			{"ill-typed", "POST", path, map[string]any{"appInfo": map[string]any{"frontEndUrl": 5}}, testAdmin, 400, "appInfo.frontEndUrl"},
 			{"unknown instance", "POST", "/api/v1/instances/nope/appinfo", appInfo, testAdmin, 404, ""},

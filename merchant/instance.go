@@ -51,8 +51,8 @@ func (a *AppInfo) Validate(prefix string) error {
 			return &kg.FieldError{Field: prefix + name, Reason: fmt.Sprintf("is longer than %d characters", n)}
 		}
 		if isURL && v != "" {
-			if u, err := url.Parse(v); err != nil || u.Scheme == "" || u.Host == "" {
-				return &kg.FieldError{Field: prefix + name, Reason: "is not an absolute URL"}
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return &kg.FieldError{Field: prefix + name, Reason: "is not an absolute http(s) URL"}
 			}
 		}
 		return nil
