@@ -55,21 +55,29 @@ func (m *Market) subURL(ctx context.Context, s Subscription) (Product, string, e
 	return p, u, err
 }
 
-// handleExpire freezes a subscription whose period ran out:
-// updateInstanceStatus FREEZE now, releaseInstance after the retention period.
-func (m *Market) handleExpire(ctx context.Context, j *jobs.Job) error {
+// timerTarget reads a lifecycle timer's payload and the product and
+// production address of its subscription; a timer whose payload is broken or
+// whose subscription is gone is dead for good.
+func (m *Market) timerTarget(ctx context.Context, j *jobs.Job) (timerPayload, Product, string, error) {
 	var p timerPayload
 	if err := json.Unmarshal(j.Payload, &p); err != nil {
-		return jobs.Permanent(fmt.Errorf("market: expire payload: %w", err))
+		return p, Product{}, "", jobs.Permanent(fmt.Errorf("market: %s payload: %w", j.Kind, err))
 	}
 	sub, err := m.GetSubscription(ctx, p.Sub)
 	if err != nil {
 		if IsNotFound(err) {
-			return jobs.Permanent(err)
+			return p, Product{}, "", jobs.Permanent(err)
 		}
-		return err
+		return p, Product{}, "", err
 	}
 	prod, url, err := m.subURL(ctx, sub)
+	return p, prod, url, err
+}
+
+// handleExpire freezes a subscription whose period ran out:
+// updateInstanceStatus FREEZE now, releaseInstance after the retention period.
+func (m *Market) handleExpire(ctx context.Context, j *jobs.Job) error {
+	p, prod, url, err := m.timerTarget(ctx, j)
 	if err != nil {
 		return err
 	}
@@ -101,18 +109,7 @@ func (m *Market) handleExpire(ctx context.Context, j *jobs.Job) error {
 // handleRelease releases a subscription still frozen when its retention
 // period ends.
 func (m *Market) handleRelease(ctx context.Context, j *jobs.Job) error {
-	var p timerPayload
-	if err := json.Unmarshal(j.Payload, &p); err != nil {
-		return jobs.Permanent(fmt.Errorf("market: release payload: %w", err))
-	}
-	sub, err := m.GetSubscription(ctx, p.Sub)
-	if err != nil {
-		if IsNotFound(err) {
-			return jobs.Permanent(err)
-		}
-		return err
-	}
-	_, url, err := m.subURL(ctx, sub)
+	p, _, url, err := m.timerTarget(ctx, j)
 	if err != nil {
 		return err
 	}
