@@ -53,6 +53,7 @@ func (d Dialect) String() string {
 type DB struct {
 	*sql.DB
 	Dialect Dialect
+	stmts   *stmtCache // SQLite only (nil on PostgreSQL, whose driver caches per connection)
 }
 
 // SQLite connection defaults. busy_timeout makes a writer wait (rather than fail)
@@ -190,6 +191,10 @@ func sqliteDSN(dsn string) (string, error) {
 	add("journal_mode", "WAL")
 	add("synchronous", "FULL")
 	add("foreign_keys", "1")
+	// Statement journals (the savepoints of a group commit) and temporary
+	// b-trees in memory rather than in temporary files: they only serve to
+	// roll back inside a transaction, never for durability.
+	add("temp_store", "MEMORY")
 	if q.Get("_txlock") == "" {
 		q.Set("_txlock", "immediate")
 	}
@@ -217,7 +222,7 @@ func openSQLite(dsn string) (*DB, error) {
 	sdb.SetMaxIdleConns(sqliteMaxOpenConns)
 	sdb.SetConnMaxIdleTime(0)
 	sdb.SetConnMaxLifetime(0)
-	return &DB{DB: sdb, Dialect: SQLite}, nil
+	return &DB{DB: sdb, Dialect: SQLite, stmts: newStmtCache(sdb)}, nil
 }
 
 // Rebind rewrites $n placeholders for the dialect (no-op on PostgreSQL).
@@ -225,38 +230,87 @@ func (d *DB) Rebind(query string) string { return rebind(d.Dialect, query) }
 
 // Exec runs a statement written with $1..$n placeholders.
 func (d *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return d.ExecContext(ctx, rebind(d.Dialect, query), args...)
+	q := rebind(d.Dialect, query)
+	if st := d.stmts.get(q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return d.ExecContext(ctx, q, args...)
 }
 
 // Query runs a query written with $1..$n placeholders.
 func (d *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return d.QueryContext(ctx, rebind(d.Dialect, query), args...)
+	q := rebind(d.Dialect, query)
+	if st := d.stmts.get(q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return d.QueryContext(ctx, q, args...)
 }
 
 // QueryRow runs a query expected to return at most one row.
 func (d *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return d.QueryRowContext(ctx, rebind(d.Dialect, query), args...)
+	q := rebind(d.Dialect, query)
+	if st := d.stmts.get(q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return d.QueryRowContext(ctx, q, args...)
+}
+
+// Close closes the cached prepared statements, then the database.
+func (d *DB) Close() error {
+	d.stmts.close()
+	return d.DB.Close()
 }
 
 // Tx is a transaction; Exec, Query and QueryRow rebind $n placeholders.
 type Tx struct {
 	*sql.Tx
 	Dialect Dialect
+	stmts   *stmtCache
+	// fixed, when set, replaces the context of every statement: a group
+	// commit runs its functions with one that cannot be cancelled, so that a
+	// caller giving up never interrupts the shared transaction (and the
+	// driver need not watch a context per statement).
+	fixed context.Context
+}
+
+func (t *Tx) stmt(ctx context.Context, q string) (context.Context, *sql.Stmt) {
+	if t.fixed != nil {
+		ctx = t.fixed
+	}
+	if st := t.stmts.get(q); st != nil {
+		return ctx, t.StmtContext(ctx, st)
+	}
+	return ctx, nil
 }
 
 // Exec runs a statement written with $1..$n placeholders in the transaction.
 func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return t.ExecContext(ctx, rebind(t.Dialect, query), args...)
+	q := rebind(t.Dialect, query)
+	ctx, st := t.stmt(ctx, q)
+	if st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.ExecContext(ctx, q, args...)
 }
 
 // Query runs a query written with $1..$n placeholders in the transaction.
 func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.QueryContext(ctx, rebind(t.Dialect, query), args...)
+	q := rebind(t.Dialect, query)
+	ctx, st := t.stmt(ctx, q)
+	if st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.QueryContext(ctx, q, args...)
 }
 
 // QueryRow runs a query expected to return at most one row in the transaction.
 func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return t.QueryRowContext(ctx, rebind(t.Dialect, query), args...)
+	q := rebind(t.Dialect, query)
+	ctx, st := t.stmt(ctx, q)
+	if st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.QueryRowContext(ctx, q, args...)
 }
 
 // Retry policy of Tx.
@@ -315,7 +369,7 @@ func (d *DB) txOnce(ctx context.Context, opts *sql.TxOptions, fn func(tx *Tx) er
 	if err != nil {
 		return fmt.Errorf("db: begin: %w", err)
 	}
-	tx := &Tx{Tx: stx, Dialect: d.Dialect}
+	tx := &Tx{Tx: stx, Dialect: d.Dialect, stmts: d.stmts}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = stx.Rollback()

@@ -140,18 +140,24 @@ func (g *Group) run(batch []*groupReq) {
 		r.answer(g.alone(r))
 		return
 	}
-	err := g.db.txOnce(context.Background(), nil, func(tx *Tx) error {
-		for i, r := range batch {
+	bg := context.Background()
+	err := g.db.txOnce(bg, nil, func(tx *Tx) error {
+		// The functions' statements run on a context that cannot be
+		// cancelled: a caller that gives up must not interrupt the shared
+		// transaction (its answer waits for the batch anyway).
+		tx.fixed = bg
+		for _, r := range batch {
 			if err := r.ctx.Err(); err != nil {
 				r.answer(err)
 				continue
 			}
-			sp := fmt.Sprintf("souk_g%d", i)
-			if _, err := tx.ExecContext(r.ctx, "SAVEPOINT "+sp); err != nil {
+			// One savepoint name serves every function: each is released
+			// or rolled back before the next begins.
+			if _, err := tx.Exec(bg, "SAVEPOINT souk_g"); err != nil {
 				return fmt.Errorf("db: group savepoint: %w", err)
 			}
 			if ferr := g.call(r, tx); ferr != nil {
-				if _, err := tx.ExecContext(context.Background(), "ROLLBACK TO SAVEPOINT "+sp); err != nil {
+				if _, err := tx.Exec(bg, "ROLLBACK TO SAVEPOINT souk_g"); err != nil {
 					return fmt.Errorf("db: group rollback to savepoint: %w (after %w)", err, ferr)
 				}
 				if IsRetryable(ferr) {
@@ -161,7 +167,7 @@ func (g *Group) run(batch []*groupReq) {
 				}
 				continue
 			}
-			if _, err := tx.ExecContext(context.Background(), "RELEASE SAVEPOINT "+sp); err != nil {
+			if _, err := tx.Exec(bg, "RELEASE SAVEPOINT souk_g"); err != nil {
 				return fmt.Errorf("db: group release savepoint: %w", err)
 			}
 			r.ok = true
