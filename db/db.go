@@ -62,15 +62,14 @@ const (
 	sqliteBusyTimeoutMS = 10000
 	sqliteMaxOpenConns  = 8
 	pgMaxOpenConns      = 16
-	pgMaxIdleConns      = 4
 )
 
 // Open opens the database named by dsn.
 //
 // "postgres://…" or "postgresql://…" (or a libpq keyword/value string starting with
 // "host=", "dbname=" or "user=") opens PostgreSQL through pgx's database/sql driver,
-// with a pool of 16 connections (URL parameters pool_max_conns and
-// pool_max_idle_conns change it).
+// with a pool of 16 connections, all kept when idle (URL parameters
+// pool_max_conns and pool_max_idle_conns change it).
 // Anything else is an SQLite file path, optionally prefixed "sqlite:" or "file:"
 // and optionally followed by "?" and extra modernc.org/sqlite DSN parameters;
 // its directory is created if missing.
@@ -116,9 +115,12 @@ func isPostgresDSN(dsn string) bool {
 // from a URL DSN — PostgreSQL would reject them as unknown settings — and
 // returns the pool sizes to use.
 func pgPoolParams(dsn string) (string, int, int, error) {
-	maxOpen, maxIdle := pgMaxOpenConns, pgMaxIdleConns
+	// Idle connections are kept up to the pool size (closed after 5 min of
+	// idleness): a smaller idle pool makes a busy server open and close a
+	// PostgreSQL connection — a backend process — for many requests.
+	maxOpen, maxIdle := pgMaxOpenConns, 0
 	if !strings.Contains(dsn, "://") || !strings.Contains(dsn, "pool_") {
-		return dsn, maxOpen, maxIdle, nil
+		return dsn, maxOpen, maxOpen, nil
 	}
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -136,6 +138,9 @@ func pgPoolParams(dsn string) (string, int, int, error) {
 		}
 	}
 	u.RawQuery = q.Encode()
+	if maxIdle == 0 {
+		maxIdle = maxOpen
+	}
 	return u.String(), maxOpen, min(maxIdle, maxOpen), nil
 }
 

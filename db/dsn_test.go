@@ -56,12 +56,12 @@ func TestPgPoolParams(t *testing.T) {
 		maxOpen, maxIdl int
 		wantErr         bool
 	}{
-		{"postgres://h/db?sslmode=disable", "postgres://h/db?sslmode=disable", pgMaxOpenConns, pgMaxIdleConns, false},
-		{"postgres://h/db?pool_max_conns=40&sslmode=disable", "postgres://h/db?sslmode=disable", 40, pgMaxIdleConns, false},
+		{"postgres://h/db?sslmode=disable", "postgres://h/db?sslmode=disable", pgMaxOpenConns, pgMaxOpenConns, false},
+		{"postgres://h/db?pool_max_conns=40&sslmode=disable", "postgres://h/db?sslmode=disable", 40, 40, false},
 		{"postgres://h/db?pool_max_conns=2&pool_max_idle_conns=9", "postgres://h/db", 2, 2, false},
 		{"postgres://h/db?pool_max_conns=x", "", 0, 0, true},
 		{"postgres://h/db?pool_max_conns=0", "", 0, 0, true},
-		{"host=h dbname=d", "host=h dbname=d", pgMaxOpenConns, pgMaxIdleConns, false},
+		{"host=h dbname=d", "host=h dbname=d", pgMaxOpenConns, pgMaxOpenConns, false},
 	} {
 		got, o, i, err := pgPoolParams(tc.in)
 		if tc.wantErr {
