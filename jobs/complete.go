@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/soukhq/souk/db"
@@ -26,4 +27,26 @@ func Complete(ctx context.Context, tx *db.Tx, now time.Time, key string) (bool, 
 		return false, fmt.Errorf("jobs: complete %q: %w", key, err)
 	}
 	return n > 0, nil
+}
+
+// CompleteMany is Complete for several keys in one statement.
+func CompleteMany(ctx context.Context, tx *db.Tx, now time.Time, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	rows := db.SizeClass(len(keys)) // the last key repeated: a no-op
+	args := []any{now.UnixMilli(), time.Now().UnixMilli()}
+	var in strings.Builder
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			in.WriteString(", ")
+		}
+		fmt.Fprintf(&in, "$%d", i+3)
+		args = append(args, keys[min(i, len(keys)-1)])
+	}
+	if _, err := tx.Exec(ctx, `UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, completed_at = $1, updated_at = $1
+		WHERE unique_key IN (`+in.String()+`) AND state = 'pending' AND (locked_by IS NULL OR locked_until IS NULL OR locked_until < $2)`, args...); err != nil {
+		return fmt.Errorf("jobs: complete %d: %w", len(keys), err)
+	}
+	return nil
 }

@@ -293,3 +293,41 @@ func Prune(ctx context.Context, d *db.DB, olderThan time.Time) (int64, error) {
 }
 
 func ms(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+// EnqueueMany is Enqueue for several jobs in one multi-row statement (a
+// batch of requests sharing a transaction). Each job must have a Key; a job
+// whose Key exists already is skipped, as Enqueue skips it. Job ids are not
+// returned.
+func EnqueueMany(ctx context.Context, tx *db.Tx, now time.Time, js []New) error {
+	if len(js) == 0 {
+		return nil
+	}
+	rows := db.SizeClass(len(js)) // the last job repeated: a no-op by its key
+	args := make([]any, 0, rows*5)
+	nowMS := now.UnixMilli()
+	for i := 0; i < rows; i++ {
+		j := js[min(i, len(js)-1)]
+		if j.Kind == "" || j.Key == "" {
+			return errors.New("jobs: enqueue many: every job needs a Kind and a Key")
+		}
+		due := j.DueAt
+		if due.IsZero() {
+			due = now
+		}
+		args = append(args, j.Kind, j.Key, j.Payload, due.UnixMilli(), nowMS)
+	}
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO jobs (kind, unique_key, payload, due_at, created_at, updated_at, state, attempt, last_error) VALUES `)
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		b := i*5 + 1
+		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, 'pending', 0, '')", b, b+1, b+2, b+3, b+4, b+4)
+	}
+	sb.WriteString(` ON CONFLICT (unique_key) DO NOTHING`)
+	if _, err := tx.Exec(ctx, sb.String(), args...); err != nil {
+		return fmt.Errorf("jobs: enqueue %d: %w", len(js), err)
+	}
+	return nil
+}

@@ -271,6 +271,52 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 		order = nil
 	}
 	var res CreateResult
+	var err error
+	batched := order != nil && !order.OnDemand()
+	if batched {
+		// The common case, batched with concurrent creates (batch.go).
+		it := &createItem{ctx: wctx, in: CreateInput{OrderID: in.OrderID, OrderLineID: in.OrderLineID, BusinessID: in.BusinessID,
+			TestFlag: in.TestFlag, Order: order}}
+		if c := nonceClaimFrom(wctx); c != nil && !c.stored && c.nonce != "" {
+			it.claim = c
+		}
+		if err = m.creates.Do(wctx, it); err == nil {
+			res, err = it.res, it.err
+		}
+	} else {
+		err = m.createAlone(wctx, order, in, &res)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("newInstance: %w", err)
+	}
+	if res.Created {
+		m.metrics.created.Inc()
+	}
+	if res.Event != nil && batched {
+		// The event's job is due after the budget: deliver inline now, the
+		// job runner need not be woken for it. When the app's answer made
+		// the instance ready, the answer needs no read.
+		ev, ready := res.Event, false
+		if m.inline(ctx, ev.ID, func(actx context.Context, _ string) (bool, error) {
+			return m.attemptCreated(actx, ev, order.ProductID, &ready)
+		}) && ready {
+			return &reply{InstanceID: res.InstanceID}, nil
+		}
+	} else if res.Event != nil {
+		ev := res.Event
+		m.inline(ctx, ev.ID, func(actx context.Context, _ string) (bool, error) { return m.deliver.AttemptStored(actx, ev) })
+	} else if res.Created {
+		m.wake() // the Query Order job is due now
+	}
+	// Out of budget, the instance is stored all the same: 000004 unless it
+	// is ready.
+	return m.createAnswer(wctx, res.InstanceID)
+}
+
+// createAlone is a create in a transaction of its own (pay-per-use orders,
+// whose idempotency needs two keys, and orders Query Order did not give).
+func (m *Merchant) createAlone(wctx context.Context, order *Order, in NewInstanceInput, out *CreateResult) error {
+	var res CreateResult
 	err := m.writeTx(wctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		var err error
@@ -280,23 +326,8 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 			TestFlag: in.TestFlag, Order: order, DeliverAt: now.Add(m.cfg.Budget + time.Second), ClaimUntil: now.Add(m.deliver.Lease)})
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("newInstance: %w", err)
-	}
-	if res.Created {
-		m.metrics.created.Inc()
-	}
-	if res.Event != nil {
-		// The event's job is due after the budget: deliver inline now, the
-		// job runner need not be woken for it.
-		ev := res.Event
-		m.inline(ctx, ev.ID, func(actx context.Context, _ string) (bool, error) { return m.deliver.AttemptStored(actx, ev) })
-	} else if res.Created {
-		m.wake() // the Query Order job is due now
-	}
-	// Out of budget, the instance is stored all the same: 000004 unless it
-	// is ready.
-	return m.createAnswer(wctx, res.InstanceID)
+	*out = res
+	return err
 }
 
 // createGrace is how long a create's database work may outlive its budget.

@@ -88,6 +88,22 @@ func (m *Merchant) writeTx(ctx context.Context, fn func(tx *db.Tx) error) error 
 // gave up (ctx's cancellation is dropped).
 func (m *Merchant) finishRequest(ctx context.Context, c *nonceClaim, auditFor func(replay bool) auditEntry) error {
 	ctx = context.WithoutCancel(ctx)
+	it := &auditItem{ctx: ctx, auditFor: auditFor}
+	if c != nil && !c.stored && c.nonce != "" {
+		it.claim = c
+	}
+	if err := m.audits.Do(ctx, it); err == nil {
+		if it.replay {
+			return errReplay
+		}
+		return it.err
+	}
+	// Closed (the server is stopping): alone.
+	return m.finishRequestAlone(ctx, c, auditFor)
+}
+
+// finishRequestAlone is finishRequest outside a batch.
+func (m *Merchant) finishRequestAlone(ctx context.Context, c *nonceClaim, auditFor func(replay bool) auditEntry) error {
 	if m.group == nil && (c == nil || c.stored || c.nonce == "") {
 		// One statement, committed on its own: no BEGIN and COMMIT round
 		// trips (PostgreSQL).

@@ -52,21 +52,24 @@ type Deps struct {
 
 // Merchant is a configured merchant server.
 type Merchant struct {
-	cfg      Config
-	db       *db.DB
-	clock    clock.Clock
-	log      *slog.Logger
-	prov     Provisioner
-	rand     io.Reader
-	orders   *OrderClient
-	usage    *UsageClient
-	deliver  *handoff.Deliverer
-	group    *db.Group // group commit of the request path's writes (group.go)
-	runner   *jobs.Runner
-	registry *prometheus.Registry
-	metrics  *metrics
-	handler  http.Handler
-	mux      *http.ServeMux
+	cfg        Config
+	db         *db.DB
+	clock      clock.Clock
+	log        *slog.Logger
+	prov       Provisioner
+	rand       io.Reader
+	orders     *OrderClient
+	usage      *UsageClient
+	deliver    *handoff.Deliverer
+	group      *db.Group                  // group commit of the request path's writes (group.go)
+	creates    *db.Batcher[*createItem]   // batched creates (batch.go)
+	audits     *db.Batcher[*auditItem]    // batched audit records (batch.go)
+	deliveries *db.Batcher[*deliveryItem] // batched records of inline deliveries (batch.go)
+	runner     *jobs.Runner
+	registry   *prometheus.Registry
+	metrics    *metrics
+	handler    http.Handler
+	mux        *http.ServeMux
 
 	mu       sync.Mutex
 	handlers map[string]jobs.Handler
@@ -122,6 +125,7 @@ func New(cfg Config, deps Deps) (*Merchant, error) {
 	m.usage = &UsageClient{BaseURL: cfg.MarketURL, AccessKey: cfg.AccessKeys[0], Client: client, Clock: m.clock, Rand: m.rand}
 	m.metrics = newMetrics(m.registry, m)
 	m.group = newRequestGroup(m.db)
+	m.startBatchers()
 	m.deliver = &handoff.Deliverer{
 		DB: m.db, Group: m.group, Clock: m.clock, Logger: m.log.With("component", "handoff"),
 		Target:      m.targetFor(client),
@@ -281,6 +285,7 @@ func (m *Merchant) inline(ctx context.Context, eventID string, attempt func(cont
 // stops the group committer.
 func (m *Merchant) Close() error {
 	m.bg.Wait()
+	m.stopBatchers()
 	if m.group != nil {
 		m.group.Close()
 	}

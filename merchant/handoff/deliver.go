@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/soukhq/souk/clock"
@@ -219,28 +220,56 @@ func (d *Deliverer) attemptUnlessSettled(ctx context.Context, ev *Stored) (deliv
 // deliver makes one attempt of ev, whose lease the caller holds, and records
 // the outcome.
 func (d *Deliverer) deliver(ctx context.Context, ev *Stored) (delivered bool, err error) {
+	to, answer, err := d.Try(ctx, ev)
+	if err != nil {
+		return d.Failed(ctx, ev, err)
+	}
+	return d.Record(ctx, ev, to, answer)
+}
+
+// Try makes one attempt of ev, whose lease the caller holds (EmitClaimedAt,
+// Claim), without recording its outcome: the caller records it with Record
+// (or, for several events at once, MarkDeliveredMany and Recorded), or with
+// Failed. It returns the target's name and answer.
+func (d *Deliverer) Try(ctx context.Context, ev *Stored) (to string, answer []byte, err error) {
 	var target Target
 	if d.Target != nil {
 		target = d.Target(ev)
 	}
-	var answer []byte
-	to := "nobody"
+	to = "nobody"
 	if target != nil {
 		to = target.Name()
 		answer, err = target.Deliver(ctx, ev, ev.Attempts)
 	}
-	// The outcome is recorded even when ctx ended meanwhile.
+	return to, answer, err
+}
+
+// Record records a successful attempt of ev (Try) and applies the answer
+// (OnAnswer) in one transaction, even when ctx ended meanwhile.
+func (d *Deliverer) Record(ctx context.Context, ev *Stored, to string, answer []byte) (delivered bool, err error) {
 	dbctx := context.WithoutCancel(ctx)
-	if err == nil {
-		err = d.markDelivered(dbctx, ev, to, answer)
-		if err == nil {
-			d.logger().Debug("handoff delivered", "event", ev.ID, "type", ev.Type, "subject", ev.Subject, "to", to, "attempt", ev.Attempts)
-			if d.OnResult != nil {
-				d.OnResult(ev, nil, false)
-			}
-			return true, nil
-		}
+	err = d.markDelivered(dbctx, ev, to, answer)
+	if err != nil {
+		return d.Failed(ctx, ev, err)
 	}
+	d.Recorded(ev, to)
+	return true, nil
+}
+
+// Recorded reports a delivery recorded by the caller (MarkDeliveredMany) to
+// the logs and OnResult.
+func (d *Deliverer) Recorded(ev *Stored, to string) {
+	d.logger().Debug("handoff delivered", "event", ev.ID, "type", ev.Type, "subject", ev.Subject, "to", to, "attempt", ev.Attempts)
+	if d.OnResult != nil {
+		d.OnResult(ev, nil, false)
+	}
+}
+
+// Failed records a failed attempt of ev (its error err): the event stays
+// pending for its job to retry, or is dead-lettered after the last attempt.
+// The error returned says which.
+func (d *Deliverer) Failed(ctx context.Context, ev *Stored, err error) (delivered bool, _ error) {
+	dbctx := context.WithoutCancel(ctx)
 	dead := ev.Attempts >= d.maxAttempts()
 	if ferr := d.markFailed(dbctx, ev, err, dead); ferr != nil {
 		d.logger().Error("handoff: record failed attempt", "event", ev.ID, "err", ferr)
@@ -254,6 +283,60 @@ func (d *Deliverer) deliver(ctx context.Context, ev *Stored) (delivered bool, er
 	}
 	d.logger().Warn("handoff delivery failed", "event", ev.ID, "type", ev.Type, "attempt", ev.Attempts, "err", err)
 	return false, err
+}
+
+// MarkDeliveredMany is the transaction part of Record for several events
+// at once, in the caller's transaction: the pending ones among evs are marked
+// delivered (to the targets named by to, one per event) and their jobs
+// completed, with two multi-row statements. It returns the events it changed;
+// the caller applies their answers in the same transaction (the others were
+// delivered concurrently, or replayed meanwhile: nothing to apply twice),
+// then calls Recorded for each after the commit.
+func MarkDeliveredMany(ctx context.Context, tx *db.Tx, now time.Time, evs []*Stored, to []string) (map[string]bool, error) {
+	changed := map[string]bool{}
+	if len(evs) == 0 {
+		return changed, nil
+	}
+	rows := db.SizeClass(len(evs))
+	args := []any{now.UnixMilli()}
+	var cases, in strings.Builder
+	for i := 0; i < rows; i++ {
+		j := min(i, len(evs)-1)
+		args = append(args, evs[j].ID, truncate(to[j], 300))
+		fmt.Fprintf(&cases, " WHEN $%d THEN $%d", 2*i+2, 2*i+3)
+		if i > 0 {
+			in.WriteString(", ")
+		}
+		fmt.Fprintf(&in, "$%d", 2*i+2)
+	}
+	rs, err := tx.Query(ctx, `UPDATE handoff_events SET state = 'delivered', delivered_at = $1, delivered_to = CASE event_id`+cases.String()+` END,
+		last_error = '', lease_until = 0 WHERE event_id IN (`+in.String()+`) AND state = 'pending' RETURNING event_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: mark %d delivered: %w", len(evs), err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("handoff: mark %d delivered: %w", len(evs), err)
+		}
+		changed[id] = true
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("handoff: mark %d delivered: %w", len(evs), err)
+	}
+	rs.Close()
+	keys := make([]string, 0, len(changed))
+	for _, ev := range evs {
+		if changed[ev.ID] {
+			keys = append(keys, jobKey(ev.ID, ev.Replays))
+		}
+	}
+	// As in markDelivered: the inline attempt did the jobs' work.
+	if err := jobs.CompleteMany(ctx, tx, now, keys); err != nil {
+		return nil, fmt.Errorf("handoff: %w", err)
+	}
+	return changed, nil
 }
 
 // tx runs fn in a transaction of its own, or group-committed with Group.
