@@ -206,6 +206,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		floorURL = s.URL() + "/koogallery"
 	}
 
+	// The create without a database.
+	var noDBURL string
+	if slices.Contains(cfg.Scenarios, ScenarioNoDB) {
+		mk := &FakeMarket{}
+		ms, err := startServer(mk, log)
+		if err != nil {
+			return nil, err
+		}
+		cleanups = append(cleanups, ms.Close)
+		s, err := startServer(&noDBHandler{key: cfg.AccessKey, orders: &merchant.OrderClient{BaseURL: ms.URL(), AK: MarketAK, SK: MarketSK,
+			Client: newHTTPClient(256), Clock: clock.Real{}}}, log)
+		if err != nil {
+			return nil, err
+		}
+		cleanups = append(cleanups, s.Close)
+		noDBURL = s.URL() + "/koogallery"
+	}
+
 	// The merchant.
 	base := cfg.Target
 	var (
@@ -288,6 +306,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				c.base = floorURL
 				spec = cellSpec{next: func(i int64) ([]byte, string) {
 					return newInstance(fmt.Sprintf("FLOOR%s-%d-%d", run, n, i), randHex(8)), ""
+				}, ok: okCreate}
+			case ScenarioNoDB:
+				c.base = noDBURL
+				spec = cellSpec{next: func(i int64) ([]byte, string) {
+					return newInstance(fmt.Sprintf("NODB%s-%d-%d", run, n, i), randHex(8)), ""
 				}, ok: okCreate}
 			case ScenarioCreate:
 				prefix := fmt.Sprintf("BENCH%sC%d-", run, n)

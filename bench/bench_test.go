@@ -17,7 +17,8 @@ import (
 func TestRun(t *testing.T) {
 	for _, b := range dbtest.Backends() {
 		t.Run(b, func(t *testing.T) {
-			cfg := bench.Config{Clients: []int{1, 8}, Duration: 300 * time.Millisecond, Warmup: -1, StormSize: 8, Dir: t.TempDir()}
+			cfg := bench.Config{Clients: []int{1, 8}, Duration: 300 * time.Millisecond, Warmup: -1, StormSize: 8, Dir: t.TempDir(),
+				Scenarios: []string{bench.ScenarioFloor, bench.ScenarioNoDB, bench.ScenarioCreate, bench.ScenarioDup, bench.ScenarioQuery}}
 			if b == "postgres" {
 				server := os.Getenv(dbtest.EnvPG)
 				if server == "" || server == "skip" {
@@ -34,8 +35,8 @@ func TestRun(t *testing.T) {
 				rep.WriteMarkdown(&buf)
 				t.Fatalf("run not OK:\n%s", buf.String())
 			}
-			if len(rep.Results) != 8 {
-				t.Fatalf("%d cells, want 8 (4 scenarios × 2 concurrencies)", len(rep.Results))
+			if len(rep.Results) != 10 {
+				t.Fatalf("%d cells, want 10 (5 scenarios × 2 concurrencies)", len(rep.Results))
 			}
 			for _, r := range rep.Results {
 				if r.Requests == 0 || r.Throughput <= 0 || r.P50 <= 0 || r.P99 < r.P50 || r.Max < r.P99 {
@@ -48,7 +49,7 @@ func TestRun(t *testing.T) {
 			}
 			var buf bytes.Buffer
 			rep.WriteMarkdown(&buf)
-			for _, s := range []string{"| floor | 8 |", "| create | 8 |", "| dup | 8 |", "| query | 8 |", "0 orders with more than one instance"} {
+			for _, s := range []string{"| floor | 8 |", "| nodb | 8 |", "| create | 8 |", "| dup | 8 |", "| query | 8 |", "0 orders with more than one instance"} {
 				if !strings.Contains(buf.String(), s) {
 					t.Fatalf("report lacks %q:\n%s", s, buf.String())
 				}

@@ -24,6 +24,11 @@ const (
 	ScenarioCreate = "create" // newInstance, every request a distinct order
 	ScenarioDup    = "dup"    // newInstance storms: StormSize deliveries (distinct businessIds) per order
 	ScenarioQuery  = "query"  // queryInstance of instances created by the create scenario
+	// ScenarioNoDB is a create's work without a database, on the same HTTP
+	// stack: verify the signature, ask the fake market's Query Order
+	// (APIG-signed), answer. No create can be faster on the machine: it
+	// bounds what any storage design could reach (docs/performance.md).
+	ScenarioNoDB = "nodb"
 )
 
 // Result is one cell of the report: a scenario at one concurrency.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,6 +90,40 @@ func (f *floorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/json;charset=UTF-8")
 	h.Set("Body-Sign", kg.BodySignHeader(f.key, out))
 	h.Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+}
+
+// noDBHandler is ScenarioNoDB: a create without storage.
+type noDBHandler struct {
+	key    string
+	orders *merchant.OrderClient
+}
+
+func (h *noDBHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	code := kg.CodeSuccess
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	q := r.URL.Query()
+	if err != nil {
+		code = kg.CodeBadParam
+	} else if _, _, err := kg.VerifyV2([]string{h.key}, q.Get("signature"), q.Get("nonce"), q.Get("timestamp"), body, time.Now(), time.Minute); err != nil {
+		code = kg.CodeAuthFailed
+	} else {
+		var in struct {
+			OrderID     string `json:"orderId"`
+			OrderLineID string `json:"orderLineId"`
+		}
+		if err := json.Unmarshal(body, &in); err != nil {
+			code = kg.CodeBadParam
+		} else if _, err := h.orders.QueryOrder(r.Context(), in.OrderID, in.OrderLineID); err != nil {
+			code = kg.CodeInternal
+		}
+	}
+	out := []byte(`{"resultCode":"` + code + `","resultMsg":"success"}`)
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json;charset=UTF-8")
+	hd.Set("Body-Sign", kg.BodySignHeader(h.key, out))
+	hd.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
 }

@@ -31,7 +31,7 @@ func runBench(ctx context.Context, a *App, args []string) int {
 	s.Secret(&cfg.AccessKey, "access-key", "access key signing the requests (and of the in-process merchant)")
 	s.Secret(&cfg.DB, "db", "sqlite (default) or a PostgreSQL server DSN; fresh databases are created there and dropped after the run")
 	s.String(&clients, "clients", "1,16,64,256", "concurrent clients, comma-separated")
-	s.String(&scenarios, "scenarios", "floor,create,dup,query", "scenarios in order: floor, create, dup, query")
+	s.String(&scenarios, "scenarios", "floor,create,dup,query", "scenarios in order: floor, create, dup, query, nodb (a create without a database: the bound of any storage)")
 	s.Duration(&cfg.Duration, "duration", 5*time.Second, "measured time of each cell")
 	s.Duration(&cfg.Warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before each cell")
 	s.Int(&cfg.StormSize, "storm", 64, "newInstance deliveries (distinct businessIds) per order in the dup scenario")
