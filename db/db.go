@@ -537,5 +537,5 @@ func rebind(d Dialect, query string) string {
 	if d != SQLite {
 		return query
 	}
-	return sqltext.Rebind(query)
+	return sqltext.RebindPositional(query)
 }

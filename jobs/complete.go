@@ -35,7 +35,9 @@ func CompleteMany(ctx context.Context, tx *db.Tx, now time.Time, keys []string) 
 		return nil
 	}
 	rows := db.SizeClass(len(keys)) // the last key repeated: a no-op
-	args := []any{now.UnixMilli(), time.Now().UnixMilli()}
+	// Placeholders in the order they appear, none repeated (positional
+	// binding on SQLite).
+	args := []any{now.UnixMilli(), now.UnixMilli()}
 	var in strings.Builder
 	for i := 0; i < rows; i++ {
 		if i > 0 {
@@ -44,8 +46,9 @@ func CompleteMany(ctx context.Context, tx *db.Tx, now time.Time, keys []string) 
 		fmt.Fprintf(&in, "$%d", i+3)
 		args = append(args, keys[min(i, len(keys)-1)])
 	}
-	if _, err := tx.Exec(ctx, `UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, completed_at = $1, updated_at = $1
-		WHERE unique_key IN (`+in.String()+`) AND state = 'pending' AND (locked_by IS NULL OR locked_until IS NULL OR locked_until < $2)`, args...); err != nil {
+	args = append(args, time.Now().UnixMilli())
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, completed_at = $1, updated_at = $2
+		WHERE unique_key IN (%s) AND state = 'pending' AND (locked_by IS NULL OR locked_until IS NULL OR locked_until < $%d)`, in.String(), rows+3), args...); err != nil {
 		return fmt.Errorf("jobs: complete %d: %w", len(keys), err)
 	}
 	return nil

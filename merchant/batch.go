@@ -305,25 +305,17 @@ func instancesOfKeys(ctx context.Context, tx *db.Tx, keys []string) (map[string]
 // (its id taken meanwhile) fails the batch, whose creates then run alone.
 func insertInstances(ctx context.Context, tx *db.Tx, now time.Time, insts []*Instance) error {
 	rows := db.SizeClass(len(insts))
-	args := make([]any, 0, rows*12)
+	args := make([]any, 0, rows*13)
 	for i := 0; i < rows; i++ {
 		in := insts[min(i, len(insts)-1)]
 		args = append(args, in.ID, in.OrderID, in.OrderLineID, in.BusinessID, b2i(in.TestFlag), in.Phase, in.Status,
-			in.ProductID, in.SkuCode, in.ChargingMode, string(in.Order), now.UnixMilli())
+			in.ProductID, in.SkuCode, in.ChargingMode, string(in.Order), now.UnixMilli(), now.UnixMilli())
 	}
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO merchant_instances (instance_id, order_id, order_line_id, business_id, test_flag, phase, status,
-		product_id, sku_code, charging_mode, order_json, created_at, updated_at) VALUES `)
-	for i := 0; i < rows; i++ {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		b := i*12 + 1
-		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", b, b+1, b+2, b+3, b+4, b+5, b+6, b+7, b+8, b+9, b+10, b+11, b+11)
-	}
-	sb.WriteString(` ON CONFLICT (instance_id) DO NOTHING RETURNING instance_id, instance_id`)
+	q := `INSERT INTO merchant_instances (instance_id, order_id, order_line_id, business_id, test_flag, phase, status,
+		product_id, sku_code, charging_mode, order_json, created_at, updated_at) VALUES ` + db.Values(rows, 13, 1) +
+		` ON CONFLICT (instance_id) DO NOTHING RETURNING instance_id, instance_id`
 	got := make(map[string]string, len(insts))
-	if err := queryPairs(ctx, tx, sb.String(), args, got); err != nil {
+	if err := queryPairs(ctx, tx, q, args, got); err != nil {
 		return fmt.Errorf("create: insert instances: %w", err)
 	}
 	for _, in := range insts {
@@ -453,8 +445,10 @@ func deliveryBatchTx(ctx context.Context, tx *db.Tx, now time.Time, items []*del
 	if len(upd) == 0 {
 		return nil
 	}
+	// Placeholders in the order they appear, none repeated (positional
+	// binding on SQLite, sqltext.RebindPositional).
 	rows := db.SizeClass(len(upd))
-	args := []any{now.UnixMilli(), PhaseReady}
+	args := make([]any, 0, 3*rows+3)
 	var cases, in strings.Builder
 	ids := map[string]bool{}
 	for i := 0; i < rows; i++ {
@@ -465,14 +459,19 @@ func deliveryBatchTx(ctx context.Context, tx *db.Tx, now time.Time, items []*del
 		}
 		ids[it.ev.Subject] = true
 		args = append(args, it.ev.Subject, string(b))
-		fmt.Fprintf(&cases, " WHEN $%d THEN $%d", 2*i+3, 2*i+4)
+		fmt.Fprintf(&cases, " WHEN $%d THEN $%d", 2*i+1, 2*i+2)
+	}
+	n := 2*rows + 1
+	args = append(args, PhaseReady, now.UnixMilli(), now.UnixMilli())
+	for i := 0; i < rows; i++ {
 		if i > 0 {
 			in.WriteString(", ")
 		}
-		fmt.Fprintf(&in, "$%d", 2*i+3)
+		fmt.Fprintf(&in, "$%d", n+3+i)
+		args = append(args, upd[min(i, len(upd)-1)].ev.Subject)
 	}
-	res, err := tx.Exec(ctx, `UPDATE merchant_instances SET app_info = CASE instance_id`+cases.String()+` END, phase = $2,
-		ready_at = CASE WHEN ready_at = 0 THEN $1 ELSE ready_at END, updated_at = $1 WHERE instance_id IN (`+in.String()+`)`, args...)
+	res, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE merchant_instances SET app_info = CASE instance_id%s END, phase = $%d,
+		ready_at = CASE WHEN ready_at = 0 THEN $%d ELSE ready_at END, updated_at = $%d WHERE instance_id IN (%s)`, cases.String(), n, n+1, n+2, in.String()), args...)
 	if err != nil {
 		return fmt.Errorf("store appInfo: %w", err)
 	}

@@ -297,17 +297,23 @@ func MarkDeliveredMany(ctx context.Context, tx *db.Tx, now time.Time, evs []*Sto
 	if len(evs) == 0 {
 		return changed, nil
 	}
+	// Placeholders in the order they appear, none repeated (positional
+	// binding on SQLite).
 	rows := db.SizeClass(len(evs))
-	args := []any{now.UnixMilli()}
+	args := make([]any, 0, 3*rows+1)
+	args = append(args, now.UnixMilli())
 	var cases, in strings.Builder
 	for i := 0; i < rows; i++ {
 		j := min(i, len(evs)-1)
 		args = append(args, evs[j].ID, truncate(to[j], 300))
 		fmt.Fprintf(&cases, " WHEN $%d THEN $%d", 2*i+2, 2*i+3)
+	}
+	for i := 0; i < rows; i++ {
 		if i > 0 {
 			in.WriteString(", ")
 		}
-		fmt.Fprintf(&in, "$%d", 2*i+2)
+		fmt.Fprintf(&in, "$%d", 2*rows+2+i)
+		args = append(args, evs[min(i, len(evs)-1)].ID)
 	}
 	rs, err := tx.Query(ctx, `UPDATE handoff_events SET state = 'delivered', delivered_at = $1, delivered_to = CASE event_id`+cases.String()+` END,
 		last_error = '', lease_until = 0 WHERE event_id IN (`+in.String()+`) AND state = 'pending' RETURNING event_id`, args...)

@@ -8,6 +8,48 @@ import "strings"
 // single-quoted strings, double-quoted identifiers and comments is left alone,
 // so a literal '$5' stays a literal.
 func Rebind(query string) string {
+	return rewrite(query, func(b *strings.Builder, digits string) {
+		b.WriteByte('?')
+		b.WriteString(digits)
+	})
+}
+
+// RebindPositional is Rebind, except that a query whose placeholders are
+// $1, $2, …, $n in this order, each once (a multi-row INSERT, say), gets
+// plain ? placeholders: SQLite binds those by position, whereas every ?NNN
+// makes the binding of each parameter look its name up in a list, a cost
+// quadratic in the number of parameters.
+func RebindPositional(query string) string {
+	next, seq := 1, true
+	rewrite(query, func(_ *strings.Builder, digits string) {
+		if seq && digits != itoa(next) {
+			seq = false
+		}
+		next++
+	})
+	if !seq {
+		return Rebind(query)
+	}
+	return rewrite(query, func(b *strings.Builder, _ string) { b.WriteByte('?') })
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	var buf [20]byte
+	i := len(buf)
+	for n > 0 {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(buf[i:])
+}
+
+// rewrite copies query, calling emit for every $<digits> placeholder
+// outside strings, quoted identifiers and comments.
+func rewrite(query string, emit func(b *strings.Builder, digits string)) string {
 	if !strings.Contains(query, "$") {
 		return query
 	}
@@ -58,8 +100,7 @@ func Rebind(query string) string {
 			for j < n && query[j] >= '0' && query[j] <= '9' {
 				j++
 			}
-			b.WriteByte('?')
-			b.WriteString(query[i+1 : j])
+			emit(&b, query[i+1:j])
 			i = j
 		default:
 			b.WriteByte(c)

@@ -46,3 +46,37 @@ func FuzzRebind(f *testing.F) {
 		}
 	})
 }
+
+func TestRebindPositional(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"SELECT 1", "SELECT 1"},
+		{"INSERT INTO t VALUES ($1, $2), ($3, $4)", "INSERT INTO t VALUES (?, ?), (?, ?)"},
+		{"SELECT '$2', $1 -- $3\n, $2", "SELECT '$2', ? -- $3\n, ?"},
+		{"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		// Out of order, repeated or with a gap: numbered, as Rebind does.
+		{"VALUES ($2, $1)", "VALUES (?2, ?1)"},
+		{"SET a = $1 WHERE b = $1", "SET a = ?1 WHERE b = ?1"},
+		{"VALUES ($1, $3)", "VALUES (?1, ?3)"},
+		{"VALUES ($01)", "VALUES (?01)"},
+	} {
+		if got := RebindPositional(tc.in); got != tc.want {
+			t.Errorf("RebindPositional(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzRebindPositional(f *testing.F) {
+	for _, s := range []string{"SELECT $1, $2", "$2 $1", "'$1' $1 $2", "$1 $1", "/* $1 */ $1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out, numbered := RebindPositional(s), Rebind(s)
+		if out == numbered {
+			return
+		}
+		// Positional: the same placeholders without their numbers.
+		if strings.Count(out, "?") != strings.Count(numbered, "?") || len(out) >= len(numbered) || strings.Contains(out, "$") != strings.Contains(numbered, "$") && !strings.Contains(numbered, "$") {
+			t.Fatalf("%q → %q (numbered %q)", s, out, numbered)
+		}
+	})
+}
