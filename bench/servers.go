@@ -85,10 +85,15 @@ func (f *floorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}); err != nil {
 		code = kg.CodeInternal
 	}
+	writeAnswer(w, f.key, code)
+}
+
+// writeAnswer answers as a merchant does: HTTP 200, JSON, Body-Sign.
+func writeAnswer(w http.ResponseWriter, key, code string) {
 	out := []byte(`{"resultCode":"` + code + `","resultMsg":"success"}`)
 	h := w.Header()
 	h.Set("Content-Type", "application/json;charset=UTF-8")
-	h.Set("Body-Sign", kg.BodySignHeader(f.key, out))
+	h.Set("Body-Sign", kg.BodySignHeader(key, out))
 	h.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
@@ -119,13 +124,7 @@ func (h *noDBHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			code = kg.CodeInternal
 		}
 	}
-	out := []byte(`{"resultCode":"` + code + `","resultMsg":"success"}`)
-	hd := w.Header()
-	hd.Set("Content-Type", "application/json;charset=UTF-8")
-	hd.Set("Body-Sign", kg.BodySignHeader(h.key, out))
-	hd.Set("Content-Length", strconv.Itoa(len(out)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
+	writeAnswer(w, h.key, code)
 }
 
 // FakeMarket answers Query Order for any order id (a monthly PERIOD order

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 )
 
 // Group commits the small write transactions of concurrent callers together.
@@ -23,27 +22,22 @@ import (
 // again alone through Tx (functions must be re-runnable, as for Tx), so one bad
 // batch never fails a caller that would have succeeded alone.
 type Group struct {
-	db       *DB
-	maxBatch int
-	reqs     chan *groupReq
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	mu       sync.RWMutex // held for reading while enqueueing; Close takes it to stop new work
-	closed   bool
+	db *DB
+	b  *Batcher[*groupReq] // queueing and batching
 }
 
 type groupReq struct {
 	ctx   context.Context
 	fn    func(tx *Tx) error
-	done  chan error
+	err   error
 	ok    bool // fn succeeded inside the batch
-	sent  bool // done has been answered
+	sent  bool // err is final
 	again bool // fn failed with a transient error: run it alone after the batch
 }
 
 func (r *groupReq) answer(err error) {
 	r.sent = true
-	r.done <- err
+	r.err = err
 }
 
 // NewGroup starts a Group with the given number of committers (concurrent
@@ -56,83 +50,29 @@ func (d *DB) NewGroup(committers, maxBatch int) *Group {
 			committers = 3
 		}
 	}
-	if maxBatch <= 0 {
-		maxBatch = 128
-	}
-	g := &Group{db: d, maxBatch: maxBatch, reqs: make(chan *groupReq, 4*maxBatch), stop: make(chan struct{})}
-	for i := 0; i < committers; i++ {
-		g.wg.Add(1)
-		go g.loop()
-	}
+	g := &Group{db: d}
+	g.b = NewBatcher(committers, maxBatch, g.run)
 	return g
 }
 
-// ErrGroupClosed is returned by Do after Close.
+// ErrGroupClosed is returned by Do after Close (and by Batcher.Do).
 var ErrGroupClosed = errors.New("db: group closed")
 
 // Do runs fn in a shared transaction and returns once that transaction has
 // committed (nil) or fn's own error. fn must only touch the database through
-// tx and must be safe to run again.
+// tx and must be safe to run again. Once queued, the work always runs: a
+// caller that stops waiting must not be left unsure whether its work
+// committed, so Do waits for the batch.
 func (g *Group) Do(ctx context.Context, fn func(tx *Tx) error) error {
-	r := &groupReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	g.mu.RLock()
-	if g.closed {
-		g.mu.RUnlock()
-		return ErrGroupClosed
+	r := &groupReq{ctx: ctx, fn: fn}
+	if err := g.b.Do(ctx, r); err != nil {
+		return err
 	}
-	select {
-	case g.reqs <- r:
-		g.mu.RUnlock()
-	case <-ctx.Done():
-		g.mu.RUnlock()
-		return ctx.Err()
-	}
-	// Once queued, the request is always answered: a caller that stops waiting
-	// must not be left unsure whether its work committed, so wait for the batch.
-	return <-r.done
+	return r.err
 }
 
 // Close stops the committers after the queued work is done.
-func (g *Group) Close() {
-	g.mu.Lock()
-	if !g.closed {
-		g.closed = true
-		close(g.stop)
-	}
-	g.mu.Unlock()
-	g.wg.Wait()
-}
-
-func (g *Group) loop() {
-	defer g.wg.Done()
-	for {
-		var first *groupReq
-		select {
-		case first = <-g.reqs:
-		case <-g.stop:
-			// drain what is queued, then stop
-			for {
-				select {
-				case r := <-g.reqs:
-					g.run([]*groupReq{r})
-				default:
-					return
-				}
-			}
-		}
-		batch := []*groupReq{first}
-	fill:
-		for len(batch) < g.maxBatch {
-			select {
-			case r := <-g.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		g.run(batch)
-	}
-}
+func (g *Group) Close() { g.b.Close() }
 
 func (g *Group) run(batch []*groupReq) {
 	if len(batch) == 1 {

@@ -303,7 +303,7 @@ func EnqueueMany(ctx context.Context, tx *db.Tx, now time.Time, js []New) error 
 		return nil
 	}
 	rows := db.SizeClass(len(js)) // the last job repeated: a no-op by its key
-	args := make([]any, 0, rows*6)
+	args := make([]any, 0, rows*9)
 	nowMS := now.UnixMilli()
 	for i := 0; i < rows; i++ {
 		j := js[min(i, len(js)-1)]
@@ -314,19 +314,11 @@ func EnqueueMany(ctx context.Context, tx *db.Tx, now time.Time, js []New) error 
 		if due.IsZero() {
 			due = now
 		}
-		args = append(args, j.Kind, j.Key, j.Payload, due.UnixMilli(), nowMS, nowMS)
+		args = append(args, j.Kind, j.Key, j.Payload, due.UnixMilli(), nowMS, nowMS, "pending", 0, "")
 	}
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO jobs (kind, unique_key, payload, due_at, created_at, updated_at, state, attempt, last_error) VALUES `)
-	for i := 0; i < rows; i++ {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		b := i*6 + 1
-		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, 'pending', 0, '')", b, b+1, b+2, b+3, b+4, b+5)
-	}
-	sb.WriteString(` ON CONFLICT (unique_key) DO NOTHING`)
-	if _, err := tx.Exec(ctx, sb.String(), args...); err != nil {
+	q := `INSERT INTO jobs (kind, unique_key, payload, due_at, created_at, updated_at, state, attempt, last_error) VALUES ` +
+		db.Values(rows, 9, 1) + ` ON CONFLICT (unique_key) DO NOTHING`
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
 		return fmt.Errorf("jobs: enqueue %d: %w", len(js), err)
 	}
 	return nil

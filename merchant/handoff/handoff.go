@@ -98,21 +98,16 @@ func EmitClaimedAt(ctx context.Context, tx *db.Tx, now time.Time, ev Event, due,
 // emit stores ev and its delivery job; a non-zero until claims the first
 // attempt.
 func emit(ctx context.Context, tx *db.Tx, now time.Time, ev Event, due, until time.Time) (*Stored, error) {
-	if ev.Type == "" {
-		return nil, errors.New("handoff: event type is empty")
-	}
-	data, err := json.Marshal(ev.Data)
+	st, err := newStored(ev, now)
 	if err != nil {
-		return nil, fmt.Errorf("handoff: marshal %s data: %w", ev.Type, err)
+		return nil, err
 	}
-	st := &Stored{ID: NewID(), Type: ev.Type, Subject: ev.Subject, TestFlag: ev.TestFlag, Data: json.RawMessage(data),
-		CreatedAt: time.UnixMilli(now.UnixMilli()).UTC(), State: StatePending}
 	var lease int64
 	if !until.IsZero() {
 		st.Attempts, lease = 1, until.UnixMilli()
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO handoff_events (event_id, type, subject, test_flag, data, created_at, state, attempts, lease_until)
-		VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)`, st.ID, ev.Type, ev.Subject, db.Bool(ev.TestFlag), string(data), now.UnixMilli(),
+		VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)`, st.ID, ev.Type, ev.Subject, db.Bool(ev.TestFlag), string(st.Data), now.UnixMilli(),
 		st.Attempts, lease); err != nil {
 		return nil, fmt.Errorf("handoff: insert event: %w", err)
 	}
@@ -120,6 +115,19 @@ func emit(ctx context.Context, tx *db.Tx, now time.Time, ev Event, due, until ti
 		return nil, err
 	}
 	return st, nil
+}
+
+// newStored checks ev and returns it as a pending event with a new id.
+func newStored(ev Event, now time.Time) (*Stored, error) {
+	if ev.Type == "" {
+		return nil, errors.New("handoff: event type is empty")
+	}
+	data, err := json.Marshal(ev.Data)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: marshal %s data: %w", ev.Type, err)
+	}
+	return &Stored{ID: NewID(), Type: ev.Type, Subject: ev.Subject, TestFlag: ev.TestFlag, Data: json.RawMessage(data),
+		CreatedAt: time.UnixMilli(now.UnixMilli()).UTC(), State: StatePending}, nil
 }
 
 // jobKey is the unique key of the job delivering event id (replay n).
@@ -313,7 +321,7 @@ func EmitClaimedMany(ctx context.Context, tx *db.Tx, now time.Time, evs []Event,
 	}
 	out := make([]*Stored, len(evs))
 	rows := db.SizeClass(len(evs)) // the last event repeated: a no-op by its primary key
-	args := make([]any, 0, rows*8)
+	args := make([]any, 0, rows*9)
 	js := make([]jobs.New, len(evs))
 	var lease int64
 	attempts := 0
@@ -321,34 +329,22 @@ func EmitClaimedMany(ctx context.Context, tx *db.Tx, now time.Time, evs []Event,
 		attempts, lease = 1, until.UnixMilli()
 	}
 	for i, ev := range evs {
-		if ev.Type == "" {
-			return nil, errors.New("handoff: event type is empty")
-		}
-		data, err := json.Marshal(ev.Data)
+		st, err := newStored(ev, now)
 		if err != nil {
-			return nil, fmt.Errorf("handoff: marshal %s data: %w", ev.Type, err)
+			return nil, err
 		}
-		st := &Stored{ID: NewID(), Type: ev.Type, Subject: ev.Subject, TestFlag: ev.TestFlag, Data: json.RawMessage(data),
-			CreatedAt: time.UnixMilli(now.UnixMilli()).UTC(), State: StatePending, Attempts: attempts}
+		st.Attempts = attempts
 		out[i] = st
 		payload, _ := json.Marshal(jobPayload{EventID: st.ID})
 		js[i] = jobs.New{Kind: JobKind, Key: jobKey(st.ID, 0), Payload: payload, DueAt: due}
 	}
 	for i := 0; i < rows; i++ {
 		st := out[min(i, len(out)-1)]
-		args = append(args, st.ID, st.Type, st.Subject, db.Bool(st.TestFlag), string(st.Data), now.UnixMilli(), st.Attempts, lease)
+		args = append(args, st.ID, st.Type, st.Subject, db.Bool(st.TestFlag), string(st.Data), now.UnixMilli(), st.Attempts, lease, StatePending)
 	}
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO handoff_events (event_id, type, subject, test_flag, data, created_at, attempts, lease_until, state) VALUES `)
-	for i := 0; i < rows; i++ {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		b := i*8 + 1
-		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, 'pending')", b, b+1, b+2, b+3, b+4, b+5, b+6, b+7)
-	}
-	sb.WriteString(` ON CONFLICT (event_id) DO NOTHING`)
-	if _, err := tx.Exec(ctx, sb.String(), args...); err != nil {
+	q := `INSERT INTO handoff_events (event_id, type, subject, test_flag, data, created_at, attempts, lease_until, state) VALUES ` +
+		db.Values(rows, 9, 1) + ` ON CONFLICT (event_id) DO NOTHING`
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
 		return nil, fmt.Errorf("handoff: insert %d events: %w", len(evs), err)
 	}
 	if err := jobs.EnqueueMany(ctx, tx, now, js); err != nil {
