@@ -107,7 +107,7 @@ func (m *Merchant) finishRequestAlone(ctx context.Context, c *nonceClaim, auditF
 	if m.group == nil && (c == nil || c.stored || c.nonce == "") {
 		// One statement, committed on its own: no BEGIN and COMMIT round
 		// trips (PostgreSQL).
-		return insertAudit(ctx, m.db, auditFor(false))
+		return insertAudits(ctx, m.db, []auditEntry{auditFor(false)})
 	}
 	var replay bool
 	err := m.do(ctx, func(tx *db.Tx) error {
@@ -119,7 +119,7 @@ func (m *Merchant) finishRequestAlone(ctx context.Context, c *nonceClaim, auditF
 				return err
 			}
 		}
-		return insertAudit(ctx, tx, auditFor(replay))
+		return insertAudits(ctx, tx, []auditEntry{auditFor(replay)})
 	})
 	if err != nil {
 		return err
@@ -129,17 +129,6 @@ func (m *Merchant) finishRequestAlone(ctx context.Context, c *nonceClaim, auditF
 	}
 	if replay {
 		return errReplay
-	}
-	return nil
-}
-
-func insertAudit(ctx context.Context, tx execer, e auditEntry) error {
-	_, err := tx.Exec(ctx, `INSERT INTO audit_log (at, source, remote, activity, result_code, key_index, instance_id,
-		order_id, order_line_id, business_id, test_flag, latency_ms, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		e.At.UnixMilli(), e.Source, truncate(e.Remote, 100), truncate(e.Activity, 64), e.ResultCode, e.KeyIndex, truncate(e.InstanceID, 7000),
-		truncate(e.OrderID, 200), truncate(e.OrderLineID, 200), truncate(e.BusinessID, 200), b2i(e.TestFlag), e.Latency.Milliseconds(), truncate(e.Message, 500))
-	if err != nil {
-		return fmt.Errorf("audit log: %w", err)
 	}
 	return nil
 }

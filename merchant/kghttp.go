@@ -35,11 +35,7 @@ type auditEntry struct {
 }
 
 func (m *Merchant) audit(ctx context.Context, e auditEntry) {
-	_, err := m.db.Exec(context.WithoutCancel(ctx), `INSERT INTO audit_log (at, source, remote, activity, result_code, key_index, instance_id,
-		order_id, order_line_id, business_id, test_flag, latency_ms, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		e.At.UnixMilli(), e.Source, truncate(e.Remote, 100), truncate(e.Activity, 64), e.ResultCode, e.KeyIndex, truncate(e.InstanceID, 7000),
-		truncate(e.OrderID, 200), truncate(e.OrderLineID, 200), truncate(e.BusinessID, 200), b2i(e.TestFlag), e.Latency.Milliseconds(), truncate(e.Message, 500))
-	if err != nil {
+	if err := insertAudits(context.WithoutCancel(ctx), m.db, []auditEntry{e}); err != nil {
 		m.log.Error("audit log write failed", "activity", e.Activity, "err", err)
 	}
 }
