@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,17 +133,27 @@ func (b *Batcher[T]) runBatch(batch []*batchReq[T]) {
 	}
 }
 
-// SizeClass rounds n up to a power of two, so that multi-row statements come
-// in few distinct texts (each is prepared and cached once): a batch of n rows
-// is written as SizeClass(n) rows, the last one repeated, by statements for
-// which a repeated row changes nothing (INSERT … ON CONFLICT DO NOTHING, IN
-// lists).
+// SizeClass rounds n up to the next size class — 1, 2, 3, 4, 6, 8, 12, 16, 24,
+// … (powers of two and one and a half times them) — so that multi-row
+// statements come in few distinct texts (each is prepared and cached once)
+// while padding at most a third of the rows: a batch of n rows is written as
+// SizeClass(n) rows, the last one repeated, by statements for which a
+// repeated row changes nothing (INSERT … ON CONFLICT DO NOTHING, IN lists).
 func SizeClass(n int) int {
 	c := 1
 	for c < n {
-		c <<= 1
+		if c >= 2 && c&(c-1) == 0 && c+c/2 >= n { // c a power of two, 1.5c enough
+			return c + c/2
+		}
+		c = 1 << bits.Len(uint(c))
 	}
 	return c
+}
+
+// PowerBelow returns the largest power of two ≤ n (n ≥ 1): the chunk sizes of
+// a batch written without padding (37 = 32 + 4 + 1).
+func PowerBelow(n int) int {
+	return 1 << (bits.Len(uint(n)) - 1)
 }
 
 // Values returns the VALUES rows of a multi-row statement: rows groups of

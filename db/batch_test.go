@@ -22,9 +22,14 @@ func TestValuesAndSizeClass(t *testing.T) {
 			t.Errorf("Values(%d, %d, %d) = %q, want %q", c.rows, c.cols, c.first, got, c.want)
 		}
 	}
-	for n, want := range map[int]int{0: 1, 1: 1, 2: 2, 3: 4, 5: 8, 64: 64, 65: 128} {
+	for n, want := range map[int]int{0: 1, 1: 1, 2: 2, 3: 3, 4: 4, 5: 6, 6: 6, 7: 8, 9: 12, 13: 16, 17: 24, 25: 32, 64: 64, 65: 96, 97: 128} {
 		if got := db.SizeClass(n); got != want {
 			t.Errorf("SizeClass(%d) = %d, want %d", n, got, want)
+		}
+	}
+	for n, want := range map[int]int{1: 1, 2: 2, 3: 2, 37: 32, 64: 64, 127: 64} {
+		if got := db.PowerBelow(n); got != want {
+			t.Errorf("PowerBelow(%d) = %d, want %d", n, got, want)
 		}
 	}
 }

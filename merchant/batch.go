@@ -18,26 +18,21 @@ import (
 // audit records are written by batches: each batch is one transaction of a
 // few multi-row statements, so that concurrent requests share statements and
 // one durable commit rather than running their own. On SQLite a batch runs as
-// one function of the group committer (group.go); on PostgreSQL several
-// batches run at once, each in a transaction of its own. When a batch's
+// one function of the group committer (group.go); on PostgreSQL in a
+// transaction of its own. One batch of each kind runs at a time: while it
+// runs, the next one fills. With four at once on PostgreSQL, most batches
+// held one request and creates were slower (docs/performance.md). When a batch's
 // transaction fails as a whole, each of its requests runs alone on the
 // unbatched path, so that one bad request never fails the others.
 // docs/performance.md has the measurements.
 
-// Batch limits: requests per batch, batches at once on PostgreSQL.
-const (
-	maxBatch  = 128
-	pgWorkers = 4
-)
+// maxBatch is the most requests a batch holds.
+const maxBatch = 128
 
 func (m *Merchant) startBatchers() {
-	workers := 1
-	if m.db.Dialect == db.Postgres {
-		workers = pgWorkers
-	}
-	m.creates = db.NewBatcher(workers, maxBatch, m.runCreates)
-	m.audits = db.NewBatcher(workers, maxBatch, m.runAudits)
-	m.deliveries = db.NewBatcher(workers, maxBatch, m.runDeliveries)
+	m.creates = db.NewBatcher(1, maxBatch, m.runCreates)
+	m.audits = db.NewBatcher(1, maxBatch, m.runAudits)
+	m.deliveries = db.NewBatcher(1, maxBatch, m.runDeliveries)
 }
 
 func (m *Merchant) stopBatchers() {
@@ -371,10 +366,7 @@ func auditBatchTx(ctx context.Context, tx *db.Tx, now time.Time, items []*auditI
 	// Audit rows have no natural key to make a repeated row a no-op: the
 	// batch is written in chunks of power-of-two sizes (37 = 32 + 4 + 1).
 	for len(entries) > 0 {
-		n := db.SizeClass(len(entries))
-		if n > len(entries) {
-			n /= 2
-		}
+		n := db.PowerBelow(len(entries))
 		if err := insertAudits(ctx, tx, entries[:n]); err != nil {
 			return err
 		}
