@@ -119,7 +119,7 @@ func New(cfg Config, deps Deps) (*Merchant, error) {
 	}
 	client := deps.HTTPClient
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+		client = defaultHTTPClient()
 	}
 	m.orders = &OrderClient{BaseURL: cfg.MarketURL, FallbackURL: cfg.MarketFallbackURL, AK: cfg.MarketAK, SK: cfg.MarketSK, Client: client, Clock: m.clock}
 	m.usage = &UsageClient{BaseURL: cfg.MarketURL, AccessKey: cfg.AccessKeys[0], Client: client, Clock: m.clock, Rand: m.rand}
@@ -233,6 +233,23 @@ func (m *Merchant) housekeep(ctx context.Context) {
 			m.log.Error("prune audit log", "err", err)
 		}
 	}
+}
+
+// outboundIdleConns is how many idle keep-alive connections the default
+// outbound client keeps per host.
+const outboundIdleConns = 64
+
+// defaultHTTPClient is the client of the outbound calls (Query Order, usage
+// push, webhooks) when Deps gives none. Go's default transport keeps two
+// idle connections per host: under concurrent creates, every Query Order
+// beyond the second would open (and for KooGallery, handshake) a new TLS
+// connection and close it after the answer. This one keeps up to
+// outboundIdleConns per host (TestDefaultHTTPClientReusesConnections).
+func defaultHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 4 * outboundIdleConns
+	t.MaxIdleConnsPerHost = outboundIdleConns
+	return &http.Client{Transport: t, Timeout: 10 * time.Second}
 }
 
 // newUUID returns a random (version 4) UUID.
