@@ -178,8 +178,30 @@ func (m *Merchant) jobRunner() *jobs.Runner {
 	return m.runner
 }
 
-// RunDue runs every job due now (tests with a virtual clock use it).
-func (m *Merchant) RunDue(ctx context.Context) (int, error) { return m.jobRunner().RunDue(ctx) }
+// RunDue sweeps the hand-off's expired leases, then runs every job due now
+// (tests with a virtual clock use it).
+func (m *Merchant) RunDue(ctx context.Context) (int, error) {
+	m.sweep(ctx)
+	return m.jobRunner().RunDue(ctx)
+}
+
+// sweepEvery is how often Run sweeps the hand-off's expired leases (real
+// time): an event whose inline attempt was cut off by a crash is delivered by
+// its job at most this long after its lease ran out.
+const sweepEvery = 5 * time.Second
+
+// sweep enqueues the jobs of events whose inline attempt ended with no
+// outcome recorded (handoff.Sweep).
+func (m *Merchant) sweep(ctx context.Context) {
+	n, err := handoff.Sweep(ctx, m.db, m.clock.Now())
+	if err != nil {
+		m.log.Error("hand-off sweep", "err", err)
+	}
+	if n > 0 {
+		m.log.Warn("hand-off events whose inline attempt was interrupted are queued for delivery", "events", n)
+		m.wake()
+	}
+}
 
 // wake asks the job runner to poll now (after a commit of new work).
 func (m *Merchant) wake() {
@@ -192,15 +214,18 @@ func (m *Merchant) wake() {
 }
 
 // Run does the background work until ctx is done: the job runner (hand-off
-// deliveries, Query Order retries, usage pushes) and housekeeping (nonce and
-// audit pruning).
+// deliveries, Query Order retries, usage pushes), the sweep of the
+// hand-off's expired leases, and housekeeping (nonce and audit pruning).
 func (m *Merchant) Run(ctx context.Context) error {
 	r := m.jobRunner()
 	errc := make(chan error, 1)
 	go func() { errc <- r.Run(ctx) }()
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
+	st := time.NewTicker(sweepEvery)
+	defer st.Stop()
 	m.housekeep(ctx)
+	m.sweep(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -216,6 +241,8 @@ func (m *Merchant) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			m.housekeep(ctx)
+		case <-st.C:
+			m.sweep(ctx)
 		}
 	}
 }

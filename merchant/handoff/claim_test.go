@@ -3,6 +3,7 @@ package handoff_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -105,5 +106,118 @@ func TestEmitClaimedAt(t *testing.T) {
 				t.Fatalf("state %s, want delivered", ev.State)
 			}
 		})
+	}
+}
+
+// Events of EmitClaimedMany have no job until they need one: a delivered
+// event never gets one; a failed attempt enqueues it (due at due); an
+// attempt cut off with no outcome (the process stopped) leaves a lease that
+// Sweep turns into a job once it has run out, once.
+func TestEmitClaimedManyJobs(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d, clk := setup(t, b)
+			tg := &target{answer: []byte(`ok`)}
+			dl := &handoff.Deliverer{DB: d, Clock: clk, Target: func(*handoff.Stored) handoff.Target { return tg }}
+			r := &jobs.Runner{DB: d, Clock: clk, Handlers: map[string]jobs.Handler{handoff.JobKind: dl.Handle}}
+			now := clk.Now()
+			due, until := now.Add(6*time.Second), now.Add(75*time.Second)
+			var evs []*handoff.Stored
+			if err := d.Tx(ctx, func(tx *db.Tx) error {
+				var err error
+				evs, err = handoff.EmitClaimedMany(ctx, tx, now, []handoff.Event{
+					{Type: "instance.created", Subject: "i-delivered"},
+					{Type: "instance.created", Subject: "i-failed"},
+					{Type: "instance.created", Subject: "i-cut-off"},
+				}, due, until)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			count := func(q string, args ...any) int {
+				t.Helper()
+				var n int
+				if err := d.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			if n := count(`SELECT COUNT(*) FROM jobs`); n != 0 {
+				t.Fatalf("%d jobs after EmitClaimedMany, want 0", n)
+			}
+			// Delivered in a batch: no job to complete, none created.
+			if err := d.Tx(ctx, func(tx *db.Tx) error {
+				_, err := handoff.MarkDeliveredMany(ctx, tx, clk.Now(), evs[:1], []string{"test"})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			// A failed attempt: the job is enqueued, due at due.
+			tg.fail.Store(true)
+			if ok, err := dl.AttemptStored(ctx, evs[1]); ok || err == nil {
+				t.Fatalf("failing attempt: %v %v", ok, err)
+			}
+			if n := count(`SELECT COUNT(*) FROM jobs WHERE unique_key = $1 AND due_at = $2`, "handoff:"+evs[1].ID, due.UnixMilli()); n != 1 {
+				t.Fatalf("%d jobs for the failed event due at %v, want 1", n, due)
+			}
+			// Nothing to sweep while the third event's lease runs.
+			clk.Advance(time.Minute)
+			if n, err := handoff.Sweep(ctx, d, clk.Now()); err != nil || n != 0 {
+				t.Fatalf("Sweep before the lease ran out: %d %v", n, err)
+			}
+			tg.fail.Store(false)
+			if n, err := r.RunDue(ctx); err != nil || n != 1 {
+				t.Fatalf("RunDue ran %d jobs (%v), want the failed event's", n, err)
+			}
+			clk.Advance(20 * time.Second) // past until
+			if n, err := handoff.Sweep(ctx, d, clk.Now()); err != nil || n != 1 {
+				t.Fatalf("Sweep after the lease ran out: %d %v, want 1", n, err)
+			}
+			if n, err := handoff.Sweep(ctx, d, clk.Now()); err != nil || n != 0 {
+				t.Fatalf("second Sweep: %d %v, want 0", n, err)
+			}
+			if n, err := r.RunDue(ctx); err != nil || n != 1 {
+				t.Fatalf("RunDue ran %d jobs (%v), want the cut-off event's", n, err)
+			}
+			for _, ev := range evs {
+				if got, _ := handoff.Get(ctx, d, ev.ID); got.State != handoff.StateDelivered {
+					t.Errorf("%s: state %s, want delivered", ev.Subject, got.State)
+				}
+			}
+			if n := count(`SELECT COUNT(*) FROM jobs`); n != 2 {
+				t.Errorf("%d jobs in all, want 2 (the failed and the cut-off event's)", n)
+			}
+			if c := tg.calls.Load(); c != 3 {
+				t.Errorf("%d deliveries, want 3 (one failed attempt, two by jobs)", c)
+			}
+		})
+	}
+}
+
+// Event ids sort by the time they were made (and are unique within one
+// millisecond).
+func TestNewIDOrder(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 15, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	prev := ""
+	for i := 0; i < 1000; i++ {
+		id := handoff.NewID(t0.Add(time.Duration(i/10) * time.Millisecond))
+		if len(id) != 36 || id[:4] != "evt_" {
+			t.Fatalf("id %q: want evt_ and 32 hex digits", id)
+		}
+		if seen[id] {
+			t.Fatalf("id %q made twice", id)
+		}
+		seen[id] = true
+		if i%10 == 0 && id <= prev {
+			t.Fatalf("id %q made after %q sorts before it", id, prev)
+		}
+		if i%10 == 9 {
+			prev = id
+		}
+	}
+	if got, want := handoff.NewID(t0)[4:16], fmt.Sprintf("%012x", t0.UnixMilli()); got != want {
+		t.Errorf("time prefix %s, want %s", got, want)
 	}
 }

@@ -334,13 +334,16 @@ func MarkDeliveredMany(ctx context.Context, tx *db.Tx, now time.Time, evs []*Sto
 	rs.Close()
 	keys := make([]string, 0, len(changed))
 	for _, ev := range evs {
-		if changed[ev.ID] {
+		if changed[ev.ID] && !ev.jobless {
 			keys = append(keys, jobKey(ev.ID, ev.Replays))
 		}
 	}
-	// As in markDelivered: the inline attempt did the jobs' work.
-	if err := jobs.CompleteMany(ctx, tx, now, keys); err != nil {
-		return nil, fmt.Errorf("handoff: %w", err)
+	// As in markDelivered: the inline attempt did the jobs' work (events
+	// emitted by EmitClaimedMany have none).
+	if len(keys) > 0 {
+		if err := jobs.CompleteMany(ctx, tx, now, keys); err != nil {
+			return nil, fmt.Errorf("handoff: %w", err)
+		}
 	}
 	return changed, nil
 }
@@ -387,9 +390,32 @@ func (d *Deliverer) markFailed(ctx context.Context, ev *Stored, cause error, dea
 	if cause != nil {
 		msg = cause.Error()
 	}
-	_, err := d.DB.Exec(ctx, `UPDATE handoff_events SET state = $2, last_error = $3, lease_until = 0 WHERE event_id = $1 AND state = 'pending'`,
-		ev.ID, state, truncate(msg, 1000))
-	return err
+	const q = `UPDATE handoff_events SET state = $2, last_error = $3, lease_until = 0 WHERE event_id = $1 AND state = 'pending'`
+	if !ev.jobless || dead {
+		_, err := d.DB.Exec(ctx, q, ev.ID, state, truncate(msg, 1000))
+		return err
+	}
+	// An event of EmitClaimedMany gets its job now, in the transaction that
+	// releases its lease (a failure here leaves the lease to run out: Sweep
+	// then enqueues the job).
+	return d.DB.Tx(ctx, func(tx *db.Tx) error {
+		res, err := tx.Exec(ctx, q, ev.ID, state, truncate(msg, 1000))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // delivered, or swept, meanwhile
+		}
+		now := d.Clock.Now()
+		return enqueue(ctx, tx, now, ev.ID, ev.Replays, later(ev.due, now))
+	})
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func truncate(s string, n int) string {

@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"embed"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -60,6 +61,9 @@ type Stored struct {
 	DeliveredAt time.Time       `json:"deliveredAt,omitzero"`
 	DeliveredTo string          `json:"deliveredTo,omitempty"`
 	Replays     int             `json:"replays"`
+
+	jobless bool      // emitted by EmitClaimedMany: no delivery job yet
+	due     time.Time // when its job, if one becomes needed, is due at the earliest
 }
 
 // ErrNotFound is returned for an unknown event id.
@@ -126,7 +130,7 @@ func newStored(ev Event, now time.Time) (*Stored, error) {
 	if err != nil {
 		return nil, fmt.Errorf("handoff: marshal %s data: %w", ev.Type, err)
 	}
-	return &Stored{ID: NewID(), Type: ev.Type, Subject: ev.Subject, TestFlag: ev.TestFlag, Data: json.RawMessage(data),
+	return &Stored{ID: NewID(now), Type: ev.Type, Subject: ev.Subject, TestFlag: ev.TestFlag, Data: json.RawMessage(data),
 		CreatedAt: time.UnixMilli(now.UnixMilli()).UTC(), State: StatePending}, nil
 }
 
@@ -151,10 +155,16 @@ type jobPayload struct {
 	EventID string `json:"eventId"`
 }
 
-// NewID returns a random event id ("evt_" + 32 hex digits).
-func NewID() string {
+// NewID returns a new event id made at now: "evt_" and 32 hex digits, the
+// first 12 the Unix millisecond of now and the other 20 random (80 bits), as
+// in a version 7 UUID. Ids made later sort later, so the primary key index of
+// the outbox (and the job keys, which embed the id) grows at its end, in the
+// pages a busy writer has just written, rather than in a random page for
+// every event (docs/performance.md).
+func NewID(now time.Time) string {
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	if _, err := rand.Read(b[6:]); err != nil {
 		panic(fmt.Sprintf("handoff: crypto/rand: %v", err))
 	}
 	return "evt_" + hex.EncodeToString(b[:])
@@ -313,30 +323,30 @@ func ReplayDead(ctx context.Context, d *db.DB, now time.Time) ([]string, error) 
 }
 
 // EmitClaimedMany is EmitClaimedAt for several events in one transaction,
-// written with two multi-row statements (the events, then their jobs) rather
-// than two statements per event: the merchant's batched creates use it.
+// written with one multi-row statement, and without their delivery jobs:
+// the merchant's batched creates use it. The caller attempts every event at
+// once under its lease (until); the job of an event is enqueued only when it
+// is needed: by Failed (at due at the earliest) when the attempt fails, or
+// by Sweep once the lease has run out with no outcome recorded (the process
+// holding it stopped). A delivered event, the common case, never has a job.
 func EmitClaimedMany(ctx context.Context, tx *db.Tx, now time.Time, evs []Event, due, until time.Time) ([]*Stored, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
+	if until.IsZero() {
+		return nil, errors.New("handoff: EmitClaimedMany needs a lease")
+	}
 	out := make([]*Stored, len(evs))
 	rows := db.SizeClass(len(evs)) // the last event repeated: a no-op by its primary key
 	args := make([]any, 0, rows*9)
-	js := make([]jobs.New, len(evs))
-	var lease int64
-	attempts := 0
-	if !until.IsZero() {
-		attempts, lease = 1, until.UnixMilli()
-	}
+	lease := until.UnixMilli()
 	for i, ev := range evs {
 		st, err := newStored(ev, now)
 		if err != nil {
 			return nil, err
 		}
-		st.Attempts = attempts
+		st.Attempts, st.jobless, st.due = 1, true, due
 		out[i] = st
-		payload, _ := json.Marshal(jobPayload{EventID: st.ID})
-		js[i] = jobs.New{Kind: JobKind, Key: jobKey(st.ID, 0), Payload: payload, DueAt: due}
 	}
 	for i := 0; i < rows; i++ {
 		st := out[min(i, len(out)-1)]
@@ -347,8 +357,61 @@ func EmitClaimedMany(ctx context.Context, tx *db.Tx, now time.Time, evs []Event,
 	if _, err := tx.Exec(ctx, q, args...); err != nil {
 		return nil, fmt.Errorf("handoff: insert %d events: %w", len(evs), err)
 	}
-	if err := jobs.EnqueueMany(ctx, tx, now, js); err != nil {
-		return nil, fmt.Errorf("handoff: enqueue deliveries: %w", err)
-	}
 	return out, nil
+}
+
+// sweepBatch bounds the events one statement of Sweep takes.
+const sweepBatch = 500
+
+// Sweep enqueues, due now, the delivery job of every pending event whose
+// lease ran out before its outcome was recorded (the index
+// handoff_events_leased holds exactly the leased pending events), and
+// clears their leases so that each is swept once. Replicas sharing a
+// PostgreSQL database may sweep at the same time: the conditional UPDATE
+// gives each event to one of them, and the job's unique key makes a second
+// enqueue a no-op. It returns how many events it swept.
+func Sweep(ctx context.Context, d *db.DB, now time.Time) (int, error) {
+	total := 0
+	for {
+		var n int
+		err := d.Tx(ctx, func(tx *db.Tx) error {
+			n = 0
+			rows, err := tx.Query(ctx, `UPDATE handoff_events SET lease_until = 0
+				WHERE state = 'pending' AND lease_until > 0 AND lease_until <= $1 AND event_id IN (
+					SELECT event_id FROM handoff_events WHERE state = 'pending' AND lease_until > 0 AND lease_until <= $2
+					ORDER BY lease_until LIMIT $3)
+				RETURNING event_id, replays`, now.UnixMilli(), now.UnixMilli(), sweepBatch)
+			if err != nil {
+				return fmt.Errorf("handoff: sweep: %w", err)
+			}
+			defer rows.Close()
+			var js []jobs.New
+			for rows.Next() {
+				var id string
+				var replays int
+				if err := rows.Scan(&id, &replays); err != nil {
+					return fmt.Errorf("handoff: sweep: %w", err)
+				}
+				payload, _ := json.Marshal(jobPayload{EventID: id})
+				js = append(js, jobs.New{Kind: JobKind, Key: jobKey(id, replays), Payload: payload, DueAt: now})
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("handoff: sweep: %w", err)
+			}
+			rows.Close()
+			n = len(js)
+			for len(js) > 0 {
+				k := min(len(js), 128)
+				if err := jobs.EnqueueMany(ctx, tx, now, js[:k]); err != nil {
+					return fmt.Errorf("handoff: sweep: %w", err)
+				}
+				js = js[k:]
+			}
+			return nil
+		})
+		total += n
+		if err != nil || n < sweepBatch {
+			return total, err
+		}
+	}
 }
