@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant/handoff"
 )
 
@@ -161,6 +163,37 @@ func TestAuditBatchTx(t *testing.T) {
 		}
 		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE result_code = '000001'`); n != 2 {
 			t.Errorf("%d replay records, want 2", n)
+		}
+	})
+}
+
+// A batched create whose inline attempt was cut off (the process stopped
+// between the create's commit and the attempt's record) leaves its event
+// leased with no job; once the lease has run out, the merchant's sweep
+// queues the job, which delivers the event and completes the instance.
+func TestCutOffCreateDeliveredAfterTheLease(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		m, ctx := e.m, e.ctx
+		it := &createItem{ctx: ctx, in: CreateInput{OrderID: "o-cut", OrderLineID: "l-cut", BusinessID: "biz-cut", Order: periodOrder("o-cut", "l-cut")}}
+		if err := m.do(ctx, func(tx *db.Tx) error { return m.createBatchTx(ctx, tx, e.clock.Now(), []*createItem{it}) }); err != nil || it.err != nil {
+			t.Fatal(err, it.err)
+		}
+		// No attempt is made: the process "stopped" here.
+		if n := e.runJobs(m.deliver.Lease - time.Second); n != 0 || len(e.app.eventsOf(EventCreated)) != 0 {
+			t.Fatalf("before the lease ran out: %d jobs ran, %d deliveries", n, len(e.app.eventsOf(EventCreated)))
+		}
+		if n := e.runJobs(2 * time.Second); n != 1 {
+			t.Fatalf("after the lease ran out: %d jobs ran, want the swept event's", n)
+		}
+		if got := e.app.eventsOf(EventCreated); len(got) != 1 || got[0].ID != it.res.EventID {
+			t.Fatalf("deliveries %+v, want event %s once", got, it.res.EventID)
+		}
+		if q := e.call(map[string]string{"activity": "queryInstance", "instanceId": "biz-cut"}); q.ResultCode != kg.CodeSuccess {
+			t.Fatalf("query after the delivery: %s", q.ResultCode)
+		}
+		if n := e.runJobs(time.Hour); n != 0 {
+			t.Fatalf("%d more jobs ran after the delivery", n)
 		}
 	})
 }
