@@ -30,15 +30,73 @@ import (
 const maxBatch = 128
 
 func (m *Merchant) startBatchers() {
+	m.lookups = db.NewBatcher(lookupWorkers(m.db), maxBatch, m.runLookups)
 	m.creates = db.NewBatcher(1, maxBatch, m.runCreates)
 	m.audits = db.NewBatcher(1, maxBatch, m.runAudits)
 	m.deliveries = db.NewBatcher(1, maxBatch, m.runDeliveries)
 }
 
 func (m *Merchant) stopBatchers() {
+	m.lookups.Close()
 	m.creates.Close()
 	m.deliveries.Close()
 	m.audits.Close()
+}
+
+// lookupWorkers is how many batches of known-line checks run at once.
+func lookupWorkers(d *db.DB) int {
+	if d.Dialect == db.Postgres {
+		return 2
+	}
+	return 1
+}
+
+// lookupItem is one create's check whether its order line is known (a
+// retry answers from the store, without Query Order).
+type lookupItem struct {
+	key string // lineKey
+	id  string // the line's instance, when found
+	err error  // errNotFound, or the batch's failure
+}
+
+// runLookups checks a batch of order lines with one query: each create
+// made its own before, a round trip and a pooled connection per request on
+// PostgreSQL (docs/performance.md).
+func (m *Merchant) runLookups(items []*lookupItem) {
+	ctx, cancel := batchCtx()
+	defer cancel()
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = it.key
+	}
+	ph, args := inList(keys, 1)
+	found := make(map[string]string, len(items))
+	err := func() error {
+		rows, err := m.db.Query(ctx, `SELECT idem_key, instance_id FROM merchant_instance_keys WHERE idem_key IN (`+ph+`)`, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k, id string
+			if err := rows.Scan(&k, &id); err != nil {
+				return err
+			}
+			found[k] = id
+		}
+		return rows.Err()
+	}()
+	for _, it := range items {
+		it.id, it.err = "", nil
+		switch id, ok := found[it.key]; {
+		case err != nil:
+			it.err = fmt.Errorf("lookup key: %w", err)
+		case ok:
+			it.id = id
+		default:
+			it.err = errNotFound
+		}
+	}
 }
 
 // batchCtx bounds a batch's database work as createGrace bounds a request's.

@@ -3,6 +3,7 @@ package merchant
 import (
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,6 +195,63 @@ func TestCutOffCreateDeliveredAfterTheLease(t *testing.T) {
 		}
 		if n := e.runJobs(time.Hour); n != 0 {
 			t.Fatalf("%d more jobs ran after the delivery", n)
+		}
+	})
+}
+
+// Known-line checks of concurrent creates share one query: each item gets
+// its line's instance, or errNotFound; the same line twice in a batch is
+// answered for both.
+func TestLookupBatch(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		m, ctx := e.m, e.ctx
+		if err := m.db.Tx(ctx, func(tx *db.Tx) error {
+			_, err := m.createTx(ctx, tx, e.clock.Now(), CreateInput{OrderID: "o-k", OrderLineID: "l-k", BusinessID: "biz-k", Order: periodOrder("o-k", "l-k")})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		known, unknown := lineKey("o-k", "l-k"), lineKey("o-new", "l-new")
+		items := []*lookupItem{{key: known}, {key: unknown}, {key: known}, {key: lineKey("o-k", "l-other")}}
+		m.runLookups(items)
+		for i, want := range []string{"biz-k", "", "biz-k", ""} {
+			it := items[i]
+			switch {
+			case want != "" && (it.err != nil || it.id != want):
+				t.Errorf("item %d: %q %v, want %s", i, it.id, it.err, want)
+			case want == "" && !errors.Is(it.err, errNotFound):
+				t.Errorf("item %d: %q %v, want errNotFound", i, it.id, it.err)
+			}
+		}
+		// Through the Batcher, concurrently.
+		var wg sync.WaitGroup
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				it := &lookupItem{key: known}
+				if i%2 == 1 {
+					it.key = unknown
+				}
+				if err := m.lookups.Do(ctx, it); err != nil {
+					t.Error(err)
+					return
+				}
+				if (i%2 == 0 && (it.err != nil || it.id != "biz-k")) || (i%2 == 1 && !errors.Is(it.err, errNotFound)) {
+					t.Errorf("lookup %d: %q %v", i, it.id, it.err)
+				}
+			}(i)
+		}
+		wg.Wait()
+		// A failing query fails every item of the batch with its error.
+		e.db.Close()
+		items = []*lookupItem{{key: known}, {key: unknown}}
+		m.runLookups(items)
+		for i, it := range items {
+			if it.err == nil || errors.Is(it.err, errNotFound) {
+				t.Errorf("item %d on a closed database: %v, want the query's error", i, it.err)
+			}
 		}
 	})
 }

@@ -255,10 +255,14 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 	defer wcancel()
 
 	// A retry of a known order line answers from the database alone.
-	if id, err := lookupKey(wctx, m.db, lineKey(in.OrderID, in.OrderLineID)); err == nil {
-		return m.createAnswer(wctx, id)
-	} else if !errors.Is(err, errNotFound) {
-		return nil, err
+	lk := &lookupItem{key: lineKey(in.OrderID, in.OrderLineID)}
+	if err := m.lookups.Do(wctx, lk); err != nil {
+		return nil, fmt.Errorf("lookup key: %w", err)
+	}
+	if lk.err == nil {
+		return m.createAnswer(wctx, lk.id)
+	} else if !errors.Is(lk.err, errNotFound) {
+		return nil, lk.err
 	}
 
 	// Query Order gets at most half of the budget; when it fails the instance

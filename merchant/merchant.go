@@ -62,6 +62,7 @@ type Merchant struct {
 	usage      *UsageClient
 	deliver    *handoff.Deliverer
 	group      *db.Group                  // group commit of the request path's writes (group.go)
+	lookups    *db.Batcher[*lookupItem]   // batched known-line checks of creates (batch.go)
 	creates    *db.Batcher[*createItem]   // batched creates (batch.go)
 	audits     *db.Batcher[*auditItem]    // batched audit records (batch.go)
 	deliveries *db.Batcher[*deliveryItem] // batched records of inline deliveries (batch.go)
