@@ -55,13 +55,16 @@ func lookupWorkers(d *db.DB) int {
 // retry answers from the store, without Query Order).
 type lookupItem struct {
 	key string // lineKey
-	id  string // the line's instance, when found
-	err error  // errNotFound, or the batch's failure
+	// When found: the line's instance, its phase, and the instance it is an
+	// alias of (pay-per-use) with that one's phase: what the answer needs.
+	id, phase, aliasOf, aliasPhase string
+	err                            error // errNotFound, or the batch's failure
 }
 
-// runLookups checks a batch of order lines with one query: each create
-// made its own before, a round trip and a pooled connection per request on
-// PostgreSQL (docs/performance.md).
+// runLookups checks a batch of order lines with one query, which also
+// reads what the answer to a known line needs: each create made its own
+// lookup before, and a retry a second read for its answer, a round trip
+// each on PostgreSQL (docs/performance.md).
 func (m *Merchant) runLookups(items []*lookupItem) {
 	ctx, cancel := batchCtx()
 	defer cancel()
@@ -70,29 +73,33 @@ func (m *Merchant) runLookups(items []*lookupItem) {
 		keys[i] = it.key
 	}
 	ph, args := inList(keys, 1)
-	found := make(map[string]string, len(items))
+	found := make(map[string][4]string, len(items))
 	err := func() error {
-		rows, err := m.db.Query(ctx, `SELECT idem_key, instance_id FROM merchant_instance_keys WHERE idem_key IN (`+ph+`)`, args...)
+		rows, err := m.db.Query(ctx, `SELECT k.idem_key, i.instance_id, i.phase, i.alias_of, COALESCE(a.phase, '')
+			FROM merchant_instance_keys k JOIN merchant_instances i ON i.instance_id = k.instance_id
+			LEFT JOIN merchant_instances a ON i.alias_of <> '' AND a.instance_id = i.alias_of
+			WHERE k.idem_key IN (`+ph+`)`, args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var k, id string
-			if err := rows.Scan(&k, &id); err != nil {
+			var k string
+			var v [4]string
+			if err := rows.Scan(&k, &v[0], &v[1], &v[2], &v[3]); err != nil {
 				return err
 			}
-			found[k] = id
+			found[k] = v
 		}
 		return rows.Err()
 	}()
 	for _, it := range items {
-		it.id, it.err = "", nil
-		switch id, ok := found[it.key]; {
+		it.id, it.phase, it.aliasOf, it.aliasPhase, it.err = "", "", "", "", nil
+		switch v, ok := found[it.key]; {
 		case err != nil:
 			it.err = fmt.Errorf("lookup key: %w", err)
 		case ok:
-			it.id = id
+			it.id, it.phase, it.aliasOf, it.aliasPhase = v[0], v[1], v[2], v[3]
 		default:
 			it.err = errNotFound
 		}

@@ -260,7 +260,7 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 		return nil, fmt.Errorf("lookup key: %w", err)
 	}
 	if lk.err == nil {
-		return m.createAnswer(wctx, lk.id)
+		return lineAnswer(lk.id, lk.phase, lk.aliasOf, lk.aliasPhase)
 	} else if !errors.Is(lk.err, errNotFound) {
 		return nil, lk.err
 	}
@@ -349,6 +349,12 @@ func (m *Merchant) createAnswer(ctx context.Context, id string) (*reply, error) 
 	if err != nil {
 		return nil, fmt.Errorf("newInstance: load instance %s: %w", id, err)
 	}
+	return lineAnswer(id, phase, aliasOf, aliasPhase)
+}
+
+// lineAnswer is the answer to a create of an order line whose instance is
+// id (in phase), or the instance it is an alias of (pay-per-use).
+func lineAnswer(id, phase, aliasOf, aliasPhase string) (*reply, error) {
 	if aliasOf != "" && aliasPhase != "" {
 		return &reply{InstanceID: aliasOf}, phaseErr(aliasPhase)
 	}
