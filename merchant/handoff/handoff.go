@@ -363,6 +363,16 @@ func EmitClaimedMany(ctx context.Context, tx *db.Tx, now time.Time, evs []Event,
 // sweepBatch bounds the events one statement of Sweep takes.
 const sweepBatch = 500
 
+// sweepQuery takes the leased pending events whose lease ran out ($1 = $2 =
+// now, $3 = sweepBatch). Its conditions repeat the WHERE of the partial
+// index handoff_events_leased, so that it reads that index and nothing else
+// (TestSweepReadsOnlyLeasedEvents).
+const sweepQuery = `UPDATE handoff_events SET lease_until = 0
+	WHERE state = 'pending' AND lease_until > 0 AND lease_until <= $1 AND event_id IN (
+		SELECT event_id FROM handoff_events WHERE state = 'pending' AND lease_until > 0 AND lease_until <= $2
+		ORDER BY lease_until LIMIT $3)
+	RETURNING event_id, replays`
+
 // Sweep enqueues, due now, the delivery job of every pending event whose
 // lease ran out before its outcome was recorded (the index
 // handoff_events_leased holds exactly the leased pending events), and
@@ -376,11 +386,7 @@ func Sweep(ctx context.Context, d *db.DB, now time.Time) (int, error) {
 		var n int
 		err := d.Tx(ctx, func(tx *db.Tx) error {
 			n = 0
-			rows, err := tx.Query(ctx, `UPDATE handoff_events SET lease_until = 0
-				WHERE state = 'pending' AND lease_until > 0 AND lease_until <= $1 AND event_id IN (
-					SELECT event_id FROM handoff_events WHERE state = 'pending' AND lease_until > 0 AND lease_until <= $2
-					ORDER BY lease_until LIMIT $3)
-				RETURNING event_id, replays`, now.UnixMilli(), now.UnixMilli(), sweepBatch)
+			rows, err := tx.Query(ctx, sweepQuery, now.UnixMilli(), now.UnixMilli(), sweepBatch)
 			if err != nil {
 				return fmt.Errorf("handoff: sweep: %w", err)
 			}

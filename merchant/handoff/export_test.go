@@ -1,0 +1,4 @@
+package handoff
+
+// SweepQuery is sweepQuery, for the plan test.
+const SweepQuery = sweepQuery
