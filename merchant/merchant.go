@@ -195,7 +195,7 @@ const sweepEvery = 5 * time.Second
 // outcome recorded (handoff.Sweep).
 func (m *Merchant) sweep(ctx context.Context) {
 	n, err := handoff.Sweep(ctx, m.db, m.clock.Now())
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		m.log.Error("hand-off sweep", "err", err)
 	}
 	if n > 0 {
@@ -252,6 +252,9 @@ func (m *Merchant) Run(ctx context.Context) error {
 func (m *Merchant) housekeep(ctx context.Context) {
 	now := m.clock.Now()
 	if n, err := m.pruneNonces(ctx, now); err != nil {
+		if ctx.Err() != nil {
+			return // stopping
+		}
 		m.log.Error("prune nonces", "err", err)
 	} else if n > 0 {
 		m.log.Debug("pruned nonces", "count", n)

@@ -199,15 +199,26 @@ func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, 
 	}()
 	log.Info("souk merchant listening", "addr", ln.Addr().String(), "tls", cert != "", "basePath", m.Config().BasePath, "db", where)
 	var err2 error
+	ran := false
 	select {
 	case <-ctx.Done():
 	case err2 = <-serveErr:
 	case err2 = <-runErr:
+		ran = true
 	}
 	shutdown, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	_ = srv.Shutdown(shutdown)
 	cancel()
+	if !ran {
+		// The background work stops with ctx: wait for it (a job in
+		// flight finishes), within the same deadline as the server.
+		select {
+		case <-runErr:
+		case <-shutdown.Done():
+			log.Warn("background work still running at shutdown")
+		}
+	}
 	if errors.Is(err2, http.ErrServerClosed) {
 		err2 = nil
 	}

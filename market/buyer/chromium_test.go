@@ -237,6 +237,20 @@ type cdp struct {
 
 func (c *cdp) call(method string, params any, result any) {
 	c.t.Helper()
+	if err := c.try(method, params, result); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// cdpError is an error answer of the browser to a call.
+type cdpError struct{ method, msg string }
+
+func (e *cdpError) Error() string { return "cdp " + e.method + ": " + e.msg }
+
+// try is call returning the browser's error answer (a *cdpError) rather than
+// failing the test; transport failures still fail it.
+func (c *cdp) try(method string, params any, result any) error {
+	c.t.Helper()
 	c.id++
 	req, _ := json.Marshal(map[string]any{"id": c.id, "method": method, "params": params})
 	_ = c.ws.c.SetDeadline(time.Now().Add(20 * time.Second))
@@ -259,19 +273,31 @@ func (c *cdp) call(method string, params any, result any) {
 			continue // an event
 		}
 		if resp.Error != nil {
-			c.t.Fatalf("cdp %s: %s", method, resp.Error.Message)
+			return &cdpError{method: method, msg: resp.Error.Message}
 		}
 		if result != nil {
 			if err := json.Unmarshal(resp.Result, result); err != nil {
 				c.t.Fatalf("cdp %s result: %v", method, err)
 			}
 		}
-		return
+		return nil
 	}
 }
 
 // eval evaluates a JavaScript expression in the page and returns its value as a string.
 func (c *cdp) eval(expr string) string {
+	c.t.Helper()
+	v, err := c.tryEval(expr)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return v
+}
+
+// tryEval is eval returning the browser's refusal (a *cdpError), such as
+// "Inspected target navigated or closed" when the page navigates while the
+// expression runs.
+func (c *cdp) tryEval(expr string) (string, error) {
 	c.t.Helper()
 	var r struct {
 		Result struct {
@@ -281,14 +307,16 @@ func (c *cdp) eval(expr string) string {
 			Text string `json:"text"`
 		} `json:"exceptionDetails"`
 	}
-	c.call("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &r)
+	if err := c.try("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &r); err != nil {
+		return "", err
+	}
 	if r.ExceptionDetails != nil {
 		c.t.Fatalf("evaluate %s: %s", expr, r.ExceptionDetails.Text)
 	}
 	if s, ok := r.Result.Value.(string); ok {
-		return s
+		return s, nil
 	}
-	return fmt.Sprint(r.Result.Value)
+	return fmt.Sprint(r.Result.Value), nil
 }
 
 func (c *cdp) navigate(u string) {
@@ -296,24 +324,49 @@ func (c *cdp) navigate(u string) {
 	c.call("Page.navigate", map[string]any{"url": u}, nil)
 }
 
-// waitFor polls until cond(location.href, body text) holds.
+// waitFor polls until cond(location.href, body text) holds. A poll that a
+// navigation interrupts (the page redirects while it is read) is retried.
 func (c *cdp) waitFor(what string, cond func(href, text string) bool) (string, string) {
 	c.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var href, text string
+	var lastErr error
 	for time.Now().Before(deadline) {
-		if c.eval("document.readyState") == "complete" {
-			href = c.eval("location.href")
-			text = c.eval("document.body ? document.body.innerText : ''")
-			if cond(href, text) {
-				return href, text
-			}
+		h, t, err := c.page()
+		if err == nil && cond(h, t) {
+			return h, t
 		}
+		if err == nil {
+			href, text = h, t
+		}
+		lastErr = err
 		time.Sleep(100 * time.Millisecond)
 	}
-	c.t.Fatalf("waiting for %s: page stayed at %s:\n%s", what, href, text)
+	c.t.Fatalf("waiting for %s: page stayed at %s (last error %v):\n%s", what, href, lastErr, text)
 	return "", ""
 }
+
+// page reads location.href and the body's text once the document is
+// complete (errNotReady before).
+func (c *cdp) page() (href, text string, err error) {
+	c.t.Helper()
+	state, err := c.tryEval("document.readyState")
+	if err != nil {
+		return "", "", err
+	}
+	if state != "complete" {
+		return "", "", errNotReady
+	}
+	if href, err = c.tryEval("location.href"); err != nil {
+		return "", "", err
+	}
+	if text, err = c.tryEval("document.body ? document.body.innerText : ''"); err != nil {
+		return "", "", err
+	}
+	return href, text, nil
+}
+
+var errNotReady = errors.New("document not complete")
 
 func (c *cdp) fill(id, value string) {
 	c.t.Helper()
