@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,5 +257,54 @@ func TestSweepReadsOnlyLeasedEvents(t *testing.T) {
 	}
 	if searches != 2 {
 		t.Errorf("plan %q: want two searches of handoff_events", plan)
+	}
+}
+
+// Sweeps running at once (replicas sharing a database) take each expired
+// lease once: every event gets one job, and the counts add up.
+func TestSweepConcurrent(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d, clk := setup(t, b)
+			now := clk.Now()
+			const n = 1200 // more than two of Sweep's statements
+			evs := make([]handoff.Event, n)
+			for i := range evs {
+				evs[i] = handoff.Event{Type: "instance.created", Subject: fmt.Sprintf("i-%d", i)}
+			}
+			for len(evs) > 0 {
+				k := min(len(evs), 100)
+				if err := d.Tx(ctx, func(tx *db.Tx) error {
+					_, err := handoff.EmitClaimedMany(ctx, tx, now, evs[:k], now, now.Add(time.Minute))
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				evs = evs[k:]
+			}
+			clk.Advance(2 * time.Minute)
+			var wg sync.WaitGroup
+			var swept atomic.Int64
+			for i := 0; i < 4; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					got, err := handoff.Sweep(ctx, d, clk.Now())
+					if err != nil {
+						t.Error(err)
+					}
+					swept.Add(int64(got))
+				}()
+			}
+			wg.Wait()
+			var jobsN int
+			if err := d.QueryRow(ctx, `SELECT COUNT(*) FROM jobs WHERE kind = $1`, handoff.JobKind).Scan(&jobsN); err != nil {
+				t.Fatal(err)
+			}
+			if swept.Load() != n || jobsN != n {
+				t.Fatalf("4 concurrent sweeps took %d leases and made %d jobs, want %d and %d", swept.Load(), jobsN, n, n)
+			}
+		})
 	}
 }
