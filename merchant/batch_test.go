@@ -196,6 +196,19 @@ func TestCutOffCreateDeliveredAfterTheLease(t *testing.T) {
 		if n := e.runJobs(time.Hour); n != 0 {
 			t.Fatalf("%d more jobs ran after the delivery", n)
 		}
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		swept := -1.0
+		for _, mf := range mfs {
+			if mf.GetName() == "souk_merchant_handoff_swept_total" {
+				swept = mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		if swept != 1 {
+			t.Errorf("souk_merchant_handoff_swept_total %v, want 1", swept)
+		}
 	})
 }
 

@@ -199,6 +199,7 @@ func (m *Merchant) sweep(ctx context.Context) {
 		m.log.Error("hand-off sweep", "err", err)
 	}
 	if n > 0 {
+		m.metrics.swept.Add(float64(n))
 		m.log.Warn("hand-off events whose inline attempt was interrupted are queued for delivery", "events", n)
 		m.wake()
 	}

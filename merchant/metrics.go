@@ -17,6 +17,7 @@ type metrics struct {
 	apiCalls    *prometheus.CounterVec   // route, status
 	created     prometheus.Counter
 	handoffs    *prometheus.CounterVec // type, outcome
+	swept       prometheus.Counter     // events whose lease ran out with no outcome (handoff.Sweep)
 	queryOrders *prometheus.CounterVec // outcome
 	usage       *prometheus.CounterVec // outcome
 }
@@ -36,6 +37,8 @@ func newMetrics(reg *prometheus.Registry, m *Merchant) *metrics {
 			Help: "Instances created (not counting idempotent retries)."}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_handoff_attempts_total",
 			Help: "Hand-off delivery attempts by event type and outcome (delivered, failed, dead)."}, []string{"type", "outcome"}),
+		swept: prometheus.NewCounter(prometheus.CounterOpts{Name: "souk_merchant_handoff_swept_total",
+			Help: "Hand-off events whose inline attempt ended with no outcome recorded (a crash), queued for their job by the sweep."}),
 		queryOrders: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_query_order_total",
 			Help: "Query Order calls by outcome."}, []string{"outcome"}),
 		usage: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_usage_pushed_records_total",
@@ -45,7 +48,7 @@ func newMetrics(reg *prometheus.Registry, m *Merchant) *metrics {
 		Help: "Hand-off events not yet delivered."}, func() float64 { return m.countEvents(handoff.StatePending) })
 	dead := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "souk_merchant_handoff_dead",
 		Help: "Hand-off events in the dead letter."}, func() float64 { return m.countEvents(handoff.StateDead) })
-	reg.MustRegister(x.requests, x.latency, x.variants, x.apiCalls, x.created, x.handoffs, x.queryOrders, x.usage, backlog, dead,
+	reg.MustRegister(x.requests, x.latency, x.variants, x.apiCalls, x.created, x.handoffs, x.swept, x.queryOrders, x.usage, backlog, dead,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return x
 }
