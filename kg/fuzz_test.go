@@ -296,6 +296,8 @@ func FuzzCanonicalJSON(f *testing.F) {
 func FuzzDecodeQueryOrderResponse(f *testing.F) {
 	f.Add([]byte(`{"resultCode":"MKT.0000","resultMsg":"Success","orderInfo":{"orderId":"o","orderType":"NEW","createTime":"20220726064736","orderLine":[{"orderLineId":"l","chargingMode":"PERIOD","periodNumber":"1","productInfo":[{"linearValue":10}]}]}}`))
 	f.Add([]byte(`{"resultCode":"MKT.0154","resultMsg":"Illegal token"}`))
+	// Huge exponents, which Number.Int64 decides without expanding them.
+	f.Add([]byte(`{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","orderLine":[{"orderLineId":"l","periodNumber":1e99999999,"productInfo":[{"linearValue":"9E+999999999"}]}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if _, err := DecodeQueryOrderResponse(body); err != nil {
 			mustFieldError(t, err)

@@ -57,6 +57,24 @@ func (n Number) Int64() (int64, error) {
 	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
 		return i, nil
 	}
+	// big.Rat expands an exponent in full: "1e999999" took 25 ms, and a
+	// body may carry thousands of such numbers. An exponent beyond the
+	// mantissa's length by more than 20 decides the answer without it: the
+	// value is 0 (a zero mantissa), below 1e-20 (not an integer), or above
+	// 1e20 (out of range).
+	mant, exp, hasExp := strings.Cut(strings.ToLower(string(n)), "e")
+	if hasExp {
+		e, err := strconv.Atoi(strings.TrimPrefix(exp, "+"))
+		if err != nil || e > len(mant)+20 || e < -(len(mant)+20) {
+			switch digits := strings.TrimLeft(exp, "+-"); {
+			case digits == "" || !isDigits(digits):
+				return 0, fmt.Errorf("kg: %q is not a number", string(n))
+			case strings.Trim(mant, "-+0.") == "":
+				return 0, nil // zero
+			}
+			return 0, fmt.Errorf("kg: %q is not an integer in range", string(n))
+		}
+	}
 	r, ok := new(big.Rat).SetString(string(n))
 	if !ok || !r.IsInt() || !r.Num().IsInt64() {
 		return 0, fmt.Errorf("kg: %q is not an integer", string(n))
