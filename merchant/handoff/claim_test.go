@@ -27,7 +27,7 @@ func TestClaimedAttempt(t *testing.T) {
 			tg := &target{answer: []byte(`ok`)}
 			g := d.NewGroup(0, 0)
 			t.Cleanup(g.Close)
-			dl := &handoff.Deliverer{DB: d, Group: g, Clock: clk, Target: func(*handoff.Stored) handoff.Target { return tg }}
+			dl := &handoff.Deliverer{DB: d, Group: g, Clock: clk, Target: tg.pick}
 			var id string
 			now := clk.Now()
 			if err := d.Tx(ctx, func(tx *db.Tx) error {
@@ -73,7 +73,7 @@ func TestEmitClaimedAt(t *testing.T) {
 			ctx := context.Background()
 			d, clk := setup(t, b)
 			tg := &target{answer: []byte(`ok`)}
-			dl := &handoff.Deliverer{DB: d, Clock: clk, Target: func(*handoff.Stored) handoff.Target { return tg }}
+			dl := &handoff.Deliverer{DB: d, Clock: clk, Target: tg.pick}
 			var st *handoff.Stored
 			now := clk.Now()
 			if err := d.Tx(ctx, func(tx *db.Tx) error {
@@ -122,7 +122,7 @@ func TestEmitClaimedManyJobs(t *testing.T) {
 			ctx := context.Background()
 			d, clk := setup(t, b)
 			tg := &target{answer: []byte(`ok`)}
-			dl := &handoff.Deliverer{DB: d, Clock: clk, Target: func(*handoff.Stored) handoff.Target { return tg }}
+			dl := &handoff.Deliverer{DB: d, Clock: clk, Target: tg.pick}
 			r := &jobs.Runner{DB: d, Clock: clk, Handlers: map[string]jobs.Handler{handoff.JobKind: dl.Handle}}
 			now := clk.Now()
 			due, until := now.Add(6*time.Second), now.Add(75*time.Second)
@@ -138,15 +138,7 @@ func TestEmitClaimedManyJobs(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			count := func(q string, args ...any) int {
-				t.Helper()
-				var n int
-				if err := d.QueryRow(ctx, q, args...).Scan(&n); err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-			if n := count(`SELECT COUNT(*) FROM jobs`); n != 0 {
+			if n := count(t, d, `SELECT COUNT(*) FROM jobs`); n != 0 {
 				t.Fatalf("%d jobs after EmitClaimedMany, want 0", n)
 			}
 			// Delivered in a batch: no job to complete, none created.
@@ -161,7 +153,7 @@ func TestEmitClaimedManyJobs(t *testing.T) {
 			if ok, err := dl.AttemptStored(ctx, evs[1]); ok || err == nil {
 				t.Fatalf("failing attempt: %v %v", ok, err)
 			}
-			if n := count(`SELECT COUNT(*) FROM jobs WHERE unique_key = $1 AND due_at = $2`, "handoff:"+evs[1].ID, due.UnixMilli()); n != 1 {
+			if n := count(t, d, `SELECT COUNT(*) FROM jobs WHERE unique_key = $1 AND due_at = $2`, "handoff:"+evs[1].ID, due.UnixMilli()); n != 1 {
 				t.Fatalf("%d jobs for the failed event due at %v, want 1", n, due)
 			}
 			// Nothing to sweep while the third event's lease runs.
@@ -188,7 +180,7 @@ func TestEmitClaimedManyJobs(t *testing.T) {
 					t.Errorf("%s: state %s, want delivered", ev.Subject, got.State)
 				}
 			}
-			if n := count(`SELECT COUNT(*) FROM jobs`); n != 2 {
+			if n := count(t, d, `SELECT COUNT(*) FROM jobs`); n != 2 {
 				t.Errorf("%d jobs in all, want 2 (the failed and the cut-off event's)", n)
 			}
 			if c := tg.calls.Load(); c != 3 {
@@ -298,10 +290,7 @@ func TestSweepConcurrent(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			var jobsN int
-			if err := d.QueryRow(ctx, `SELECT COUNT(*) FROM jobs WHERE kind = $1`, handoff.JobKind).Scan(&jobsN); err != nil {
-				t.Fatal(err)
-			}
+			jobsN := count(t, d, `SELECT COUNT(*) FROM jobs WHERE kind = $1`, handoff.JobKind)
 			if swept.Load() != n || jobsN != n {
 				t.Fatalf("4 concurrent sweeps took %d leases and made %d jobs, want %d and %d", swept.Load(), jobsN, n, n)
 			}

@@ -24,6 +24,19 @@ type target struct {
 
 func (t *target) Name() string { return "test" }
 
+// pick is a Deliverer's Target choosing t for every event.
+func (t *target) pick(*handoff.Stored) handoff.Target { return t }
+
+// count runs a COUNT query.
+func count(t *testing.T, d *db.DB, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := d.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
 func (t *target) Deliver(ctx context.Context, ev *handoff.Stored, attempt int) ([]byte, error) {
 	t.calls.Add(1)
 	if t.started != nil {
@@ -100,7 +113,7 @@ func TestDeliveryRetriesDeadReplay(t *testing.T) {
 			tg := &target{answer: []byte(`{"ok":true}`)}
 			tg.fail.Store(true)
 			var answers atomic.Int64
-			dl := &handoff.Deliverer{DB: d, Clock: c, MaxAttempts: 3, Target: func(*handoff.Stored) handoff.Target { return tg },
+			dl := &handoff.Deliverer{DB: d, Clock: c, MaxAttempts: 3, Target: tg.pick,
 				OnAnswer: func(ctx context.Context, tx *db.Tx, now time.Time, ev *handoff.Stored, a []byte) error {
 					answers.Add(1)
 					return nil
@@ -148,7 +161,7 @@ func TestAnswerErrorFailsTheDelivery(t *testing.T) {
 	d, c := setup(t, "sqlite")
 	ctx := context.Background()
 	tg := &target{answer: []byte(`bad`)}
-	dl := &handoff.Deliverer{DB: d, Clock: c, Target: func(*handoff.Stored) handoff.Target { return tg },
+	dl := &handoff.Deliverer{DB: d, Clock: c, Target: tg.pick,
 		OnAnswer: func(context.Context, *db.Tx, time.Time, *handoff.Stored, []byte) error {
 			return errors.New("invalid appInfo")
 		}}
@@ -166,7 +179,7 @@ func TestLeaseKeepsOneDelivererPerEvent(t *testing.T) {
 	d, c := setup(t, "sqlite")
 	ctx := context.Background()
 	tg := &target{started: make(chan struct{}, 1), block: make(chan struct{})}
-	dl := &handoff.Deliverer{DB: d, Clock: c, Target: func(*handoff.Stored) handoff.Target { return tg }}
+	dl := &handoff.Deliverer{DB: d, Clock: c, Target: tg.pick}
 	id := emit(t, d, c.Now(), handoff.Event{Type: "t", Subject: "s"})
 	done := make(chan error, 1)
 	go func() { _, err := dl.Attempt(ctx, id); done <- err }()
