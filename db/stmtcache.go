@@ -23,12 +23,20 @@ type stmtCache struct {
 	m       map[string]*sql.Stmt
 	pending map[string]bool
 	closed  bool
+	// ctx ends when the cache closes, so that a preparation waiting for a
+	// connection gives up; inflight counts the preparations running, which
+	// close waits for: a connection they hold would otherwise outlive
+	// DB.Close (and keep the database files open after it returns).
+	ctx      context.Context
+	cancel   context.CancelFunc
+	inflight sync.WaitGroup
 }
 
 const maxCachedStmts = 1024
 
 func newStmtCache(d *sql.DB) *stmtCache {
-	return &stmtCache{db: d, m: map[string]*sql.Stmt{}, pending: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &stmtCache{db: d, m: map[string]*sql.Stmt{}, pending: map[string]bool{}, ctx: ctx, cancel: cancel}
 }
 
 // get returns the prepared statement of q, or nil when there is none yet
@@ -52,12 +60,14 @@ func (c *stmtCache) get(q string) *sql.Stmt {
 		return st
 	}
 	c.pending[q] = true
+	c.inflight.Add(1)
 	go c.prepare(q)
 	return nil
 }
 
 func (c *stmtCache) prepare(q string) {
-	st, err := c.db.PrepareContext(context.Background(), q)
+	defer c.inflight.Done()
+	st, err := c.db.PrepareContext(c.ctx, q)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.pending, q)
@@ -77,11 +87,15 @@ func (c *stmtCache) close() {
 	if c == nil {
 		return
 	}
-	// A preparation still in flight closes its statement when it ends (it
-	// fails once the database is closed).
+	// A preparation still in flight is cancelled and waited for; it closes
+	// its statement itself when it sees the cache closed.
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.inflight.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closed = true
 	for _, st := range c.m {
 		_ = st.Close()
 	}

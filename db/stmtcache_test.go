@@ -139,3 +139,33 @@ func TestStmtCacheCloseWithPreparationsInFlight(t *testing.T) {
 		t.Fatal("closed cache returned a statement")
 	}
 }
+
+// TestCloseWaitsForPreparations: a query's first run starts a background
+// preparation holding a pooled connection. Close must wait for it, or that
+// connection outlives Close and SQLite's -wal and -shm files stay open (CI once
+// failed removing a test's directory because one was recreated under it).
+func TestCloseWaitsForPreparations(t *testing.T) {
+	ctx := context.Background()
+	for i := range 40 {
+		dir := t.TempDir()
+		d, err := Open(ctx, filepath.Join(dir, "close.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 4 {
+			var n int
+			if err := d.QueryRow(ctx, fmt.Sprintf("SELECT %d", j)).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if s := d.Stats(); s.OpenConnections != 0 {
+			t.Fatalf("round %d: %d connections open after Close", i, s.OpenConnections)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "close.db-*")); len(left) > 0 {
+			t.Fatalf("round %d: %v left after Close: a connection outlived it", i, left)
+		}
+	}
+}
