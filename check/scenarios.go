@@ -145,9 +145,8 @@ func suite() []checkDef {
 
 func ifaceNew(test bool) func(context.Context, *session, *T) {
 	return func(ctx context.Context, s *session, t *T) {
-		o, err := s.order("NEW")
-		if err != nil {
-			t.fail(Finding{What: err.Error()})
+		o, ok := s.publish(t, "NEW")
+		if !ok {
 			return
 		}
 		body := newInstanceBody(o, uuid(), test)
@@ -215,9 +214,8 @@ func ifaceRefresh(scene string, test, longStamp bool) func(context.Context, *ses
 			return
 		}
 		orderType := map[string]string{"RENEWAL": "RENEW", "TRIAL_TO_FORMAL": "TRIAL_TO_FORMAL", "UNSUBSCRIBE_RENEWAL_PERIOD": "UNSUBSCRIBE", "RENEWAL_CHANGE": "RENEW"}[scene]
-		o, err := s.order(orderType)
-		if err != nil {
-			t.fail(Finding{What: err.Error()})
+		o, ok := s.publish(t, orderType)
+		if !ok {
 			return
 		}
 		productID := ""
@@ -254,9 +252,8 @@ func ifaceRelease(test, unsubscribe bool) func(context.Context, *session, *T) {
 		}
 		body := releaseBody(inst.ID, test)
 		if unsubscribe {
-			o, err := s.order("UNSUBSCRIBE")
-			if err != nil {
-				t.fail(Finding{What: err.Error()})
+			o, ok := s.publish(t, "UNSUBSCRIBE")
+			if !ok {
 				return
 			}
 			body = obj(withTestFlag(test, "activity", "releaseInstance", "instanceId", inst.ID, "orderId", o.OrderID, "orderLineId", o.OrderLine[0].OrderLineID)...)
@@ -272,9 +269,8 @@ func ifaceUpgrade(test bool) func(context.Context, *session, *T) {
 		if !ok {
 			return
 		}
-		o, err := s.order("CHANGE")
-		if err != nil {
-			t.fail(Finding{What: err.Error()})
+		o, ok := s.publish(t, "CHANGE")
+		if !ok {
 			return
 		}
 		x := s.c.send(ctx, call{body: upgradeBody(o, inst.ID, test)})
@@ -312,9 +308,8 @@ func ifaceChangeCheck(asString bool) func(context.Context, *session, *T) {
 }
 
 func ifaceOrderNotify(ctx context.Context, s *session, t *T) {
-	o, err := s.order("NEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "NEW")
+	if !ok {
 		return
 	}
 	x := s.c.send(ctx, call{body: obj("activity", "orderNotify", "orderId", o.OrderID, "orderLineId", o.OrderLine[0].OrderLineID, "testFlag", "0")})
@@ -327,9 +322,8 @@ func ifaceOrderNotify(ctx context.Context, s *session, t *T) {
 
 func idemNewSequential(test bool) func(context.Context, *session, *T) {
 	return func(ctx context.Context, s *session, t *T) {
-		o, err := s.order("NEW")
-		if err != nil {
-			t.fail(Finding{What: err.Error()})
+		o, ok := s.publish(t, "NEW")
+		if !ok {
 			return
 		}
 		var first *exchange
@@ -353,9 +347,8 @@ func idemNewSequential(test bool) func(context.Context, *session, *T) {
 }
 
 func idemNewConcurrent(ctx context.Context, s *session, t *T) {
-	o, err := s.order("NEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "NEW")
+	if !ok {
 		return
 	}
 	n := s.cfg.Concurrency
@@ -411,9 +404,8 @@ func idemRefresh(ctx context.Context, s *session, t *T) {
 	if !ok {
 		return
 	}
-	o, err := s.order("RENEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "RENEW")
+	if !ok {
 		return
 	}
 	body := refreshBody(o, inst.ID, "RENEWAL", inst.nextExpire(), "", false)
@@ -470,9 +462,8 @@ func idemUpgrade(ctx context.Context, s *session, t *T) {
 	if !ok {
 		return
 	}
-	o, err := s.order("CHANGE")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "CHANGE")
+	if !ok {
 		return
 	}
 	body := upgradeBody(o, inst.ID, false)
@@ -573,9 +564,8 @@ func inputMissing(ctx context.Context, s *session, t *T) {
 	if !ok {
 		return
 	}
-	o, err := s.order("NEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "NEW")
+	if !ok {
 		return
 	}
 	line := o.OrderLine[0].OrderLineID
@@ -587,9 +577,8 @@ func inputMissing(ctx context.Context, s *session, t *T) {
 		{"releaseInstance without instanceId", obj("activity", "releaseInstance")},
 	}
 	if s.cfg.Mode != ModeOneTime {
-		r, err := s.order("RENEW")
-		if err != nil {
-			t.fail(Finding{What: err.Error()})
+		r, ok := s.publish(t, "RENEW")
+		if !ok {
 			return
 		}
 		cases = append(cases,
@@ -604,9 +593,8 @@ func inputMissing(ctx context.Context, s *session, t *T) {
 }
 
 func inputOversized(ctx context.Context, s *session, t *T) {
-	o, err := s.order("NEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "NEW")
+	if !ok {
 		return
 	}
 	line := o.OrderLine[0].OrderLineID
@@ -625,9 +613,8 @@ func inputIllTyped(ctx context.Context, s *session, t *T) {
 	if !ok {
 		return
 	}
-	o, err := s.order("NEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "NEW")
+	if !ok {
 		return
 	}
 	line := o.OrderLine[0].OrderLineID
@@ -649,9 +636,8 @@ func inputInvalidValue(ctx context.Context, s *session, t *T) {
 	if !ok {
 		return
 	}
-	r, err := s.order("RENEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	r, ok := s.publish(t, "RENEW")
+	if !ok {
 		return
 	}
 	cases := []badCase{
@@ -686,9 +672,8 @@ func inputUnknownInstance(ctx context.Context, s *session, t *T) {
 	unknown := uuid()
 	var cases []badCase
 	if s.cfg.Mode != ModeOneTime {
-		r, err := s.order("RENEW")
-		if err != nil {
-			t.fail(Finding{What: err.Error()})
+		r, ok := s.publish(t, "RENEW")
+		if !ok {
 			return
 		}
 		cases = append(cases,
@@ -698,9 +683,8 @@ func inputUnknownInstance(ctx context.Context, s *session, t *T) {
 		)
 	}
 	if s.cfg.Upgrade {
-		u, err := s.order("CHANGE")
-		if err != nil {
-			t.fail(Finding{What: err.Error()})
+		u, ok := s.publish(t, "CHANGE")
+		if !ok {
 			return
 		}
 		cases = append(cases, badCase{"upgradeInstance of an unknown instanceId", upgradeBody(u, unknown, false)})
@@ -738,9 +722,8 @@ func inputMalformed(ctx context.Context, s *session, t *T) {
 }
 
 func inputLenient(ctx context.Context, s *session, t *T) {
-	o, err := s.order("NEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "NEW")
+	if !ok {
 		return
 	}
 	x := s.c.send(ctx, call{body: obj("activity", "newInstance", "businessId", uuid(), "orderId", o.OrderID, "orderLineId", o.OrderLine[0].OrderLineID,
@@ -751,9 +734,8 @@ func inputLenient(ctx context.Context, s *session, t *T) {
 // --- asynchronous creation ------------------------------------------------------------------------
 
 func asyncNew(ctx context.Context, s *session, t *T) {
-	o, err := s.order("NEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "NEW")
+	if !ok {
 		return
 	}
 	x := s.c.send(ctx, call{body: newInstanceBody(o, uuid(), false)})
@@ -789,9 +771,8 @@ func lifecycleFull(ctx context.Context, s *session, t *T) {
 		return
 	}
 	if s.cfg.Mode != ModeOneTime {
-		r, err := s.order("RENEW")
-		if err != nil {
-			t.fail(Finding{What: err.Error()})
+		r, ok := s.publish(t, "RENEW")
+		if !ok {
 			return
 		}
 		steps := []struct {
@@ -847,9 +828,8 @@ func mockOrderID(mode string) string {
 }
 
 func lifecycleDialReplay(ctx context.Context, s *session, t *T) {
-	o, err := s.order("NEW")
-	if err != nil {
-		t.fail(Finding{What: err.Error()})
+	o, ok := s.publish(t, "NEW")
+	if !ok {
 		return
 	}
 	o.OrderID = mockOrderID(s.cfg.Mode)

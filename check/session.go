@@ -63,6 +63,16 @@ func (s *session) orderID() string {
 	return "CS" + s.cfg.Clock.Now().UTC().Format("0601021504") + randString(5, alnum)
 }
 
+// publish is order, failing t when the order cannot be published.
+func (s *session) publish(t *T, orderType string) (Order, bool) {
+	o, err := s.order(orderType)
+	if err != nil {
+		t.fail(Finding{What: err.Error()})
+		return Order{}, false
+	}
+	return o, true
+}
+
 // order invents an order of the given type for the product's charging mode and
 // publishes it to Query Order.
 func (s *session) order(orderType string) (Order, error) {

@@ -243,25 +243,32 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 		if specChange || periodChange {
 			productID = pl.ProductCode
 		}
-		// the documented field order: activity, scene, orderId, orderLineId, instanceId, productId, expireTime
-		body := activityBody("refreshInstance", s.TestFlag, "scene", scene, "orderId", orderID, "orderLineId", lineID(orderID),
-			"instanceId", s.InstanceID, "productId", productID, "expireTime", expireTime(newExpire))
-		if _, err := m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, OrderID: orderID, Activity: "refreshInstance",
-			URL: url, Body: body, Effect: Effect{Kind: "renew", OrderID: orderID, SubscriptionID: s.ID}}); err != nil {
-			return err
-		}
-		if s.Status == SubFrozen {
-			if err := m.unfreeze(ctx, tx, now, s, url); err != nil {
-				return err
-			}
-		}
-		return m.notifyOrder(ctx, tx, now, prod, url, orderID, s.TestFlag)
+		return m.refreshed(ctx, tx, now, s, prod, url, orderID, scene, productID, newExpire)
 	})
 	if err != nil {
 		return Order{}, m.wrap("renew", err)
 	}
 	m.Wake()
 	return m.GetOrder(ctx, orderID)
+}
+
+// refreshed queues, in the transaction that renewed or converted s, the
+// refreshInstance call that tells the merchant of orderID's new expiry, an
+// unfreeze when s was frozen, and the order notification.
+func (m *Market) refreshed(ctx context.Context, tx *db.Tx, now time.Time, s Subscription, prod Product, url, orderID, scene, productID string, newExpire time.Time) error {
+	// the documented field order: activity, scene, orderId, orderLineId, instanceId, productId, expireTime
+	body := activityBody("refreshInstance", s.TestFlag, "scene", scene, "orderId", orderID, "orderLineId", lineID(orderID),
+		"instanceId", s.InstanceID, "productId", productID, "expireTime", expireTime(newExpire))
+	if _, err := m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, OrderID: orderID, Activity: "refreshInstance",
+		URL: url, Body: body, Effect: Effect{Kind: "renew", OrderID: orderID, SubscriptionID: s.ID}}); err != nil {
+		return err
+	}
+	if s.Status == SubFrozen {
+		if err := m.unfreeze(ctx, tx, now, s, url); err != nil {
+			return err
+		}
+	}
+	return m.notifyOrder(ctx, tx, now, prod, url, orderID, s.TestFlag)
 }
 
 func changeCheckBody(s Subscription, productInfo string) []byte {
@@ -356,18 +363,7 @@ func (m *Market) ConvertTrial(ctx context.Context, in ConvertInput) (Order, erro
 		if err := m.scheduleExpiry(ctx, tx, now, s.ID, newExpire); err != nil {
 			return err
 		}
-		body := activityBody("refreshInstance", s.TestFlag, "scene", "TRIAL_TO_FORMAL", "orderId", orderID, "orderLineId", lineID(orderID),
-			"instanceId", s.InstanceID, "productId", pl.ProductCode, "expireTime", expireTime(newExpire))
-		if _, err := m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, OrderID: orderID, Activity: "refreshInstance",
-			URL: url, Body: body, Effect: Effect{Kind: "renew", OrderID: orderID, SubscriptionID: s.ID}}); err != nil {
-			return err
-		}
-		if s.Status == SubFrozen {
-			if err := m.unfreeze(ctx, tx, now, s, url); err != nil {
-				return err
-			}
-		}
-		return m.notifyOrder(ctx, tx, now, prod, url, orderID, s.TestFlag)
+		return m.refreshed(ctx, tx, now, s, prod, url, orderID, "TRIAL_TO_FORMAL", pl.ProductCode, newExpire)
 	})
 	if err != nil {
 		return Order{}, m.wrap("convert trial", err)
