@@ -126,12 +126,6 @@ type cellSpec struct {
 	ok      func(code string) bool
 }
 
-type sample struct {
-	lat  time.Duration
-	code string
-	err  bool
-}
-
 func runCell(ctx context.Context, c *client, spec cellSpec) Result {
 	var (
 		seq      atomic.Int64

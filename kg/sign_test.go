@@ -369,6 +369,7 @@ func TestClientSecret(t *testing.T) {
 		}
 	}
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	//lint:ignore SA1019 a PKCS #1 v1.5 ciphertext is made on purpose: it must be refused
 	pkcs1, _ := rsa.EncryptPKCS1v15(rand.Reader, &k.PublicKey, []byte("x"))
 	for _, bad := range []struct {
 		k  *rsa.PrivateKey

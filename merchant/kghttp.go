@@ -40,20 +40,6 @@ func (m *Merchant) audit(ctx context.Context, e auditEntry) {
 	}
 }
 
-// seeNonce records a nonce; false when it was seen before (a replay). The
-// primary key makes the check hold across replicas sharing the database.
-func (m *Merchant) seeNonce(ctx context.Context, nonce string, now time.Time) (bool, error) {
-	res, err := m.db.Exec(ctx, `INSERT INTO merchant_nonces (nonce, seen_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING`, nonce, now.UnixMilli())
-	if err != nil {
-		return false, fmt.Errorf("nonce cache: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("nonce cache: %w", err)
-	}
-	return n == 1, nil
-}
-
 func (m *Merchant) pruneNonces(ctx context.Context, now time.Time) (int64, error) {
 	res, err := m.db.Exec(ctx, `DELETE FROM merchant_nonces WHERE seen_at < $1`, now.Add(-m.cfg.NonceRetention).UnixMilli())
 	if err != nil {

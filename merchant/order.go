@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -288,5 +287,3 @@ func sandboxOrder(orderID, orderLineID string) *Order {
 			"productInfo": []map[string]string{{"productId": "SANDBOX", "skuCode": "SANDBOX"}}}}})
 	return &Order{OrderID: orderID, OrderLineID: orderLineID, OrderType: "NEW", ChargingMode: mode, ProductID: "SANDBOX", SkuCode: "SANDBOX", Raw: raw}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -89,9 +89,9 @@ type UsageRecordInput struct {
 }
 
 type usageRecord struct {
-	sn, instanceID, relate string
-	value                  int64
-	begin, end, record     time.Time
+	sn, relate         string
+	value              int64
+	begin, end, record time.Time
 }
 
 func (in *UsageRecordInput) validate(prefix string, now time.Time) (usageRecord, error) {

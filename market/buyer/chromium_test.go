@@ -101,7 +101,9 @@ func launchChromium(t *testing.T) string {
 		resp, err := http.Get("http://" + u.Host + "/json/list")
 		if err == nil {
 			var targets []struct{ Type, WebSocketDebuggerURL string }
-			err = json.NewDecoder(resp.Body).Decode(&targets)
+			if err := json.NewDecoder(resp.Body).Decode(&targets); err != nil {
+				t.Logf("Chromium /json/list: %v", err)
+			}
 			resp.Body.Close()
 			for _, tg := range targets {
 				if tg.Type == "page" && tg.WebSocketDebuggerURL != "" {
@@ -391,7 +393,7 @@ func TestChromiumLoginPages(t *testing.T) {
 
 			// 1. The merchant's sign-in link leads to the IdP's login form.
 			c.navigate(j.merchant.URL + "/sso/login?tenant=" + url.QueryEscape(j.ent.ID))
-			href, text := c.waitFor("the login form", func(href, text string) bool { return strings.Contains(text, "Sign in to your enterprise") })
+			href, _ := c.waitFor("the login form", func(href, text string) bool { return strings.Contains(text, "Sign in to your enterprise") })
 			if !strings.HasPrefix(href, j.market.URL+"/api/v1/oauth2/authorize?") {
 				t.Fatalf("login form at %s", href)
 			}
@@ -411,7 +413,7 @@ func TestChromiumLoginPages(t *testing.T) {
 				return strings.HasPrefix(href, j.merchant.URL+"/") && text == "vendor app home"
 			})
 			c.navigate(j.merchant.URL + "/sso/me")
-			_, text = c.waitFor("/sso/me", func(href, text string) bool { return strings.Contains(text, `"userName"`) })
+			_, text := c.waitFor("/sso/me", func(href, text string) bool { return strings.Contains(text, `"userName"`) })
 			var me struct{ UserName, Role, Department string }
 			if err := json.Unmarshal([]byte(text), &me); err != nil || me.UserName != "alice" || me.Role != "admin" || me.Department != "110" {
 				t.Fatalf("/sso/me in the browser: %v %s", err, text)
@@ -421,7 +423,7 @@ func TestChromiumLoginPages(t *testing.T) {
 			c.navigate(j.market.URL + "/api/v1/logout")
 			c.waitFor("the signed-out login page", func(href, text string) bool { return strings.Contains(text, "Sign in to your enterprise") })
 			c.navigate(j.market.URL + "/unified-login/#/portal-login?ind=UNOP&appId=app-e2e")
-			href, _ = c.waitFor("the portal-login form", func(href, text string) bool {
+			c.waitFor("the portal-login form", func(href, text string) bool {
 				return strings.Contains(href, "/unified-login/portal-login?ind=UNOP&appId=app-e2e") && strings.Contains(text, "Sign in")
 			})
 			c.fill("tenant", "acme")

@@ -357,11 +357,6 @@ func (c *Center) deliver(ctx context.Context, lane string, ids []int64) ([]Messa
 	return out, nil
 }
 
-func isConflict(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Kind == "conflict"
-}
-
 // Retry sends a failed (or never sent) message of the enterprise again, once,
 // now — the buyer's choice to retry (joint-kit.md §1.3).
 func (c *Center) Retry(ctx context.Context, enterpriseID string, id int64) (Message, error) {

@@ -423,6 +423,9 @@ func TestDisabledMemberAndStoppedApp(t *testing.T) {
 
 		// A member not authorized for the app signs in to the IdP but gets no code.
 		resp, page = buyertest.Get(t, cl, e.authorizeURL(callback, "s"))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("login form for the unauthorized member: %d\n%s", resp.StatusCode, page)
+		}
 		resp, page = e.submitLogin(t, cl, page, "", "guest", "guest-password")
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "Not authorized") {
 			t.Fatalf("unauthorized member: %d\n%s", resp.StatusCode, page)
