@@ -141,7 +141,22 @@ func New(cfg Config, deps Deps) (*Merchant, error) {
 		JobUsagePush:    m.handleUsagePush,
 	}
 	m.handler = m.routes()
+	m.warnNoHandOff()
 	return m, nil
+}
+
+// warnNoHandOff says at start how real instances get their appInfo when no
+// vendor app receives events, and warns when nothing can complete them.
+func (m *Merchant) warnNoHandOff() {
+	switch {
+	case m.prov != nil || m.cfg.WebhookURL != "":
+	case m.cfg.AdminToken == "":
+		m.log.Warn("no vendor app: with neither a webhook URL (--webhook-url, SOUK_WEBHOOK_URL) nor a management API token " +
+			"(--admin-token, SOUK_ADMIN_TOKEN), real instances are created but can never be completed; newInstance and " +
+			"queryInstance answer 000004 for them")
+	default:
+		m.log.Info("no webhook URL: the vendor app completes real instances with POST /api/v1/instances/{id}/appinfo")
+	}
 }
 
 // Config returns the configuration in force (defaults applied).

@@ -1,7 +1,9 @@
 package merchant
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +154,42 @@ func TestManagementAPIDisabledWithoutToken(t *testing.T) {
 	e := newEnv(t, "sqlite", func(c *Config, _ *Deps) { c.AdminToken = "" })
 	if code, _ := e.api("GET", "/api/v1/events", nil, "anything"); code != 503 {
 		t.Fatalf("API without a configured token: %d", code)
+	}
+}
+
+// A merchant with no vendor app says at start how instances get their
+// appInfo, and warns when nothing can complete them.
+func TestStartupSaysWhoCompletesInstances(t *testing.T) {
+	prov := ProvisionerFunc(func(context.Context, *handoff.Stored) (*Answer, error) { return &Answer{}, nil })
+	for _, tc := range []struct {
+		name       string
+		webhook    string
+		admin      string
+		prov       Provisioner
+		want, none string
+	}{
+		{name: "webhook", webhook: "http://app.example.com/hook", admin: testAdmin, none: "no vendor app|no webhook URL"},
+		{name: "provisioner", prov: prov, none: "no vendor app|no webhook URL"},
+		{name: "management API only", admin: testAdmin, want: "level=INFO msg=\"no webhook URL: the vendor app completes real instances with POST /api/v1/instances/{id}/appinfo\"", none: "no vendor app"},
+		{name: "nothing", want: "level=WARN msg=\"no vendor app: with neither a webhook URL (--webhook-url, SOUK_WEBHOOK_URL)", none: "no webhook URL:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			newEnv(t, "sqlite", func(c *Config, d *Deps) {
+				c.WebhookURL, c.AdminToken = tc.webhook, tc.admin
+				d.Provisioner = tc.prov
+				d.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+			})
+			out := buf.String()
+			if tc.want != "" && !strings.Contains(out, tc.want) {
+				t.Errorf("log lacks %q:\n%s", tc.want, out)
+			}
+			for _, s := range strings.Split(tc.none, "|") {
+				if strings.Contains(out, s) {
+					t.Errorf("log has %q:\n%s", s, out)
+				}
+			}
+		})
 	}
 }
 
