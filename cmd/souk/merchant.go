@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,12 +17,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/merchant"
 	"github.com/soukhq/souk/merchant/handoff"
 	"github.com/soukhq/souk/merchant/kit"
 	"github.com/soukhq/souk/merchant/sso"
+	"github.com/soukhq/souk/tlscert"
 )
 
 const merchantHelp = `Usage:
@@ -110,7 +114,7 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	s.Duration(&cfg.Window, "window", 60*time.Second, "accepted clock skew of request timestamps")
 	s.Int(&maxBody, "max-body", 64<<10, "maximum request body in bytes")
 	s.Duration(&cfg.AuditRetention, "audit-retention", 0, "prune audit_log rows older than this (0 keeps them)")
-	s.String(&tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS")
+	s.String(&tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS; a renewed pair is read again without a restart")
 	s.String(&tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	joint.declare(s)
 	s.String(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -148,6 +152,14 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	}
 	fmt.Fprintln(a.Stderr, "souk merchant configuration:")
 	s.Print(a.Stderr)
+	var certs *tlscert.Reloader
+	if tlsCert != "" {
+		// Read again while serving: a renewed certificate needs no restart.
+		if certs, err = tlscert.New(tlsCert, tlsKey, clock.Real{}, log.With("component", "tls")); err != nil {
+			fmt.Fprintln(a.Stderr, "souk merchant:", err)
+			return 2
+		}
+	}
 
 	d, where, err := dbo.open(ctx)
 	if err != nil {
@@ -165,14 +177,19 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 		fmt.Fprintln(a.Stderr, "souk merchant:", err)
 		return 2
 	}
-	if err := serveMerchant(ctx, log, m, listen, tlsCert, tlsKey, where); err != nil {
+	if certs != nil {
+		m.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "souk_merchant_tls_cert_expiry_timestamp_seconds",
+			Help: "Expiry (Unix time) of the TLS certificate being served; the files are read again every 10 s."},
+			func() float64 { return float64(certs.NotAfter().Unix()) }))
+	}
+	if err := serveMerchant(ctx, log, m, listen, certs, where); err != nil {
 		log.Error("merchant stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, listen, cert, key, where string) error {
+func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, listen string, certs *tlscert.Reloader, where string) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
@@ -191,13 +208,14 @@ func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, 
 	go func() { runErr <- m.Run(ctx) }()
 	serveErr := make(chan error, 1)
 	go func() {
-		if cert != "" {
-			serveErr <- srv.ServeTLS(ln, cert, key)
+		if certs != nil {
+			srv.TLSConfig = &tls.Config{GetCertificate: certs.GetCertificate}
+			serveErr <- srv.ServeTLS(ln, "", "")
 		} else {
 			serveErr <- srv.Serve(ln)
 		}
 	}()
-	log.Info("souk merchant listening", "addr", ln.Addr().String(), "tls", cert != "", "basePath", m.Config().BasePath, "db", where)
+	log.Info("souk merchant listening", "addr", ln.Addr().String(), "tls", certs != nil, "basePath", m.Config().BasePath, "db", where)
 	var err2 error
 	ran := false
 	select {

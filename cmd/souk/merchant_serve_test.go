@@ -10,11 +10,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +85,21 @@ func TestMerchantTLSAndJointOperation(t *testing.T) {
 		t.Fatalf("HTTPS healthz: %v %v\n%s", resp, err, errb.String())
 	}
 	resp.Body.Close()
+	// The certificate's expiry is a metric.
+	if resp, err = client.Get("https://" + addr + "/metrics"); err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var expiry float64
+	for _, line := range strings.Split(string(metrics), "\n") {
+		if v, ok := strings.CutPrefix(line, "souk_merchant_tls_cert_expiry_timestamp_seconds "); ok {
+			expiry, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if now := float64(time.Now().Unix()); expiry < now || expiry > now+2*3600 {
+		t.Errorf("souk_merchant_tls_cert_expiry_timestamp_seconds = %v, want the certificate's expiry, an hour from now", expiry)
+	}
 	// The kit interfaces answer under the production address (unsigned → 000001).
 	resp, err = client.Post("https://"+addr+"/koogallery/produceAPI/v2/tenantSync", "application/json", strings.NewReader(`{}`))
 	if err != nil {
@@ -113,6 +130,20 @@ func TestMerchantTLSAndJointOperation(t *testing.T) {
 	resp.Body.Close()
 	if br.ResultCode != "000001" {
 		t.Fatalf("basic interface unsigned: %+v", br)
+	}
+}
+
+// A certificate and key that do not match stop the merchant before it
+// listens, with the reason.
+func TestMerchantTLSBadPair(t *testing.T) {
+	dir := t.TempDir()
+	certFile, _, _ := selfSigned(t, dir)
+	other := t.TempDir()
+	_, keyFile, _ := selfSigned(t, other)
+	a, _, errb := testApp(map[string]string{"SOUK_ACCESS_KEY": "k1"})
+	code := runMerchant(context.Background(), a, []string{"--listen", freePort(t), "--data", dir, "--tls-cert", certFile, "--tls-key", keyFile})
+	if code != 2 || !strings.Contains(errb.String(), "private key does not match public key") {
+		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }
 
