@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,8 @@ const merchantHelp = `Usage:
   souk merchant events list [options]     list hand-off events (--state pending|delivered|dead, --type, --subject, --limit)
   souk merchant events replay ID [opts]   deliver an event again
   souk merchant events replay --dead      deliver every dead-lettered event again
-  souk merchant public-key [--data DIR]   print the joint-operation RSA public key (generated on first use)
+  souk merchant public-key [--data DIR]   print the joint-operation RSA public key (generated on first use;
+                                          --kit-private-key gives the key; --adopt records it in the database)
   souk merchant help                      this text
 
 "souk merchant -h" lists the server options; the events commands take --db/--data.
@@ -49,7 +51,7 @@ func runMerchant(ctx context.Context, a *App, args []string) int {
 		case "events":
 			return runMerchantEvents(ctx, a, args[1:])
 		case "public-key":
-			return runMerchantPublicKey(a, args[1:])
+			return runMerchantPublicKey(ctx, a, args[1:])
 		}
 	}
 	return runMerchantServer(ctx, a, args)
@@ -357,12 +359,32 @@ func printEvents(w io.Writer, evs []handoff.Stored, asJSON bool) {
 // jointOptions enable the joint-operation (联营) parts: the kit sync
 // interfaces under the production address and single sign-on.
 type jointOptions struct {
-	kitKeys, identityKeys, ssoBaseURL, ssoAppURL, ssoAppID string
-	ssoUnsolicited                                         bool
+	kitKeys, kitPrivateKey, identityKeys, ssoBaseURL, ssoAppURL, ssoAppID string
+	ssoUnsolicited                                                        bool
+}
+
+// declareKitPrivateKey declares the key pair option, shared by the server and
+// public-key.
+func declareKitPrivateKey(s *Settings, p *string) {
+	s.Secret(p, "kit-private-key", "joint-operation RSA private key (PEM, ≥ 3072 bits) decrypting clientSecrets; empty: <data>/"+kit.KeyFile+
+		", generated on first start. Replicas sharing a database must share the key")
+}
+
+// kitKeyPair is the joint-operation key pair: the option's, or the data
+// directory's (generated on first use).
+func kitKeyPair(pemText, dataDir string) (*rsa.PrivateKey, error) {
+	if pemText != "" {
+		return kit.ParsePrivateKey(pemText)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	return kit.EnsureKeyPair(dataDir)
 }
 
 func (o *jointOptions) declare(s *Settings) {
 	s.Secret(&o.kitKeys, "kit-key", "joint-operation kit key(s), comma-separated; set → serve the kit sync interfaces at <base-path>/produceAPI/v2/…")
+	declareKitPrivateKey(s, &o.kitPrivateKey)
 	s.String(&o.ssoBaseURL, "sso-base-url", "", "public URL where souk serves /sso/… (set → single sign-on enabled)")
 	s.Secret(&o.identityKeys, "identity-key", "key(s) signing the identity tokens given to the vendor app (≥ 32 bytes each, comma-separated)")
 	s.String(&o.ssoAppURL, "sso-app-url", "", "where the browser lands after login (default <sso-base-url>/)")
@@ -377,8 +399,11 @@ func (o *jointOptions) mount(ctx context.Context, m *merchant.Merchant, d *db.DB
 	if err := kit.Migrate(ctx, d); err != nil {
 		return err
 	}
-	priv, err := kit.EnsureKeyPair(dataDir)
+	priv, err := kitKeyPair(o.kitPrivateKey, dataDir)
 	if err != nil {
+		return err
+	}
+	if err := kit.BindKey(ctx, d, clock.Real{}.Now(), priv); err != nil {
 		return err
 	}
 	k := kit.New(kit.Config{Keys: kit.ParseKeys(o.kitKeys), PrivateKey: priv, APIToken: cfg.AdminToken},
@@ -410,10 +435,16 @@ func (o *jointOptions) mount(ctx context.Context, m *merchant.Merchant, d *db.DB
 	return nil
 }
 
-func runMerchantPublicKey(a *App, args []string) int {
+func runMerchantPublicKey(ctx context.Context, a *App, args []string) int {
 	s := a.NewSettings("merchant public-key")
-	var data string
-	s.String(&data, "data", "./souk-data", "data directory (holds the joint-operation key pair)")
+	var (
+		dbo     dbOptions
+		pemText string
+		adopt   bool
+	)
+	dbo.declare(s)
+	declareKitPrivateKey(s, &pemText)
+	s.Bool(&adopt, "adopt", false, "record this key as the merchant database's key pair (after replacing the key on purpose)")
 	if err := s.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -421,13 +452,39 @@ func runMerchantPublicKey(a *App, args []string) int {
 		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
 		return 2
 	}
-	if err := os.MkdirAll(data, 0o700); err != nil {
+	priv, err := kitKeyPair(pemText, dbo.data)
+	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
 		return 1
 	}
-	if err := kit.PrintPublicKey(a.Stdout, data); err != nil {
+	pub, err := kit.PublicKeyBase64(priv)
+	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
 		return 1
 	}
+	if adopt {
+		d, where, err := dbo.open(ctx)
+		if err != nil {
+			fmt.Fprintln(a.Stderr, "souk merchant public-key: database:", err)
+			return 1
+		}
+		defer d.Close()
+		if err := kit.Migrate(ctx, d); err != nil {
+			fmt.Fprintln(a.Stderr, "souk merchant public-key: database:", err)
+			return 1
+		}
+		old, err := kit.AdoptKey(ctx, d, clock.Real{}.Now(), priv)
+		if err != nil {
+			fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
+			return 1
+		}
+		fp, _ := kit.Fingerprint(priv)
+		if old != "" {
+			fmt.Fprintf(a.Stderr, "recorded key %.16s… in %s, replacing %.16s…: upload the public key below in Seller Center\n", fp, where, old)
+		} else {
+			fmt.Fprintf(a.Stderr, "recorded key %.16s… in %s\n", fp, where)
+		}
+	}
+	fmt.Fprintln(a.Stdout, pub)
 	return 0
 }

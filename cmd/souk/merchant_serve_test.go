@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -162,7 +163,7 @@ func TestMerchantPublicKey(t *testing.T) {
 }
 
 // TestHelpWithoutToken: the seller-tools groups print their usage without the
-// admin token; public-key -h describes only --data.
+// admin token; public-key -h describes its options.
 func TestHelpWithoutToken(t *testing.T) {
 	for _, args := range [][]string{{"debug", "-h"}, {"dialtests", "help"}, {"cases", "help"}, {"cases", "--help"}} {
 		a, out, errb := testApp(nil)
@@ -171,7 +172,75 @@ func TestHelpWithoutToken(t *testing.T) {
 		}
 	}
 	a, _, errb := testApp(nil)
-	if code := runMerchant(context.Background(), a, []string{"public-key", "-h"}); code != 0 || !strings.Contains(errb.String(), "--data") || strings.Contains(errb.String(), "--db") {
-		t.Errorf("souk merchant public-key -h: exit %d: %s", code, errb.String())
+	code := runMerchant(context.Background(), a, []string{"public-key", "-h"})
+	for _, opt := range []string{"--data", "--db", "--kit-private-key", "--adopt"} {
+		if code != 0 || !strings.Contains(errb.String(), opt) {
+			t.Errorf("souk merchant public-key -h: exit %d, no %s: %s", code, opt, errb.String())
+		}
+	}
+}
+
+// Merchants sharing one database share the joint-operation key pair: a
+// second one with a key of its own does not start; given the first one's key
+// (SOUK_KIT_PRIVATE_KEY_FILE) it does; `public-key --adopt` makes another
+// key the one.
+func TestMerchantReplicasShareTheKitKey(t *testing.T) {
+	shared := filepath.Join(t.TempDir(), "shared.db")
+	dirA, dirB := t.TempDir(), t.TempDir()
+	// start runs a merchant until it answers /healthz (then stops it) or
+	// exits; it tells which, with the merchant's stderr.
+	start := func(dir string, env map[string]string) (started bool, stderr string) {
+		t.Helper()
+		env["SOUK_ACCESS_KEY"], env["SOUK_KIT_KEY"] = "k1", "kit-key-1"
+		a, _, errb := testApp(env)
+		addr := freePort(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan int, 1)
+		go func() {
+			done <- runMerchant(ctx, a, []string{"--listen", addr, "--data", dir, "--db", shared, "--log-format", "text"})
+		}()
+		for i := 0; i < 400; i++ {
+			select {
+			case code := <-done:
+				return false, fmt.Sprintf("exit %d: %s", code, errb.String())
+			default:
+			}
+			if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+				resp.Body.Close()
+				cancel()
+				if code := <-done; code != 0 {
+					t.Fatalf("exit %d after start: %s", code, errb.String())
+				}
+				return true, errb.String()
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		t.Fatalf("merchant neither started nor exited: %s", errb.String())
+		return false, ""
+	}
+	if ok, out := start(dirA, map[string]string{}); !ok {
+		t.Fatalf("first merchant: %s", out)
+	}
+	if ok, out := start(dirB, map[string]string{}); ok || !strings.Contains(out, "exit 2") || !strings.Contains(out, "is not the key recorded in its database") {
+		t.Fatalf("second merchant with a key of its own: started %v: %s", ok, out)
+	}
+	if ok, out := start(dirB, map[string]string{"SOUK_KIT_PRIVATE_KEY_FILE": filepath.Join(dirA, "kit-rsa-key.pem")}); !ok {
+		t.Fatalf("second merchant given the first one's key: %s", out)
+	}
+	// Adopt the second directory's key: it becomes the one.
+	a, out, errb := testApp(nil)
+	if code := runMerchant(context.Background(), a, []string{"public-key", "--data", dirB, "--db", shared, "--adopt"}); code != 0 || !strings.Contains(errb.String(), "replacing") {
+		t.Fatalf("public-key --adopt: exit %d: %s", code, errb.String())
+	}
+	a, plain, _ := testApp(nil)
+	if runMerchant(context.Background(), a, []string{"public-key", "--data", dirB}); plain.String() != out.String() || out.Len() < 500 {
+		t.Fatalf("--adopt printed %q, the key is %q", out.String(), plain.String())
+	}
+	if ok, out := start(dirB, map[string]string{}); !ok {
+		t.Fatalf("the adopted key: %s", out)
+	}
+	if ok, _ := start(dirA, map[string]string{}); ok {
+		t.Fatal("the key replaced still starts")
 	}
 }

@@ -1,8 +1,13 @@
 package kit
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +15,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -95,14 +102,98 @@ func LoadPrivateKey(path string) (*rsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kit: private key: %w", err)
 	}
+	return parsePrivateKey(data, path)
+}
+
+// ParsePrivateKey reads an RSA private key given as PEM (PKCS#8 or PKCS#1),
+// refusing keys shorter than MinKeyBits: the --kit-private-key option.
+func ParsePrivateKey(pemText string) (*rsa.PrivateKey, error) {
+	return parsePrivateKey([]byte(pemText), "(--kit-private-key)")
+}
+
+func parsePrivateKey(data []byte, where string) (*rsa.PrivateKey, error) {
 	k, err := kg.ParsePrivateKeyPEM(data)
 	if err != nil {
-		return nil, fmt.Errorf("kit: private key %s: %w", path, err)
+		return nil, fmt.Errorf("kit: private key %s: %w", where, err)
 	}
 	if k.N.BitLen() < MinKeyBits {
-		return nil, fmt.Errorf("kit: private key %s has %d bits; KooGallery requires at least %d", path, k.N.BitLen(), MinKeyBits)
+		return nil, fmt.Errorf("kit: private key %s has %d bits; KooGallery requires at least %d", where, k.N.BitLen(), MinKeyBits)
 	}
 	return k, nil
+}
+
+// Fingerprint identifies a key pair: the SHA-256 of its public key's DER
+// SubjectPublicKeyInfo, in hex.
+func Fingerprint(priv *rsa.PrivateKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		return "", fmt.Errorf("kit: fingerprint: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// KeyMismatchError is BindKey's refusal: the database records another key
+// than the one this merchant holds.
+type KeyMismatchError struct {
+	Have, Recorded string // fingerprints
+}
+
+func (e *KeyMismatchError) Error() string {
+	return fmt.Sprintf("kit: this merchant's RSA key (fingerprint %.16s…) is not the key recorded in its database (%.16s…), "+
+		"with which the stored client secrets are encrypted and whose public key Seller Center holds. Give every replica the "+
+		"same key (--kit-private-key, SOUK_KIT_PRIVATE_KEY_FILE, or the same %s in --data). To replace the key on purpose, "+
+		"run `souk merchant public-key --adopt` with this key, then upload the public key it prints: stored client secrets "+
+		"stay unreadable until the next applicationSync", e.Have, e.Recorded, KeyFile)
+}
+
+// BindKey records priv as the database's key pair when none is recorded, and
+// refuses (*KeyMismatchError) another one: replicas sharing a database must
+// share the key, and a lost key file must not be replaced in silence.
+func BindKey(ctx context.Context, d *db.DB, now time.Time, priv *rsa.PrivateKey) error {
+	fp, err := Fingerprint(priv)
+	if err != nil {
+		return err
+	}
+	if _, err := d.Exec(ctx, `INSERT INTO kit_key (id, fingerprint, recorded_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING`,
+		fp, now.UnixMilli()); err != nil {
+		return fmt.Errorf("kit: record key: %w", err)
+	}
+	var recorded string
+	if err := d.QueryRow(ctx, `SELECT fingerprint FROM kit_key WHERE id = 1`).Scan(&recorded); err != nil {
+		return fmt.Errorf("kit: recorded key: %w", err)
+	}
+	if recorded != fp {
+		return &KeyMismatchError{Have: fp, Recorded: recorded}
+	}
+	return nil
+}
+
+// AdoptKey records priv as the database's key pair, replacing the one
+// recorded: `souk merchant public-key --adopt`. It returns the fingerprint
+// replaced ("" when none was recorded or it was the same).
+func AdoptKey(ctx context.Context, d *db.DB, now time.Time, priv *rsa.PrivateKey) (string, error) {
+	fp, err := Fingerprint(priv)
+	if err != nil {
+		return "", err
+	}
+	var old string
+	err = d.Tx(ctx, func(tx *db.Tx) error {
+		old = ""
+		if err := tx.QueryRow(ctx, `SELECT fingerprint FROM kit_key WHERE id = 1`).Scan(&old); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO kit_key (id, fingerprint, recorded_at) VALUES (1, $1, $2)
+			ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint, recorded_at = excluded.recorded_at`, fp, now.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("kit: adopt key: %w", err)
+	}
+	if old == fp {
+		old = ""
+	}
+	return old, nil
 }
 
 // PublicKeyBase64 returns the public half of priv in the form Seller Center's

@@ -3,6 +3,7 @@ package kit
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +126,70 @@ func TestParseKeys(t *testing.T) {
 	}
 	if got := ParseKeys(""); len(got) != 0 {
 		t.Fatalf("ParseKeys(\"\") = %q", got)
+	}
+}
+
+// The database records the key pair of the first merchant that starts on it;
+// another key is refused until adopted.
+func TestBindAndAdoptKey(t *testing.T) {
+	first := testkeys.RSA3072(t)
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fpFirst, _ := Fingerprint(first)
+	fpOther, _ := Fingerprint(other)
+	if fpFirst == fpOther || len(fpFirst) != 64 {
+		t.Fatalf("fingerprints %q %q", fpFirst, fpOther)
+	}
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		now := f.clk.Now()
+		if err := BindKey(f.t.Context(), f.db, now, first); err != nil {
+			t.Fatalf("first bind: %v", err)
+		}
+		if err := BindKey(f.t.Context(), f.db, now, first); err != nil {
+			t.Fatalf("same key again: %v", err)
+		}
+		err := BindKey(f.t.Context(), f.db, now, other)
+		var mm *KeyMismatchError
+		if !errors.As(err, &mm) || mm.Have != fpOther || mm.Recorded != fpFirst {
+			t.Fatalf("other key: %v", err)
+		}
+		for _, want := range []string{fpOther[:16], fpFirst[:16], "--kit-private-key", "souk merchant public-key --adopt"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("mismatch message lacks %q: %v", want, err)
+			}
+		}
+		old, err := AdoptKey(f.t.Context(), f.db, now, other)
+		if err != nil || old != fpFirst {
+			t.Fatalf("adopt: %q, %v", old, err)
+		}
+		if err := BindKey(f.t.Context(), f.db, now, other); err != nil {
+			t.Fatalf("adopted key: %v", err)
+		}
+		if err := BindKey(f.t.Context(), f.db, now, first); !errors.As(err, &mm) {
+			t.Fatalf("the key replaced: %v", err)
+		}
+		if old, err := AdoptKey(f.t.Context(), f.db, now, other); err != nil || old != "" {
+			t.Fatalf("adopting the recorded key again: %q, %v", old, err)
+		}
+	})
+}
+
+func TestParsePrivateKeyOption(t *testing.T) {
+	pemBytes, err := kg.MarshalPrivateKeyPEM(testkeys.RSA3072(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := ParsePrivateKey(string(pemBytes)); err != nil || k.N.BitLen() != 3072 {
+		t.Fatalf("3072-bit key: %v", err)
+	}
+	small, _ := rsa.GenerateKey(rand.Reader, 2048)
+	smallPEM, _ := kg.MarshalPrivateKeyPEM(small)
+	if _, err := ParsePrivateKey(string(smallPEM)); err == nil || !strings.Contains(err.Error(), "at least 3072") {
+		t.Errorf("2048-bit key: %v", err)
+	}
+	if _, err := ParsePrivateKey("not a key"); err == nil || !strings.Contains(err.Error(), "--kit-private-key") {
+		t.Errorf("garbage: %v", err)
 	}
 }
