@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -213,9 +214,17 @@ func openSQLite(dsn string) (*DB, error) {
 	}
 	path, _, _ := strings.Cut(full, "?")
 	if dir := filepath.Dir(path); dir != "." {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("db: create directory for %s: %w", path, err)
 		}
+	}
+	// The database holds credentials (appInfo, client secrets, sessions): a
+	// new file is readable by its owner only, and SQLite gives its -wal and
+	// -shm files the database file's mode. An existing file keeps its mode.
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+		_ = f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("db: create %s: %w", path, err)
 	}
 	sdb, err := sql.Open("sqlite", full)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -80,6 +82,43 @@ func TestSQLitePragmas(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("PRAGMA %s = %q, want %q", tc.pragma, got, tc.want)
 		}
+	}
+}
+
+// A new SQLite database, its -wal and -shm files and the directory made for
+// it are its owner's only; an existing file keeps its mode.
+func TestSQLiteFileModes(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(dir, "souk.db")
+	d, err := db.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Exec(ctx, "CREATE TABLE t (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{dir: 0o700, path: 0o600, path + "-wal": 0o600, path + "-shm": 0o600} {
+		st, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %04o, want %04o", filepath.Base(name), got, want)
+		}
+	}
+	old := filepath.Join(t.TempDir(), "old.db")
+	if err := os.WriteFile(old, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := db.Open(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2.Close()
+	if st, _ := os.Stat(old); st.Mode().Perm() != 0o640 {
+		t.Errorf("existing file: mode %04o, want 0640 kept", st.Mode().Perm())
 	}
 }
 
