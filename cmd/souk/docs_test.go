@@ -18,7 +18,7 @@ func TestCommandsDocumented(t *testing.T) {
 	}
 	opt := regexp.MustCompile(`(?m)^\s+(--[a-z0-9-]+)\s+\[(SOUK_[A-Z0-9_]+)`)
 	for _, args := range [][]string{
-		{"merchant", "-h"}, {"merchant", "public-key", "-h"}, {"market", "serve", "-h"}, {"demo", "-h"}, {"check", "-h"}, {"bench", "-h"},
+		{"merchant", "-h"}, {"merchant", "public-key", "-h"}, {"merchant", "backup", "-h"}, {"market", "serve", "-h"}, {"demo", "-h"}, {"check", "-h"}, {"bench", "-h"},
 	} {
 		var out, errb bytes.Buffer
 		run(args, &out, &errb, func(string) string { return "" })

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,6 +37,8 @@ const merchantHelp = `Usage:
   souk merchant events replay --dead      deliver every dead-lettered event again
   souk merchant public-key [--data DIR]   print the joint-operation RSA public key (generated on first use;
                                           --kit-private-key gives the key; --adopt records it in the database)
+  souk merchant backup --out DIR          copy a running SQLite merchant (database and key pair) into a new
+                                          data directory, consistent and checked (PostgreSQL: pg_dump)
   souk merchant help                      this text
 
 "souk merchant -h" lists the server options; the events commands take --db/--data.
@@ -52,6 +55,8 @@ func runMerchant(ctx context.Context, a *App, args []string) int {
 			return runMerchantEvents(ctx, a, args[1:])
 		case "public-key":
 			return runMerchantPublicKey(ctx, a, args[1:])
+		case "backup":
+			return runMerchantBackup(ctx, a, args[1:])
 		}
 	}
 	return runMerchantServer(ctx, a, args)
@@ -68,15 +73,27 @@ func (o *dbOptions) declare(s *Settings) {
 	s.Secret(&o.dsn, "db", "database DSN: postgres://… for PostgreSQL; empty → SQLite file <data>/merchant.db")
 }
 
-func (o *dbOptions) open(ctx context.Context) (*db.DB, string, error) {
+// sqliteFile is the name of the SQLite database in the data directory.
+const sqliteFile = "merchant.db"
+
+// openRaw opens the database without migrating it.
+func (o *dbOptions) openRaw(ctx context.Context) (*db.DB, string, error) {
 	dsn := o.dsn
 	if dsn == "" {
 		if err := os.MkdirAll(o.data, 0o700); err != nil {
 			return nil, "", fmt.Errorf("data directory: %w", err)
 		}
-		dsn = filepath.Join(o.data, "merchant.db")
+		dsn = filepath.Join(o.data, sqliteFile)
 	}
 	d, err := db.Open(ctx, dsn)
+	if err != nil {
+		return nil, "", err
+	}
+	return d, db.Redact(dsn), nil
+}
+
+func (o *dbOptions) open(ctx context.Context) (*db.DB, string, error) {
+	d, where, err := o.openRaw(ctx)
 	if err != nil {
 		return nil, "", err
 	}
@@ -84,7 +101,90 @@ func (o *dbOptions) open(ctx context.Context) (*db.DB, string, error) {
 		_ = d.Close()
 		return nil, "", err
 	}
-	return d, db.Redact(dsn), nil
+	return d, where, nil
+}
+
+// runMerchantBackup writes a backup of a SQLite merchant, taken while it
+// runs, into a new directory that can serve as a data directory.
+func runMerchantBackup(ctx context.Context, a *App, args []string) int {
+	s := a.NewSettings("merchant backup")
+	var (
+		dbo dbOptions
+		out string
+	)
+	dbo.declare(s)
+	s.String(&out, "out", "", "new directory to write the backup to (it must not exist)")
+	if err := s.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(a.Stderr, "souk merchant backup:", err)
+		return 2
+	}
+	if out == "" {
+		fmt.Fprintln(a.Stderr, "souk merchant backup: --out is required")
+		return 2
+	}
+	if dbo.dsn == "" {
+		if _, err := os.Stat(filepath.Join(dbo.data, sqliteFile)); err != nil {
+			fmt.Fprintln(a.Stderr, "souk merchant backup: no database in the data directory:", err)
+			return 1
+		}
+	}
+	d, where, err := dbo.openRaw(ctx)
+	if err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant backup: database:", err)
+		return 1
+	}
+	defer d.Close()
+	if d.Dialect != db.SQLite {
+		fmt.Fprintf(a.Stderr, "souk merchant backup: %s is PostgreSQL: back it up with pg_dump or a base backup (docs/storage.md); keep %s of each replica's data directory (or the --kit-private-key) with it\n",
+			where, kit.KeyFile)
+		return 2
+	}
+	if err := os.Mkdir(out, 0o700); err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant backup:", err)
+		return 1
+	}
+	snap := filepath.Join(out, sqliteFile)
+	if err := d.Snapshot(ctx, snap); err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant backup:", err)
+		return 1
+	}
+	st, _ := os.Stat(snap)
+	fmt.Fprintf(a.Stdout, "%s: snapshot of %s (%d bytes, integrity ok)\n", snap, where, st.Size())
+	// The joint-operation key pair decrypts the client secrets stored in the
+	// database: a backup without it could not serve them.
+	keyFile := filepath.Join(dbo.data, kit.KeyFile)
+	if b, err := os.ReadFile(keyFile); err == nil {
+		if err := writeNew(filepath.Join(out, kit.KeyFile), b); err != nil {
+			fmt.Fprintln(a.Stderr, "souk merchant backup:", err)
+			return 1
+		}
+		fmt.Fprintf(a.Stdout, "%s: copy of %s\n", filepath.Join(out, kit.KeyFile), keyFile)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintln(a.Stderr, "souk merchant backup:", err)
+		return 1
+	}
+	fmt.Fprintf(a.Stdout, "restore: stop the merchant, then start it with --data %s (or copy these files into its data directory)\n", out)
+	return 0
+}
+
+// writeNew writes a new file (mode 0600) and syncs it.
+func writeNew(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func runMerchantServer(ctx context.Context, a *App, args []string) int {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/soukhq/souk/db/dbtest"
 )
 
 func freePort(t *testing.T) string {
@@ -242,5 +245,80 @@ func TestMerchantReplicasShareTheKitKey(t *testing.T) {
 	}
 	if ok, _ := start(dirA, map[string]string{}); ok {
 		t.Fatal("the key replaced still starts")
+	}
+}
+
+// souk merchant backup copies a running SQLite merchant into a new data
+// directory (database and key pair) from which a merchant starts.
+func TestMerchantBackup(t *testing.T) {
+	data := t.TempDir()
+	env := map[string]string{"SOUK_ACCESS_KEY": "k1", "SOUK_KIT_KEY": "kit-key-1"}
+	a, _, errb := testApp(env)
+	addr := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- runMerchant(ctx, a, []string{"--listen", addr, "--data", data, "--log-format", "text"})
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("merchant exit %d: %s", code, errb.String())
+		}
+	}()
+	for i := 0; ; i++ {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i == 200 {
+			t.Fatalf("merchant did not start: %s", errb.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	out := filepath.Join(t.TempDir(), "backup")
+	b, stdout, stderr := testApp(nil)
+	if code := runMerchant(context.Background(), b, []string{"backup", "--data", data, "--out", out}); code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"integrity ok", "kit-rsa-key.pem", "restore: stop the merchant, then start it with --data " + out} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("backup output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	for _, f := range []string{"merchant.db", "kit-rsa-key.pem"} {
+		st, err := os.Stat(filepath.Join(out, f))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v", f, st, err)
+		}
+	}
+	orig, _ := os.ReadFile(filepath.Join(data, "kit-rsa-key.pem"))
+	if cp, _ := os.ReadFile(filepath.Join(out, "kit-rsa-key.pem")); !bytes.Equal(orig, cp) {
+		t.Fatal("key pair not copied")
+	}
+	// The copy holds the database's facts: the key recorded, so a merchant
+	// started on it with the copied key starts, and with another key does not.
+	c, _, cerr := testApp(env)
+	if code := runMerchant(context.Background(), c, []string{"--listen", "256.0.0.1:1", "--data", out}); code != 1 || !strings.Contains(cerr.String(), "listen") {
+		t.Fatalf("merchant on the backup: exit %d (want 1, listen error after the key check): %s", code, cerr.String())
+	}
+	_ = os.Remove(filepath.Join(out, "kit-rsa-key.pem"))
+	c, _, cerr = testApp(env)
+	if code := runMerchant(context.Background(), c, []string{"--listen", "256.0.0.1:1", "--data", out}); code != 2 || !strings.Contains(cerr.String(), "is not the key recorded") {
+		t.Fatalf("merchant on the backup without its key: exit %d: %s", code, cerr.String())
+	}
+	// Not over an existing directory; not of PostgreSQL.
+	b, _, stderr = testApp(nil)
+	if code := runMerchant(context.Background(), b, []string{"backup", "--data", data, "--out", out}); code != 1 || !strings.Contains(stderr.String(), "exists") {
+		t.Errorf("backup over an existing directory: exit %d: %s", code, stderr.String())
+	}
+	b, _, stderr = testApp(nil)
+	if code := runMerchant(context.Background(), b, []string{"backup", "--data", t.TempDir(), "--out", filepath.Join(t.TempDir(), "x")}); code != 1 || !strings.Contains(stderr.String(), "no database") {
+		t.Errorf("backup of an empty data directory: exit %d: %s", code, stderr.String())
+	}
+	b, _, stderr = testApp(nil)
+	pg := dbtest.DSN(t, "postgres")
+	if code := runMerchant(context.Background(), b, []string{"backup", "--db", pg, "--out", filepath.Join(t.TempDir(), "x")}); code != 2 || !strings.Contains(stderr.String(), "pg_dump") {
+		t.Errorf("backup of PostgreSQL: exit %d: %s", code, stderr.String())
 	}
 }
