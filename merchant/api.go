@@ -102,7 +102,7 @@ func apiStatus(err error) (int, map[string]string) {
 func (m *Merchant) serveAPI(route string, h func(r *http.Request, e *auditEntry) (int, any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		e := auditEntry{At: m.clock.Now(), Source: "api", Remote: remoteAddr(r), Activity: r.Method + " " + route, KeyIndex: -1,
+		e := auditEntry{At: m.clock.Now(), Source: "api", Remote: m.remoteAddr(r), Activity: r.Method + " " + route, KeyIndex: -1,
 			InstanceID: r.PathValue("id")}
 		status, body, err := func() (status int, body any, err error) {
 			defer func() {

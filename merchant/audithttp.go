@@ -26,7 +26,7 @@ func (m *Merchant) audited(pattern string, h http.Handler) http.Handler {
 		start := time.Now() // latency only
 		rec := &auditRecorder{ResponseWriter: w, status: http.StatusOK}
 		h.ServeHTTP(rec, r)
-		e := auditEntry{At: m.clock.Now(), Source: source, Remote: remoteAddr(r), Activity: r.Method + " " + r.URL.Path,
+		e := auditEntry{At: m.clock.Now(), Source: source, Remote: m.remoteAddr(r), Activity: r.Method + " " + r.URL.Path,
 			ResultCode: rec.code(), Latency: time.Since(start)}
 		m.audit(r.Context(), e)
 	})

@@ -3,6 +3,7 @@ package merchant
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -65,6 +66,11 @@ type Config struct {
 	NonceRetention time.Duration
 	// AuditRetention: audit_log rows older than this are pruned (0 = keep forever).
 	AuditRetention time.Duration
+
+	// TrustedProxies are the reverse proxies and load balancers in front of
+	// the merchant: a request from one of them is recorded with the client
+	// address its X-Forwarded-For gives (ParseTrustedProxies).
+	TrustedProxies []netip.Prefix
 }
 
 func (c *Config) setDefaults() {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -143,6 +145,46 @@ func FuzzParseUsageAnswer(f *testing.F) {
 			if sn == "" {
 				t.Fatal("failure without a metering_sn")
 			}
+		}
+	})
+}
+
+// FuzzClientIP: clientIP never panics, and names the peer or an address of
+// X-Forwarded-For, never anything else.
+func FuzzClientIP(f *testing.F) {
+	f.Add("10.0.0.2:5555", "198.51.100.1, 10.0.0.9", "10.0.0.0/8")
+	f.Add("203.0.113.7:1", "1.1.1.1", "10.0.0.0/8")
+	f.Add("[fd00::1]:443", "2001:db8::5, garbage, ::1", "fd00::/8,::1")
+	f.Add("10.0.0.2", "198.51.100.1:4711,[::1]:80", "10.0.0.2")
+	f.Add("", ",,,", "0.0.0.0/0")
+	f.Fuzz(func(t *testing.T, remote, forwarded, trusted string) {
+		proxies, err := ParseTrustedProxies(trusted)
+		if err != nil {
+			return
+		}
+		got := clientIP(remote, []string{forwarded}, proxies)
+		host, _, err := net.SplitHostPort(remote)
+		if err != nil {
+			host = remote
+		}
+		if got == host {
+			return
+		}
+		a, err := netip.ParseAddr(got)
+		if err != nil {
+			t.Fatalf("clientIP(%q, %q, %q) = %q: neither the peer nor an address", remote, forwarded, trusted, got)
+		}
+		found := false
+		for e := range strings.SplitSeq(forwarded, ",") {
+			e = strings.TrimSpace(e)
+			if b, err := netip.ParseAddr(e); err == nil && b.Unmap() == a {
+				found = true
+			} else if ap, err := netip.ParseAddrPort(e); err == nil && ap.Addr().Unmap() == a {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("clientIP(%q, %q, %q) = %q: not in X-Forwarded-For", remote, forwarded, trusted, got)
 		}
 	})
 }

@@ -291,6 +291,7 @@ type kgResp struct {
 }
 
 type callOpt struct {
+	header    http.Header
 	key       string
 	timestamp string
 	nonce     string
@@ -334,6 +335,9 @@ func (e *env) call(body any, opts ...func(*callOpt)) kgResp {
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json;charset=utf8")
+	for k, vs := range o.header {
+		req.Header[k] = vs
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatalf("POST: %v", err)

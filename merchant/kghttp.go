@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -57,7 +56,7 @@ const maxNonce = 128
 func (m *Merchant) serveKG(w http.ResponseWriter, r *http.Request) {
 	start := time.Now() // latency only; protocol time comes from the clock
 	now := m.clock.Now()
-	e := auditEntry{At: now, Source: "kg", Remote: remoteAddr(r), KeyIndex: -1, Activity: "unknown"}
+	e := auditEntry{At: now, Source: "kg", Remote: m.remoteAddr(r), KeyIndex: -1, Activity: "unknown"}
 	var (
 		rep *reply
 		err error
@@ -255,12 +254,4 @@ func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time,
 		return m.OrderNotify(ctx, x.OrderID, x.OrderLineID, x.IsTest())
 	}
 	return nil, &kg.FieldError{Field: "activity", Reason: "unsupported activity " + req.ActivityName()}
-}
-
-func remoteAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -190,11 +190,11 @@ func writeNew(path string, b []byte) error {
 func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	s := a.NewSettings("merchant")
 	var (
-		listen, keys, generalKeys, encProducts, tlsCert, tlsKey, logLevel, logFormat string
-		maxBody                                                                      int
-		dbo                                                                          dbOptions
-		cfg                                                                          merchant.Config
-		joint                                                                        jointOptions
+		listen, keys, generalKeys, encProducts, proxies, tlsCert, tlsKey, logLevel, logFormat string
+		maxBody                                                                               int
+		dbo                                                                                   dbOptions
+		cfg                                                                                   merchant.Config
+		joint                                                                                 jointOptions
 	)
 	s.String(&listen, "listen", ":8080", "listen address")
 	dbo.declare(s)
@@ -216,6 +216,7 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	s.Duration(&cfg.Window, "window", 60*time.Second, "accepted clock skew of request timestamps")
 	s.Int(&maxBody, "max-body", 64<<10, "maximum request body in bytes")
 	s.Duration(&cfg.AuditRetention, "audit-retention", 0, "prune audit_log rows older than this (0 keeps them)")
+	s.String(&proxies, "trusted-proxies", "", "reverse proxies / load balancers in front (addresses or CIDRs, comma-separated): their X-Forwarded-For names the client in audit records")
 	s.String(&tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS; a renewed pair is read again without a restart")
 	s.String(&tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	joint.declare(s)
@@ -240,6 +241,10 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	cfg.AccessKeys = merchant.SplitKeys(keys)
 	cfg.GeneralKeys = merchant.SplitKeys(generalKeys)
 	cfg.MaxBody = int64(maxBody)
+	if cfg.TrustedProxies, err = merchant.ParseTrustedProxies(proxies); err != nil {
+		fmt.Fprintln(a.Stderr, "souk merchant:", err)
+		return 2
+	}
 	if cfg.ProductEncrypt, err = merchant.ParseProductEncrypt(encProducts); err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant:", err)
 		return 2
