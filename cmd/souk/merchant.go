@@ -142,32 +142,52 @@ func runMerchantBackup(ctx context.Context, a *App, args []string) int {
 			where, kit.KeyFile)
 		return 2
 	}
-	if err := os.Mkdir(out, 0o700); err != nil {
+	now, start := clock.Real{}.Now(), time.Now()
+	lines, err := backupTo(ctx, d, where, dbo.data, out)
+	msg := "to " + out
+	if len(lines) > 0 {
+		msg = lines[0]
+	}
+	auditCommand(ctx, a, d, now, "backup", err, msg, start)
+	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant backup:", err)
 		return 1
 	}
-	snap := filepath.Join(out, sqliteFile)
-	if err := d.Snapshot(ctx, snap); err != nil {
-		fmt.Fprintln(a.Stderr, "souk merchant backup:", err)
-		return 1
-	}
-	st, _ := os.Stat(snap)
-	fmt.Fprintf(a.Stdout, "%s: snapshot of %s (%d bytes, integrity ok)\n", snap, where, st.Size())
-	// The joint-operation key pair decrypts the client secrets stored in the
-	// database: a backup without it could not serve them.
-	keyFile := filepath.Join(dbo.data, kit.KeyFile)
-	if b, err := os.ReadFile(keyFile); err == nil {
-		if err := writeNew(filepath.Join(out, kit.KeyFile), b); err != nil {
-			fmt.Fprintln(a.Stderr, "souk merchant backup:", err)
-			return 1
-		}
-		fmt.Fprintf(a.Stdout, "%s: copy of %s\n", filepath.Join(out, kit.KeyFile), keyFile)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintln(a.Stderr, "souk merchant backup:", err)
-		return 1
+	for _, l := range lines {
+		fmt.Fprintln(a.Stdout, l)
 	}
 	fmt.Fprintf(a.Stdout, "restore: stop the merchant, then start it with --data %s (or copy these files into its data directory)\n", out)
 	return 0
+}
+
+// backupTo writes the snapshot of d and a copy of the data directory's key
+// pair into the new directory out, and says what it wrote.
+func backupTo(ctx context.Context, d *db.DB, where, data, out string) ([]string, error) {
+	if err := os.Mkdir(out, 0o700); err != nil {
+		return nil, err
+	}
+	snap := filepath.Join(out, sqliteFile)
+	if err := d.Snapshot(ctx, snap); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(snap)
+	if err != nil {
+		return nil, err
+	}
+	lines := []string{fmt.Sprintf("%s: snapshot of %s (%d bytes, integrity ok)", snap, where, st.Size())}
+	// The joint-operation key pair decrypts the client secrets stored in the
+	// database: a backup without it could not serve them.
+	keyFile := filepath.Join(data, kit.KeyFile)
+	b, err := os.ReadFile(keyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return lines, nil
+	} else if err != nil {
+		return lines, err
+	}
+	if err := writeNew(filepath.Join(out, kit.KeyFile), b); err != nil {
+		return lines, err
+	}
+	return append(lines, fmt.Sprintf("%s: copy of %s", filepath.Join(out, kit.KeyFile), keyFile)), nil
 }
 
 // writeNew writes a new file (mode 0600) and syncs it.
@@ -414,7 +434,9 @@ func runMerchantEvents(ctx context.Context, a *App, args []string) int {
 	case "replay":
 		switch {
 		case dead && len(ids) == 0:
+			start := time.Now()
 			replayed, err := handoff.ReplayDead(ctx, d, now)
+			auditCommand(ctx, a, d, now, "events replay --dead", err, fmt.Sprintf("%d event(s): %s", len(replayed), strings.Join(replayed, ",")), start)
 			if err != nil {
 				fmt.Fprintln(a.Stderr, "souk merchant events replay --dead:", err)
 				return 1
@@ -426,7 +448,10 @@ func runMerchantEvents(ctx context.Context, a *App, args []string) int {
 			return 0
 		case !dead && len(ids) > 0:
 			for _, id := range ids {
-				if err := handoff.Replay(ctx, d, now, id); err != nil {
+				start := time.Now()
+				err := handoff.Replay(ctx, d, now, id)
+				auditCommand(ctx, a, d, now, "events replay", err, "event "+id, start)
+				if err != nil {
 					fmt.Fprintln(a.Stderr, "souk merchant events replay:", err)
 					return 1
 				}
@@ -438,6 +463,14 @@ func runMerchantEvents(ctx context.Context, a *App, args []string) int {
 		return 2
 	}
 	return 2
+}
+
+// auditCommand records a management command in the merchant's audit log; a
+// record that cannot be written is said on stderr (the action stands).
+func auditCommand(ctx context.Context, a *App, d *db.DB, at time.Time, activity string, actErr error, message string, start time.Time) {
+	if err := merchant.AuditCommand(ctx, d, at, activity, actErr, message, time.Since(start)); err != nil {
+		fmt.Fprintf(a.Stderr, "souk merchant %s: the audit record was not written: %v\n", activity, err)
+	}
 }
 
 func printEvents(w io.Writer, evs []handoff.Stored, asJSON bool) {
@@ -578,12 +611,18 @@ func runMerchantPublicKey(ctx context.Context, a *App, args []string) int {
 			fmt.Fprintln(a.Stderr, "souk merchant public-key: database:", err)
 			return 1
 		}
-		old, err := kit.AdoptKey(ctx, d, clock.Real{}.Now(), priv)
+		now, start := clock.Real{}.Now(), time.Now()
+		old, err := kit.AdoptKey(ctx, d, now, priv)
+		fp, _ := kit.Fingerprint(priv)
+		msg := fmt.Sprintf("kit key %.16s… recorded", fp)
+		if old != "" {
+			msg += fmt.Sprintf(", replacing %.16s…", old)
+		}
+		auditCommand(ctx, a, d, now, "public-key --adopt", err, msg, start)
 		if err != nil {
 			fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
 			return 1
 		}
-		fp, _ := kit.Fingerprint(priv)
 		if old != "" {
 			fmt.Fprintf(a.Stderr, "recorded key %.16s… in %s, replacing %.16s…: upload the public key below in Seller Center\n", fp, where, old)
 		} else {

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
 )
 
@@ -236,6 +237,17 @@ func TestMerchantReplicasShareTheKitKey(t *testing.T) {
 	if code := runMerchant(context.Background(), a, []string{"public-key", "--data", dirB, "--db", shared, "--adopt"}); code != 0 || !strings.Contains(errb.String(), "replacing") {
 		t.Fatalf("public-key --adopt: exit %d: %s", code, errb.String())
 	}
+	var audited int
+	if err := func() error {
+		d, err := db.Open(context.Background(), shared)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return d.QueryRow(context.Background(), `SELECT COUNT(*) FROM audit_log WHERE source = 'cli' AND activity = 'public-key --adopt' AND result_code = 'ok' AND message LIKE '%replacing%'`).Scan(&audited)
+	}(); err != nil || audited != 1 {
+		t.Errorf("adopt audit records: %d, %v", audited, err)
+	}
 	a, plain, _ := testApp(nil)
 	if runMerchant(context.Background(), a, []string{"public-key", "--data", dirB}); plain.String() != out.String() || out.Len() < 500 {
 		t.Fatalf("--adopt printed %q, the key is %q", out.String(), plain.String())
@@ -291,6 +303,17 @@ func TestMerchantBackup(t *testing.T) {
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v %v", f, st, err)
 		}
+	}
+	live, err := db.Open(context.Background(), filepath.Join(data, "merchant.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audited int
+	err = live.QueryRow(context.Background(), `SELECT COUNT(*) FROM audit_log WHERE source = 'cli' AND activity = 'backup' AND result_code = 'ok' AND message LIKE $1`,
+		"%"+out+"%integrity ok%").Scan(&audited)
+	live.Close()
+	if err != nil || audited != 1 {
+		t.Errorf("backup audit records: %d, %v", audited, err)
 	}
 	orig, _ := os.ReadFile(filepath.Join(data, "kit-rsa-key.pem"))
 	if cp, _ := os.ReadFile(filepath.Join(out, "kit-rsa-key.pem")); !bytes.Equal(orig, cp) {

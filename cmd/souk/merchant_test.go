@@ -106,6 +106,18 @@ func TestMerchantServeAndEvents(t *testing.T) {
 	if code := runMerchant(context.Background(), a, []string{"events", "replay", "evt_unknown", "--data", dir}); code != 1 || !strings.Contains(errb.String(), "no such event") {
 		t.Fatalf("replay unknown: %d %q", code, errb.String())
 	}
+	// Each command left its audit record, the failure with its error.
+	for _, want := range []struct{ activity, result, message string }{
+		{"events replay --dead", "ok", "1 event(s): " + id},
+		{"events replay", "ok", "event " + id},
+		{"events replay", "error", "event evt_unknown: %no such event%"},
+	} {
+		var n int
+		if err := d.QueryRow(context.Background(), `SELECT COUNT(*) FROM audit_log WHERE source = 'cli' AND activity = $1 AND result_code = $2
+			AND message LIKE $3 AND remote LIKE '%@%'`, want.activity, want.result, want.message).Scan(&n); err != nil || n != 1 {
+			t.Errorf("audit records of %q %s %q: %d, %v", want.activity, want.result, want.message, n, err)
+		}
+	}
 }
 
 func TestMerchantEventsHelp(t *testing.T) {
