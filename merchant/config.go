@@ -46,6 +46,8 @@ type Config struct {
 	// WebhookURL and WebhookSecret: the vendor app's event endpoint. Without
 	// a URL (and without a Provisioner) real events are recorded as delivered
 	// to nobody and the app completes instances through the management API.
+	// WebhookSecret may list several secrets, comma-separated, while it is
+	// rotated: each signs every webhook.
 	WebhookURL    string
 	WebhookSecret string
 	// SandboxWebhookURL receives sandbox (testFlag "1") events; empty → souk

@@ -177,6 +177,28 @@ func TestEncryptedCredentials(t *testing.T) {
 	}
 }
 
+// A merchant configured with two webhook secrets (a rotation) signs with
+// both: the app, still on the old one, verifies every delivery.
+func TestWebhookSecretRotation(t *testing.T) {
+	e := newEnv(t, "sqlite", func(c *Config, _ *Deps) { c.WebhookSecret = "the-new-secret," + testSecret })
+	e.market.addOrder("ROT", "ROT-000001", ChargingPeriod, "prod-1", "sku")
+	if r := e.call(newInstanceBody("ROT", "ROT-000001", "biz-rot", false)); r.ResultCode != kg.CodeSuccess {
+		t.Fatalf("newInstance: %s", r.raw)
+	}
+	if n := e.app.badSig.Load(); n != 0 {
+		t.Fatalf("%d deliveries refused by the app on the old secret", n)
+	}
+	var sig string
+	e.app.mu.Lock()
+	if n := len(e.app.sigs); n > 0 {
+		sig = e.app.sigs[n-1]
+	}
+	e.app.mu.Unlock()
+	if strings.Count(sig, ",v1=") != 2 {
+		t.Fatalf("Souk-Signature %q: want one v1 per secret", sig)
+	}
+}
+
 func TestWebhookSignature(t *testing.T) {
 	now := time.Unix(1700000000, 0)
 	body := []byte(`{"id":"evt_1"}`)
@@ -206,6 +228,15 @@ func TestWebhookSignature(t *testing.T) {
 		{"no v1", []string{"s3cret"}, "t=1700000000", body, now, false},
 		{"garbage", []string{"s3cret"}, "garbage", body, now, false},
 		{"bad t", []string{"s3cret"}, "t=abc,v1=00", body, now, false},
+		{"rotating sender, receiver on the new secret", []string{"new"}, handoff.SignAll([]string{"new", "s3cret"}, now, body), body, now, true},
+		{"rotating sender, receiver on the old secret", []string{"s3cret"}, handoff.SignAll([]string{"new", "s3cret"}, now, body), body, now, true},
+		{"rotating sender, receiver on neither", []string{"other"}, handoff.SignAll([]string{"new", "s3cret"}, now, body), body, now, false},
+	}
+	if got := handoff.SignAll([]string{"s3cret"}, now, body); got != h {
+		t.Errorf("SignAll with one secret = %q, want Sign's %q", got, h)
+	}
+	if got := handoff.SignAll([]string{"a", "b"}, now, body); strings.Count(got, ",v1=") != 2 || !strings.HasPrefix(got, "t=1700000000,v1=") {
+		t.Errorf("SignAll with two secrets = %q", got)
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

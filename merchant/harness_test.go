@@ -149,6 +149,7 @@ type fakeApp struct {
 	mu     sync.Mutex
 	events []handoff.Envelope
 	ids    []string     // Souk-Event-Id of every delivery
+	sigs   []string     // Souk-Signature of every delivery
 	status atomic.Int64 // HTTP status to answer (0 → 200)
 	delay  atomic.Int64 // ns
 	refuse atomic.Bool  // refuse change checks
@@ -178,6 +179,7 @@ func (a *fakeApp) serve(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	a.events = append(a.events, env)
 	a.ids = append(a.ids, r.Header.Get(handoff.HeaderEventID))
+	a.sigs = append(a.sigs, r.Header.Get(handoff.HeaderSignature))
 	a.mu.Unlock()
 	if d := a.delay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))

@@ -97,11 +97,10 @@ func (m *Merchant) targetFor(client *http.Client) func(ev *handoff.Stored) hando
 	case m.prov != nil:
 		real = provisionerTarget{m.prov}
 	case m.cfg.WebhookURL != "":
-		real = &handoff.Webhook{URL: m.cfg.WebhookURL, Secret: m.cfg.WebhookSecret, Client: client, Clock: m.clock}
+		real = &handoff.Webhook{URL: m.cfg.WebhookURL, Secrets: SplitKeys(m.cfg.WebhookSecret), Client: client, Clock: m.clock}
 	}
 	if m.cfg.SandboxWebhookURL != "" {
-		secret := m.cfg.WebhookSecret
-		sandbox = &handoff.Webhook{URL: m.cfg.SandboxWebhookURL, Secret: secret, Client: client, Clock: m.clock}
+		sandbox = &handoff.Webhook{URL: m.cfg.SandboxWebhookURL, Secrets: SplitKeys(m.cfg.WebhookSecret), Client: client, Clock: m.clock}
 	} else {
 		sandbox = sandboxTarget{m}
 	}

@@ -47,10 +47,10 @@ const MaxAnswer = 1 << 20
 
 // Webhook delivers events by HTTP POST, signed with Secret.
 type Webhook struct {
-	URL    string
-	Secret string
-	Client *http.Client // nil → a client with a 10 s timeout
-	Clock  clock.Clock  // for the signature timestamp; nil → real clock
+	URL     string
+	Secrets []string     // each signs the body (SignAll); several while the secret is rotated
+	Client  *http.Client // nil → a client with a 10 s timeout
+	Clock   clock.Clock  // for the signature timestamp; nil → real clock
 }
 
 // Name implements Target.
@@ -74,7 +74,7 @@ func (w *Webhook) Deliver(ctx context.Context, ev *Stored, attempt int) ([]byte,
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "souk-merchant")
-	req.Header.Set(HeaderSignature, Sign(w.Secret, now, body))
+	req.Header.Set(HeaderSignature, SignAll(w.Secrets, now, body))
 	req.Header.Set(HeaderEventID, ev.ID)
 	req.Header.Set(HeaderEventType, ev.Type)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))

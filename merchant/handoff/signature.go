@@ -27,8 +27,20 @@ var ErrSignature = errors.New("handoff: bad webhook signature")
 
 // Sign returns the Souk-Signature header value for body sent at t.
 func Sign(secret string, t time.Time, body []byte) string {
+	return SignAll([]string{secret}, t, body)
+}
+
+// SignAll signs body with each of secrets, in order: one v1 entry each
+// ("t=…,v1=…,v1=…"). While the webhook secret is rotated, a receiver that
+// holds either secret finds its signature among them.
+func SignAll(secrets []string, t time.Time, body []byte) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
-	return "t=" + ts + ",v1=" + mac(secret, ts, body)
+	var b strings.Builder
+	b.WriteString("t=" + ts)
+	for _, s := range secrets {
+		b.WriteString(",v1=" + mac(s, ts, body))
+	}
+	return b.String()
 }
 
 func mac(secret, ts string, body []byte) string {

@@ -25,13 +25,16 @@ import (
 )
 
 // verify checks a Souk-Signature header: t=<unix>,v1=<hex HMAC-SHA256(secret, t + "." + body)>.
+// While souk's secret is rotated the header carries one v1 per secret: any
+// of them may be ours.
 func verify(secret, header string, body []byte, now time.Time) bool {
-	var ts, sig string
+	var ts string
+	var sigs []string
 	for _, part := range strings.Split(header, ",") {
 		if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok && k == "t" {
 			ts = v
 		} else if ok && k == "v1" {
-			sig = v
+			sigs = append(sigs, strings.ToLower(v))
 		}
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
@@ -40,7 +43,13 @@ func verify(secret, header string, body []byte, now time.Time) bool {
 	}
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte(ts + "." + string(body)))
-	return hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))), []byte(strings.ToLower(sig)))
+	want := []byte(hex.EncodeToString(mac.Sum(nil)))
+	for _, sig := range sigs {
+		if hmac.Equal(want, []byte(sig)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Config of the example app.

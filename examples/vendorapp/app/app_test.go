@@ -175,6 +175,10 @@ func TestVerifyRejectsForgeries(t *testing.T) {
 		"wrong secret": {handoff.Sign("other", now, body), 401},
 		"stale":        {handoff.Sign(secret, now.Add(-time.Hour), body), 401},
 		"missing":      {"", 401},
+		// souk rotating its secret signs with both, in either order.
+		"ours first of two":  {handoff.SignAll([]string{secret, "next"}, now, body), 200},
+		"ours second of two": {handoff.SignAll([]string{"next", secret}, now, body), 200},
+		"neither of two":     {handoff.SignAll([]string{"next", "other"}, now, body), 401},
 	}
 	for name, c := range cases {
 		if got := post(c.sig); got != c.want {
