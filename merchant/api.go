@@ -2,7 +2,6 @@ package merchant
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/internal/bearer"
 	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant/handoff"
 )
@@ -141,9 +141,7 @@ func (m *Merchant) authorize(r *http.Request) error {
 	if m.cfg.AdminToken == "" {
 		return &apiError{Status: http.StatusServiceUnavailable, Msg: "management API disabled: set SOUK_ADMIN_TOKEN"}
 	}
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(m.cfg.AdminToken)) != 1 {
+	if !bearer.Match(r.Header.Get("Authorization"), bearer.Tokens(m.cfg.AdminToken)) {
 		return &apiError{Status: http.StatusUnauthorized, Msg: "missing or wrong bearer token"}
 	}
 	return nil

@@ -157,6 +157,25 @@ func TestManagementAPIDisabledWithoutToken(t *testing.T) {
 	}
 }
 
+// While the admin token is rotated (SOUK_ADMIN_TOKEN=new,old) both are
+// accepted; neither list nor a stranger is.
+func TestManagementAPITokenRotation(t *testing.T) {
+	e := newEnv(t, "sqlite", func(c *Config, _ *Deps) { c.AdminToken = "the-next-token, " + testAdmin })
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{
+		{testAdmin, 200},
+		{"the-next-token", 200},
+		{"the-next-token, " + testAdmin, 401},
+		{"stranger", 401},
+	} {
+		if code, _ := e.api("GET", "/api/v1/events", nil, tc.token); code != tc.want {
+			t.Errorf("token %q: HTTP %d, want %d", tc.token, code, tc.want)
+		}
+	}
+}
+
 // A merchant with no vendor app says at start how instances get their
 // appInfo, and warns when nothing can complete them.
 func TestStartupSaysWhoCompletesInstances(t *testing.T) {

@@ -1,12 +1,12 @@
 package kit
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
+
+	"github.com/soukhq/souk/internal/bearer"
 )
 
 // APIHandler serves the vendor application's read API over the directory:
@@ -28,9 +28,7 @@ func (s *Service) APIHandler() http.Handler {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "the directory API is disabled (no API token configured)"})
 			return
 		}
-		auth := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.APIToken)) != 1 {
+		if !bearer.Match(r.Header.Get("Authorization"), bearer.Tokens(s.cfg.APIToken)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="souk"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 			return

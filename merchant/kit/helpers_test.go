@@ -43,7 +43,7 @@ func newFixture(t *testing.T, backend string) *fixture {
 	t.Helper()
 	d := dbtest.OpenMigrated(t, backend, jobs.Migrate, handoff.Migrate, Migrate)
 	f := &fixture{t: t, db: d, clk: clock.NewVirtual(epoch), reg: prometheus.NewRegistry()}
-	f.svc = New(Config{Keys: []string{testKey, "old-rotated-key"}, PrivateKey: testkeys.RSA3072(t), APIToken: "api-token"},
+	f.svc = New(Config{Keys: []string{testKey, "old-rotated-key"}, PrivateKey: testkeys.RSA3072(t), APIToken: "api-token, next-api-token"},
 		Deps{DB: d, Clock: f.clk, Registerer: f.reg})
 	mux := http.NewServeMux()
 	mux.Handle("/isv/produceAPI/v2/", http.StripPrefix("/isv", f.svc.Handler()))

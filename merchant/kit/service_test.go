@@ -502,6 +502,13 @@ func TestReadAPI(t *testing.T) {
 		if c := get("/api/v1/tenants/nope", "api-token", nil); c != http.StatusNotFound {
 			t.Fatalf("unknown tenant: %d", c)
 		}
+		// The second token of a rotation ("api-token, next-api-token") is accepted too.
+		if c := get("/api/v1/tenants/t-1", "next-api-token", nil); c != http.StatusOK {
+			t.Fatalf("the rotated-in token: %d", c)
+		}
+		if c := get("/api/v1/tenants/t-1", "api-token, next-api-token", nil); c != http.StatusUnauthorized {
+			t.Fatalf("the whole list as a token: %d", c)
+		}
 	})
 }
 
