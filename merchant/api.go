@@ -23,14 +23,19 @@ import (
 // maxAPIBody caps management API bodies.
 const maxAPIBody = 1 << 20
 
-func (m *Merchant) routes() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc(m.cfg.BasePath, m.serveKG)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+// routes builds the merchant's handlers: everything on one mux (Handler),
+// and the same routes split between the public side (the production
+// address, the kit sync interfaces, single sign-on) and the admin side (the
+// management and directory APIs, /metrics), for a separate admin listener.
+// /healthz and /readyz answer on both.
+func (m *Merchant) routes() {
+	m.all, m.public, m.admin = http.NewServeMux(), http.NewServeMux(), http.NewServeMux()
+	m.route(sidePublic, m.cfg.BasePath, http.HandlerFunc(m.serveKG))
+	m.route(sideBoth, "GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	m.route(sideBoth, "GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -41,11 +46,11 @@ func (m *Merchant) routes() *http.ServeMux {
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry}))
+	}))
+	m.route(sideAdmin, "GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry}))
 
 	api := func(pattern, route string, h func(r *http.Request, e *auditEntry) (int, any, error)) {
-		mux.HandleFunc(pattern, m.serveAPI(route, h))
+		m.route(sideAdmin, pattern, m.serveAPI(route, h))
 	}
 	api("GET /api/v1/instances/{id}", "instance", m.apiGetInstance)
 	api("POST /api/v1/instances/{id}/appinfo", "appinfo", m.apiSetAppInfo)
@@ -54,14 +59,37 @@ func (m *Merchant) routes() *http.ServeMux {
 	api("GET /api/v1/events/{id}", "event", m.apiGetEvent)
 	api("POST /api/v1/events/{id}/replay", "replay", m.apiReplayEvent)
 	api("POST /api/v1/events/replay-dead", "replay-dead", m.apiReplayDead)
-	m.mux = mux
-	return mux
 }
 
-// Handle mounts another handler on the merchant's mux (e.g. the kit sync
-// interfaces under the production address); its calls are audited.
+type side int
+
+const (
+	sidePublic side = iota
+	sideAdmin
+	sideBoth
+)
+
+func (m *Merchant) route(s side, pattern string, h http.Handler) {
+	m.all.Handle(pattern, h)
+	if s != sideAdmin {
+		m.public.Handle(pattern, h)
+	}
+	if s != sidePublic {
+		m.admin.Handle(pattern, h)
+	}
+}
+
+// Handle mounts another handler on the public side (e.g. the kit sync
+// interfaces under the production address, single sign-on); its calls are
+// audited.
 func (m *Merchant) Handle(pattern string, h http.Handler) {
-	m.mux.Handle(pattern, m.audited(pattern, h))
+	m.route(sidePublic, pattern, m.audited(pattern, h))
+}
+
+// HandleAdmin mounts another handler on the admin side (e.g. the kit
+// directory API); its calls are audited.
+func (m *Merchant) HandleAdmin(pattern string, h http.Handler) {
+	m.route(sideAdmin, pattern, m.audited(pattern, h))
 }
 
 // apiError is a management API failure with its HTTP status.

@@ -69,8 +69,9 @@ type Merchant struct {
 	runner     *jobs.Runner
 	registry   *prometheus.Registry
 	metrics    *metrics
-	handler    http.Handler
-	mux        *http.ServeMux
+	all        *http.ServeMux // every route (Handler)
+	public     *http.ServeMux // the public side (PublicHandler)
+	admin      *http.ServeMux // the admin side (AdminHandler)
 
 	mu       sync.Mutex
 	handlers map[string]jobs.Handler
@@ -140,7 +141,7 @@ func New(cfg Config, deps Deps) (*Merchant, error) {
 		JobOrder:        m.handleOrderJob,
 		JobUsagePush:    m.handleUsagePush,
 	}
-	m.handler = m.routes()
+	m.routes()
 	m.warnNoHandOff()
 	return m, nil
 }
@@ -167,7 +168,17 @@ func (m *Merchant) Registry() *prometheus.Registry { return m.registry }
 
 // Handler serves the production address, the management API, /healthz,
 // /readyz and /metrics.
-func (m *Merchant) Handler() http.Handler { return m.handler }
+func (m *Merchant) Handler() http.Handler { return m.all }
+
+// PublicHandler serves the public side alone: the production address (and
+// what Handle mounts: kit sync interfaces, single sign-on), /healthz and
+// /readyz. With AdminHandler, for a merchant whose management API and metrics
+// listen apart (`--admin-listen`).
+func (m *Merchant) PublicHandler() http.Handler { return m.public }
+
+// AdminHandler serves the admin side alone: the management API (and what
+// HandleAdmin mounts: the kit directory API), /metrics, /healthz and /readyz.
+func (m *Merchant) AdminHandler() http.Handler { return m.admin }
 
 // Deliverer is the hand-off deliverer (for tools and tests).
 func (m *Merchant) Deliverer() *handoff.Deliverer { return m.deliver }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +255,57 @@ func TestSandboxUsageNotPushed(t *testing.T) {
 	q := e.call(map[string]string{"activity": "queryInstance", "instanceId": r.InstanceID, "testFlag": "1"})
 	if q.Info[0].UsageInfo[0].UsageValue != "2" {
 		t.Fatalf("sandbox usageInfo: %s", q.raw)
+	}
+}
+
+// The public and admin sides split the routes: the production address on
+// one, the management API and metrics on the other, health on both; Handler
+// serves them all.
+func TestHandlerSides(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	pub := httptest.NewServer(e.m.PublicHandler())
+	defer pub.Close()
+	adm := httptest.NewServer(e.m.AdminHandler())
+	defer adm.Close()
+	get := func(base, path string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+testAdmin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	post := func(base string) int {
+		t.Helper()
+		resp, err := http.Post(base+"/koogallery", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name          string
+		code          func(base string) int
+		pub, adm, all int
+	}{
+		{"production address", post, 200, 404, 200},
+		{"management API", func(b string) int { return get(b, "/api/v1/events") }, 404, 200, 200},
+		{"metrics", func(b string) int { return get(b, "/metrics") }, 404, 200, 200},
+		{"healthz", func(b string) int { return get(b, "/healthz") }, 200, 200, 200},
+		{"readyz", func(b string) int { return get(b, "/readyz") }, 200, 200, 200},
+	} {
+		if got := tc.code(pub.URL); got != tc.pub {
+			t.Errorf("%s on the public side: HTTP %d, want %d", tc.name, got, tc.pub)
+		}
+		if got := tc.code(adm.URL); got != tc.adm {
+			t.Errorf("%s on the admin side: HTTP %d, want %d", tc.name, got, tc.adm)
+		}
+		if got := tc.code(e.srv.URL); got != tc.all {
+			t.Errorf("%s on Handler: HTTP %d, want %d", tc.name, got, tc.all)
+		}
 	}
 }

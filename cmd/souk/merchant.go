@@ -210,13 +210,14 @@ func writeNew(path string, b []byte) error {
 func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	s := a.NewSettings("merchant")
 	var (
-		listen, keys, generalKeys, encProducts, proxies, tlsCert, tlsKey, logLevel, logFormat string
-		maxBody                                                                               int
-		dbo                                                                                   dbOptions
-		cfg                                                                                   merchant.Config
-		joint                                                                                 jointOptions
+		listen, adminListen, keys, generalKeys, encProducts, proxies, tlsCert, tlsKey, logLevel, logFormat string
+		maxBody                                                                                            int
+		dbo                                                                                                dbOptions
+		cfg                                                                                                merchant.Config
+		joint                                                                                              jointOptions
 	)
 	s.String(&listen, "listen", ":8080", "listen address")
+	s.String(&adminListen, "admin-listen", "", "serve the management API and /metrics on this address instead (plain HTTP; loopback or an internal network), not on --listen")
 	dbo.declare(s)
 	s.Secret(&keys, "access-key", "KooGallery access key(s) bound to the basic interfaces, comma-separated during a rotation")
 	s.Secret(&generalKeys, "general-key", "KooGallery general (通用接口) key(s) verifying orderNotify, comma-separated during a rotation; empty: the access keys verify it")
@@ -309,31 +310,47 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 			Help: "Expiry (Unix time) of the TLS certificate being served; the files are read again every 10 s."},
 			func() float64 { return float64(certs.NotAfter().Unix()) }))
 	}
-	if err := serveMerchant(ctx, log, m, listen, certs, where); err != nil {
+	if err := serveMerchant(ctx, log, m, listen, adminListen, certs, where); err != nil {
 		log.Error("merchant stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, listen string, certs *tlscert.Reloader, where string) error {
+// serveMerchant serves the merchant on listen (TLS with certs) until ctx
+// ends or a server fails. With adminListen, the management API and /metrics
+// are served there (plain HTTP: bind it to loopback or an internal network)
+// and no longer on listen.
+func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, listen, adminListen string, certs *tlscert.Reloader, where string) error {
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
 	}
-	srv := &http.Server{
-		Handler:           m.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	srv := newServer(m.Handler())
+	var adminLn net.Listener
+	var adminSrv *http.Server
+	if adminListen != "" {
+		if adminLn, err = net.Listen("tcp", adminListen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("admin listen %s: %w", adminListen, err)
+		}
+		srv.Handler, adminSrv = m.PublicHandler(), newServer(m.AdminHandler())
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- m.Run(ctx) }()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() {
 		if certs != nil {
 			srv.TLSConfig = &tls.Config{GetCertificate: certs.GetCertificate}
@@ -342,6 +359,10 @@ func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, 
 			serveErr <- srv.Serve(ln)
 		}
 	}()
+	if adminSrv != nil {
+		go func() { serveErr <- adminSrv.Serve(adminLn) }()
+		log.Info("souk merchant admin side listening (management API, /metrics)", "addr", adminLn.Addr().String())
+	}
 	log.Info("souk merchant listening", "addr", ln.Addr().String(), "tls", certs != nil, "basePath", m.Config().BasePath, "db", where)
 	var err2 error
 	ran := false
@@ -354,6 +375,9 @@ func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, 
 	shutdown, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	_ = srv.Shutdown(shutdown)
+	if adminSrv != nil {
+		_ = adminSrv.Shutdown(shutdown)
+	}
 	cancel()
 	if !ran {
 		// The background work stops with ctx: wait for it (a job in
@@ -549,7 +573,7 @@ func (o *jointOptions) mount(ctx context.Context, m *merchant.Merchant, d *db.DB
 	base := strings.TrimRight(cfg.BasePath, "/")
 	if o.kitKeys != "" {
 		m.Handle(base+"/produceAPI/v2/", http.StripPrefix(base, k.Handler()))
-		m.Handle("/api/v1/tenants/", k.APIHandler())
+		m.HandleAdmin("/api/v1/tenants/", k.APIHandler())
 		log.Info("kit sync interfaces enabled", "path", base+"/produceAPI/v2/")
 	}
 	if o.ssoBaseURL == "" {

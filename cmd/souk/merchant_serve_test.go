@@ -345,3 +345,70 @@ func TestMerchantBackup(t *testing.T) {
 		t.Errorf("backup of PostgreSQL: exit %d: %s", code, stderr.String())
 	}
 }
+
+// With --admin-listen, the management API, the kit directory API and
+// /metrics answer there and not on --listen; the production address, the
+// kit sync interfaces and health stay on --listen.
+func TestMerchantAdminListen(t *testing.T) {
+	dir := t.TempDir()
+	addr, adminAddr := freePort(t), freePort(t)
+	a, _, errb := testApp(map[string]string{"SOUK_ACCESS_KEY": "k1", "SOUK_KIT_KEY": "kit-key-1", "SOUK_ADMIN_TOKEN": "adm"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- runMerchant(ctx, a, []string{"--listen", addr, "--admin-listen", adminAddr, "--data", dir, "--log-format", "text"})
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d: %s", code, errb.String())
+		}
+	}()
+	for i := 0; ; i++ {
+		if resp, err := http.Get("http://" + adminAddr + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i == 200 {
+			t.Fatalf("admin side did not start: %s", errb.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	// call answers the HTTP status and whether the body is JSON (an answer of
+	// souk's, not the mux's "404 page not found").
+	call := func(method, url string) (int, bool) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer adm")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json")
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		public, admin      int // statuses; 0: souk's JSON 404 (an unknown tenant)
+	}{
+		{"production address", "POST", "/koogallery", 200, 404},
+		{"kit sync", "POST", "/koogallery/produceAPI/v2/tenantSync", 200, 404},
+		{"management API", "GET", "/api/v1/events", 404, 200},
+		{"kit directory API", "GET", "/api/v1/tenants/nobody", 404, 0},
+		{"metrics", "GET", "/metrics", 404, 200},
+		{"healthz", "GET", "/healthz", 200, 200},
+	} {
+		for _, side := range []struct {
+			name, base string
+			want       int
+		}{{"public", "http://" + addr, tc.public}, {"admin", "http://" + adminAddr, tc.admin}} {
+			status, isJSON := call(tc.method, side.base+tc.path)
+			switch {
+			case side.want == 0 && (status != 404 || !isJSON):
+				t.Errorf("%s on the %s side: HTTP %d (JSON %v), want the directory's JSON 404", tc.name, side.name, status, isJSON)
+			case side.want != 0 && status != side.want:
+				t.Errorf("%s on the %s side: HTTP %d, want %d", tc.name, side.name, status, side.want)
+			}
+		}
+	}
+}
