@@ -28,7 +28,7 @@ const (
 )
 
 // server is an HTTP server on a loopback port with the settings of
-// `souk merchant` (cmd/souk/merchant.go).
+// `souk merchant` (merchant.NewHTTPServer).
 type server struct {
 	srv *http.Server
 	ln  net.Listener
@@ -39,14 +39,7 @@ func startServer(h http.Handler, log *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: listen: %w", err)
 	}
-	s := &server{ln: ln, srv: &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}}
+	s := &server{ln: ln, srv: merchant.NewHTTPServer(h, log)}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
 }

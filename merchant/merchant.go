@@ -366,3 +366,17 @@ func (m *Merchant) Close() error {
 	}
 	return nil
 }
+
+// NewHTTPServer is the HTTP server `souk merchant` serves h with (and the
+// one `souk bench` measures): header, body and idle timeouts well above
+// KooGallery's 5 s calls, and the server's own errors logged as warnings.
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}

@@ -322,21 +322,11 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 // are served there (plain HTTP: bind it to loopback or an internal network)
 // and no longer on listen.
 func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, listen, adminListen string, certs *tlscert.Reloader, where string) error {
-	newServer := func(h http.Handler) *http.Server {
-		return &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
 	}
-	srv := newServer(m.Handler())
+	srv := merchant.NewHTTPServer(m.Handler(), log)
 	var adminLn net.Listener
 	var adminSrv *http.Server
 	if adminListen != "" {
@@ -344,7 +334,7 @@ func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, 
 			_ = ln.Close()
 			return fmt.Errorf("admin listen %s: %w", adminListen, err)
 		}
-		srv.Handler, adminSrv = m.PublicHandler(), newServer(m.AdminHandler())
+		srv.Handler, adminSrv = m.PublicHandler(), merchant.NewHTTPServer(m.AdminHandler(), log)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

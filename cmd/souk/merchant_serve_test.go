@@ -265,29 +265,8 @@ func TestMerchantReplicasShareTheKitKey(t *testing.T) {
 func TestMerchantBackup(t *testing.T) {
 	data := t.TempDir()
 	env := map[string]string{"SOUK_ACCESS_KEY": "k1", "SOUK_KIT_KEY": "kit-key-1"}
-	a, _, errb := testApp(env)
 	addr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- runMerchant(ctx, a, []string{"--listen", addr, "--data", data, "--log-format", "text"})
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("merchant exit %d: %s", code, errb.String())
-		}
-	}()
-	for i := 0; ; i++ {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i == 200 {
-			t.Fatalf("merchant did not start: %s", errb.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	runningMerchant(t, env, "http://"+addr+"/healthz", "--listen", addr, "--data", data)
 	out := filepath.Join(t.TempDir(), "backup")
 	b, stdout, stderr := testApp(nil)
 	if code := runMerchant(context.Background(), b, []string{"backup", "--data", data, "--out", out}); code != 0 {
@@ -352,28 +331,8 @@ func TestMerchantBackup(t *testing.T) {
 func TestMerchantAdminListen(t *testing.T) {
 	dir := t.TempDir()
 	addr, adminAddr := freePort(t), freePort(t)
-	a, _, errb := testApp(map[string]string{"SOUK_ACCESS_KEY": "k1", "SOUK_KIT_KEY": "kit-key-1", "SOUK_ADMIN_TOKEN": "adm"})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- runMerchant(ctx, a, []string{"--listen", addr, "--admin-listen", adminAddr, "--data", dir, "--log-format", "text"})
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("exit %d: %s", code, errb.String())
-		}
-	}()
-	for i := 0; ; i++ {
-		if resp, err := http.Get("http://" + adminAddr + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i == 200 {
-			t.Fatalf("admin side did not start: %s", errb.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	runningMerchant(t, map[string]string{"SOUK_ACCESS_KEY": "k1", "SOUK_KIT_KEY": "kit-key-1", "SOUK_ADMIN_TOKEN": "adm"},
+		"http://"+adminAddr+"/healthz", "--listen", addr, "--admin-listen", adminAddr, "--data", dir)
 	// call answers the HTTP status and whether the body is JSON (an answer of
 	// souk's, not the mux's "404 page not found").
 	call := func(method, url string) (int, bool) {
@@ -410,5 +369,37 @@ func TestMerchantAdminListen(t *testing.T) {
 				t.Errorf("%s on the %s side: HTTP %d, want %d", tc.name, side.name, status, side.want)
 			}
 		}
+	}
+}
+
+// runningMerchant runs `souk merchant args…` until the test ends, once
+// health (a URL) answers; at cleanup it stops it and expects exit 0.
+func runningMerchant(t *testing.T, env map[string]string, health string, args ...string) {
+	t.Helper()
+	a, _, errb := testApp(env)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- runMerchant(ctx, a, append(args, "--log-format", "text")) }()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("merchant exit %d: %s", code, errb.String())
+		}
+	})
+	for i := 0; ; i++ {
+		if resp, err := http.Get(health); err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("merchant exited %d before answering %s: %s", code, health, errb.String())
+		default:
+		}
+		if i == 200 {
+			t.Fatalf("merchant did not answer %s: %s", health, errb.String())
+		}
+		time.Sleep(25 * time.Millisecond)
 	}
 }
