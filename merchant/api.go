@@ -169,7 +169,7 @@ func (m *Merchant) authorize(r *http.Request) error {
 	if m.cfg.AdminToken == "" {
 		return &apiError{Status: http.StatusServiceUnavailable, Msg: "management API disabled: set SOUK_ADMIN_TOKEN"}
 	}
-	if !bearer.Match(r.Header.Get("Authorization"), bearer.Tokens(m.cfg.AdminToken)) {
+	if !bearer.Match(r.Header.Get("Authorization"), SplitKeys(m.cfg.AdminToken)) {
 		return &apiError{Status: http.StatusUnauthorized, Msg: "missing or wrong bearer token"}
 	}
 	return nil

@@ -9,18 +9,6 @@ import (
 	"strings"
 )
 
-// Tokens splits a configured list ("new,old"), trimming spaces and dropping
-// empty entries.
-func Tokens(s string) []string {
-	var out []string
-	for t := range strings.SplitSeq(s, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 // Match reports whether header (an Authorization value) bears one of tokens.
 // Every token is compared, each through its SHA-256, so that the time taken
 // tells neither which token matched nor how long they are.

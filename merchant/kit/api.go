@@ -28,7 +28,7 @@ func (s *Service) APIHandler() http.Handler {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "the directory API is disabled (no API token configured)"})
 			return
 		}
-		if !bearer.Match(r.Header.Get("Authorization"), bearer.Tokens(s.cfg.APIToken)) {
+		if !bearer.Match(r.Header.Get("Authorization"), ParseKeys(s.cfg.APIToken)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="souk"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 			return
