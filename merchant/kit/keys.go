@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -204,22 +203,6 @@ func PublicKeyBase64(priv *rsa.PrivateKey) (string, error) {
 		return "", errors.New("kit: no private key")
 	}
 	return kg.PublicKeyBase64(&priv.PublicKey)
-}
-
-// PrintPublicKey ensures the key pair in dataDir (generating it on first use)
-// and writes the public key, as Seller Center asks for it, on one line to w.
-// It is `souk merchant public-key --data DIR`.
-func PrintPublicKey(w io.Writer, dataDir string) error {
-	k, err := EnsureKeyPair(dataDir)
-	if err != nil {
-		return err
-	}
-	pub, err := PublicKeyBase64(k)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(w, pub)
-	return err
 }
 
 // ParseKeys splits a comma-separated key list (SOUK_KIT_KEY), trimming
