@@ -77,6 +77,21 @@ const (
 // SQLite is opened with WAL, synchronous=FULL, foreign_keys=on, a busy timeout and
 // immediate write transactions. Open pings the database before returning.
 func Open(ctx context.Context, dsn string) (*DB, error) {
+	return open(ctx, dsn, true)
+}
+
+// ErrNoDatabase is returned by OpenExisting when the SQLite file it is given
+// does not exist.
+var ErrNoDatabase = errors.New("no such database")
+
+// OpenExisting is Open for tools that read or repair a database made before:
+// a SQLite file that does not exist is an error wrapping ErrNoDatabase (Open
+// would create it, and its directory, empty). PostgreSQL is opened as by Open.
+func OpenExisting(ctx context.Context, dsn string) (*DB, error) {
+	return open(ctx, dsn, false)
+}
+
+func open(ctx context.Context, dsn string, create bool) (*DB, error) {
 	if dsn == "" {
 		return nil, errors.New("db: empty DSN")
 	}
@@ -87,7 +102,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if isPostgresDSN(dsn) {
 		d, err = openPostgres(dsn)
 	} else {
-		d, err = openSQLite(dsn)
+		d, err = openSQLite(dsn, create)
 	}
 	if err != nil {
 		return nil, err
@@ -97,6 +112,14 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("db: connect to %s: %w", Redact(dsn), err)
 	}
 	return d, nil
+}
+
+// DialectOf tells which backend Open would open dsn with, without opening it.
+func DialectOf(dsn string) Dialect {
+	if isPostgresDSN(dsn) {
+		return Postgres
+	}
+	return SQLite
 }
 
 func isPostgresDSN(dsn string) bool {
@@ -207,12 +230,24 @@ func sqliteDSN(dsn string) (string, error) {
 	return path + "?" + q.Encode(), nil
 }
 
-func openSQLite(dsn string) (*DB, error) {
+func openSQLite(dsn string, create bool) (*DB, error) {
 	full, err := sqliteDSN(dsn)
 	if err != nil {
 		return nil, err
 	}
 	path, _, _ := strings.Cut(full, "?")
+	if !create {
+		st, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("db: %s: %w", path, ErrNoDatabase)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("db: %w", err)
+		}
+		if st.IsDir() {
+			return nil, fmt.Errorf("db: %s is a directory, not a SQLite database file", path)
+		}
+	}
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("db: create directory for %s: %w", path, err)

@@ -1,6 +1,8 @@
 package db
 
 import (
+	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -73,5 +75,40 @@ func TestPgPoolParams(t *testing.T) {
 		if err != nil || got != tc.want || o != tc.maxOpen || i != tc.maxIdl {
 			t.Errorf("pgPoolParams(%q) = %q %d %d %v; want %q %d %d", tc.in, got, o, i, err, tc.want, tc.maxOpen, tc.maxIdl)
 		}
+	}
+}
+
+func TestOpenExisting(t *testing.T) {
+	dir := t.TempDir()
+	for _, dsn := range []string{dir + "/missing.db", "sqlite:" + dir + "/missing.db", dir + "/no/such/dir/x.db?_pragma=busy_timeout(5)"} {
+		if d, err := OpenExisting(t.Context(), dsn); !errors.Is(err, ErrNoDatabase) {
+			if d != nil {
+				d.Close()
+			}
+			t.Errorf("OpenExisting(%q): %v, want ErrNoDatabase", dsn, err)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("OpenExisting created %v", ents)
+	}
+	if _, err := OpenExisting(t.Context(), dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("OpenExisting(a directory): %v", err)
+	}
+	d, err := Open(t.Context(), dir+"/made.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(t.Context(), `CREATE TABLE x (a TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	d, err = OpenExisting(t.Context(), dir+"/made.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var n int
+	if err := d.QueryRow(t.Context(), `SELECT COUNT(*) FROM x`).Scan(&n); err != nil {
+		t.Fatalf("the existing database is not the one opened: %v", err)
 	}
 }

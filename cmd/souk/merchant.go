@@ -76,6 +76,36 @@ func (o *dbOptions) declare(s *Settings) {
 // sqliteFile is the name of the SQLite database in the data directory.
 const sqliteFile = "merchant.db"
 
+// openExisting opens, for a command that works on a merchant's store, the
+// database a merchant made before (and migrates it if asked). A data directory without
+// a database, a SQLite file that does not exist and a database no merchant
+// ever used are refused: a mistyped --data or --db must not open (and
+// create) an empty store that the command would then report on as if it
+// were the merchant's.
+func (o *dbOptions) openExisting(ctx context.Context, migrate bool) (*db.DB, string, error) {
+	dsn := o.dsn
+	if dsn == "" {
+		dsn = filepath.Join(o.data, sqliteFile)
+		if _, err := os.Stat(dsn); err != nil {
+			return nil, "", fmt.Errorf("no merchant database in data directory %s (is --data the directory souk merchant runs with?): %w", o.data, err)
+		}
+	}
+	d, err := db.OpenExisting(ctx, dsn)
+	if err != nil {
+		return nil, "", err
+	}
+	where := db.Redact(dsn)
+	applied, err := d.Applied(ctx, "merchant")
+	if err != nil || len(applied) == 0 {
+		_ = d.Close()
+		return nil, "", fmt.Errorf("%s holds no souk merchant database (no merchant migration recorded): check --db and --data", where)
+	}
+	if !migrate {
+		return d, where, nil
+	}
+	return o.migrated(ctx, d, where)
+}
+
 // openRaw opens the database without migrating it.
 func (o *dbOptions) openRaw(ctx context.Context) (*db.DB, string, error) {
 	dsn := o.dsn
@@ -97,6 +127,10 @@ func (o *dbOptions) open(ctx context.Context) (*db.DB, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	return o.migrated(ctx, d, where)
+}
+
+func (o *dbOptions) migrated(ctx context.Context, d *db.DB, where string) (*db.DB, string, error) {
 	if err := merchant.Migrate(ctx, d); err != nil {
 		_ = d.Close()
 		return nil, "", err
@@ -125,23 +159,17 @@ func runMerchantBackup(ctx context.Context, a *App, args []string) int {
 		fmt.Fprintln(a.Stderr, "souk merchant backup: --out is required")
 		return 2
 	}
-	if dbo.dsn == "" {
-		if _, err := os.Stat(filepath.Join(dbo.data, sqliteFile)); err != nil {
-			fmt.Fprintln(a.Stderr, "souk merchant backup: no database in the data directory:", err)
-			return 1
-		}
+	if dbo.dsn != "" && db.DialectOf(dbo.dsn) != db.SQLite {
+		fmt.Fprintf(a.Stderr, "souk merchant backup: %s is PostgreSQL: back it up with pg_dump or a base backup (docs/storage.md); keep %s of each replica's data directory (or the --kit-private-key) with it\n",
+			db.Redact(dbo.dsn), kit.KeyFile)
+		return 2
 	}
-	d, where, err := dbo.openRaw(ctx)
+	d, where, err := dbo.openExisting(ctx, false)
 	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant backup: database:", err)
 		return 1
 	}
 	defer d.Close()
-	if d.Dialect != db.SQLite {
-		fmt.Fprintf(a.Stderr, "souk merchant backup: %s is PostgreSQL: back it up with pg_dump or a base backup (docs/storage.md); keep %s of each replica's data directory (or the --kit-private-key) with it\n",
-			where, kit.KeyFile)
-		return 2
-	}
 	now, start := clock.Real{}.Now(), time.Now()
 	lines, err := backupTo(ctx, d, where, dbo.data, out)
 	msg := "to " + out
@@ -429,7 +457,7 @@ func runMerchantEvents(ctx context.Context, a *App, args []string) int {
 		return 2
 	}
 	ids = append(ids, s.FlagSet.Args()...)
-	d, _, err := dbo.open(ctx)
+	d, _, err := dbo.openExisting(ctx, true)
 	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant events: database:", err)
 		return 1
@@ -604,6 +632,19 @@ func runMerchantPublicKey(ctx context.Context, a *App, args []string) int {
 		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
 		return 2
 	}
+	var (
+		d     *db.DB
+		where string
+		err   error
+	)
+	if adopt {
+		// The store first: a mistyped --data must not get a new key pair.
+		if d, where, err = dbo.openExisting(ctx, true); err != nil {
+			fmt.Fprintln(a.Stderr, "souk merchant public-key: database:", err)
+			return 1
+		}
+		defer d.Close()
+	}
 	priv, err := kitKeyPair(pemText, dbo.data)
 	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
@@ -615,12 +656,6 @@ func runMerchantPublicKey(ctx context.Context, a *App, args []string) int {
 		return 1
 	}
 	if adopt {
-		d, where, err := dbo.open(ctx)
-		if err != nil {
-			fmt.Fprintln(a.Stderr, "souk merchant public-key: database:", err)
-			return 1
-		}
-		defer d.Close()
 		if err := kit.Migrate(ctx, d); err != nil {
 			fmt.Fprintln(a.Stderr, "souk merchant public-key: database:", err)
 			return 1

@@ -315,7 +315,7 @@ func TestMerchantBackup(t *testing.T) {
 		t.Errorf("backup over an existing directory: exit %d: %s", code, stderr.String())
 	}
 	b, _, stderr = testApp(nil)
-	if code := runMerchant(context.Background(), b, []string{"backup", "--data", t.TempDir(), "--out", filepath.Join(t.TempDir(), "x")}); code != 1 || !strings.Contains(stderr.String(), "no database") {
+	if code := runMerchant(context.Background(), b, []string{"backup", "--data", t.TempDir(), "--out", filepath.Join(t.TempDir(), "x")}); code != 1 || !strings.Contains(stderr.String(), "no merchant database") {
 		t.Errorf("backup of an empty data directory: exit %d: %s", code, stderr.String())
 	}
 	b, _, stderr = testApp(nil)

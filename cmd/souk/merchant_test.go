@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -126,5 +127,65 @@ func TestMerchantEventsHelp(t *testing.T) {
 		if code := runMerchant(context.Background(), a, []string{"events", arg}); code != 0 || !strings.Contains(out.String(), "souk merchant events list") || errb.Len() != 0 {
 			t.Fatalf("events %s: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout", arg, code, out.String(), errb.String())
 		}
+	}
+}
+
+// The commands that work on a merchant's store refuse a store that is not
+// there (a mistyped --data or --db) instead of creating an empty one and
+// reporting on it.
+func TestMerchantToolsRefuseAMissingStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	other := filepath.Join(dir, "other.db") // a SQLite database no merchant made
+	od, err := db.Open(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := od.Exec(ctx, `CREATE TABLE notes (a TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	od.Close()
+	typoDir, typoDB := filepath.Join(dir, "typo"), filepath.Join(dir, "typo.db")
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"events list --data", []string{"events", "list", "--data", typoDir}, "no merchant database in data directory " + typoDir},
+		{"events list --db", []string{"events", "list", "--db", typoDB}, "no such database"},
+		{"events replay --dead --data", []string{"events", "replay", "--dead", "--data", typoDir}, "no merchant database"},
+		{"events replay id --db", []string{"events", "replay", "evt-1", "--db", typoDB}, "no such database"},
+		{"backup --data", []string{"backup", "--data", typoDir, "--out", filepath.Join(dir, "out1")}, "no merchant database"},
+		{"backup --db", []string{"backup", "--db", typoDB, "--out", filepath.Join(dir, "out2")}, "no such database"},
+		{"public-key --adopt --data", []string{"public-key", "--adopt", "--data", typoDir}, "no merchant database"},
+		{"events list, not a merchant's", []string{"events", "list", "--db", other}, "holds no souk merchant database"},
+		{"backup, not a merchant's", []string{"backup", "--db", other, "--out", filepath.Join(dir, "out3")}, "holds no souk merchant database"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a, stdout, errb := testApp(nil)
+			if code := runMerchant(ctx, a, c.args); code != 1 || !strings.Contains(errb.String(), c.want) {
+				t.Fatalf("exit %d, stderr %q, stdout %q; want 1 naming %q", code, errb.String(), stdout.String(), c.want)
+			}
+		})
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "other.db" {
+			t.Errorf("a refused command left %s behind", e.Name())
+		}
+	}
+	// A database no merchant made is left as it was: not migrated.
+	od, err = db.Open(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer od.Close()
+	var n int
+	if err := od.QueryRow(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name <> 'notes'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the other database gained %d objects (%v)", n, err)
 	}
 }
