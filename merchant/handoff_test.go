@@ -132,6 +132,52 @@ func TestSandboxNeverReachesTheApp(t *testing.T) {
 	})
 }
 
+// A debugging request (testFlag "1") that names a real instance is answered
+// 000003 and changes nothing: a debug case saved with a real instanceId would
+// otherwise freeze or release a paying customer's instance at every dial test.
+func TestSandboxNeverTouchesARealInstance(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		e.market.addOrder("ORD-REAL-1", "ORD-REAL-1-1", ChargingPeriod, "prod-1", "sku-1")
+		r := e.call(newInstanceBody("ORD-REAL-1", "ORD-REAL-1-1", "biz-real-1", false))
+		if r.ResultCode != kg.CodeSuccess {
+			t.Fatalf("real create: %s %s", r.ResultCode, r.ResultMsg)
+		}
+		id := r.InstanceID
+		e.runJobs(time.Minute)
+		events := e.count(`SELECT COUNT(*) FROM handoff_events`)
+		ops := e.count(`SELECT COUNT(*) FROM merchant_operations`)
+		for _, body := range []map[string]string{
+			{"activity": "refreshInstance", "instanceId": id, "orderId": "MOCKMONTYRENEW", "orderLineId": "MOCKMONTYRENEW-000001", "scene": "RENEWAL", "expireTime": "20991231000000", "testFlag": "1"},
+			{"activity": "updateInstanceStatus", "instanceId": id, "status": "FREEZE", "testFlag": "1"},
+			{"activity": "releaseInstance", "instanceId": id, "testFlag": "1"},
+			{"activity": "upgradeInstance", "instanceId": id, "orderId": "MOCKMONTYCHANGE", "orderLineId": "MOCKMONTYCHANGE-000001", "testFlag": "1"},
+			{"activity": "changeInstanceCheck", "instanceId": id, "productInfo": `{"productId":"p","skuCode":"s"}`, "testFlag": "1"},
+		} {
+			r := e.call(body)
+			if r.ResultCode != kg.CodeNoInstance || !strings.Contains(r.ResultMsg, "not a debugging instance") {
+				t.Errorf("%s with testFlag 1 on a real instance: %s %s", body["activity"], r.ResultCode, r.ResultMsg)
+			}
+		}
+		if n := e.count(`SELECT COUNT(*) FROM merchant_instances WHERE instance_id = $1 AND status = 'NORMAL' AND expire_at = 0`, id); n != 1 {
+			t.Error("the real instance changed")
+		}
+		if n := e.count(`SELECT COUNT(*) FROM handoff_events`); n != events {
+			t.Errorf("%d events emitted for refused debug calls", n-events)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM merchant_operations`); n != ops {
+			t.Errorf("%d operations recorded for refused debug calls", n-ops)
+		}
+		// Reading stays allowed (it changes nothing), and the real requests act.
+		if q := e.call(map[string]string{"activity": "queryInstance", "instanceId": id, "testFlag": "1"}); q.ResultCode != kg.CodeSuccess {
+			t.Errorf("debug query of a real instance: %s %s", q.ResultCode, q.ResultMsg)
+		}
+		if r := e.call(map[string]string{"activity": "updateInstanceStatus", "instanceId": id, "status": "FREEZE"}); r.ResultCode != kg.CodeSuccess {
+			t.Errorf("real freeze: %s %s", r.ResultCode, r.ResultMsg)
+		}
+	})
+}
+
 func TestSandboxWebhook(t *testing.T) {
 	sandbox := newFakeApp(t, clock.Real{})
 	e := newEnv(t, "sqlite", func(c *Config, _ *Deps) { c.SandboxWebhookURL = sandbox.srv.URL })

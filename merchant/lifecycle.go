@@ -26,6 +26,19 @@ func errNoInstance(id string) error {
 
 // activeInstance loads an instance for a lifecycle change: unknown → 000003;
 // an alias resolves to the instance it duplicates.
+// sandboxOnly refuses a debugging request (testFlag "1") that names a real
+// instance: debug cases and the dial tests that replay them twice a day act on
+// sandbox data only and never reach a real tenant (policy 6). From the
+// sandbox's side the real instance does not exist (000003), so a debug case
+// typed with a real instanceId fails in the seller console instead of being
+// saved, and replayed, against a paying customer.
+func sandboxOnly(inst *Instance, test bool, id string) error {
+	if test && !inst.TestFlag {
+		return kg.NewResultError(kg.CodeNoInstance, "instance "+id+` is not a debugging instance: a testFlag "1" request acts only on instances a testFlag "1" newInstance created`)
+	}
+	return nil
+}
+
 func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error) {
 	inst, err := loadInstance(ctx, tx, id)
 	if errors.Is(err, errNotFound) {
@@ -95,6 +108,9 @@ func (m *Merchant) Refresh(ctx context.Context, in RefreshInput) (*reply, error)
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := activeInstance(ctx, tx, in.InstanceID)
+		if err == nil {
+			err = sandboxOnly(inst, in.TestFlag, in.InstanceID)
+		}
 		if err != nil {
 			return err
 		}
@@ -178,6 +194,9 @@ func (m *Merchant) UpdateStatus(ctx context.Context, instanceID, status string, 
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := activeInstance(ctx, tx, instanceID)
+		if err == nil {
+			err = sandboxOnly(inst, test, instanceID)
+		}
 		if err != nil {
 			return err
 		}
@@ -207,6 +226,9 @@ func (m *Merchant) Release(ctx context.Context, instanceID, orderID, orderLineID
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := activeInstance(ctx, tx, instanceID)
+		if err == nil {
+			err = sandboxOnly(inst, test, instanceID)
+		}
 		if err != nil {
 			return err
 		}
@@ -240,6 +262,9 @@ func (m *Merchant) Upgrade(ctx context.Context, instanceID, orderID, orderLineID
 		now := m.clock.Now()
 		var err error
 		inst, err = activeInstance(ctx, tx, instanceID)
+		if err == nil {
+			err = sandboxOnly(inst, test, instanceID)
+		}
 		if err != nil {
 			return err
 		}
@@ -360,6 +385,9 @@ func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productIn
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := activeInstance(ctx, tx, instanceID)
+		if err == nil {
+			err = sandboxOnly(inst, test, instanceID)
+		}
 		if err != nil {
 			return err
 		}
