@@ -64,7 +64,13 @@ func syncPath(path string) error {
 
 // checkSQLite opens a database file read-only and runs integrity_check.
 func checkSQLite(ctx context.Context, path string) error {
-	c, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: path, RawQuery: "mode=ro"}).String())
+	// An absolute path: a relative one would make "file://dir/…", whose
+	// first directory SQLite reads as the URI's authority.
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	c, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: abs, RawQuery: "mode=ro"}).String())
 	if err != nil {
 		return err
 	}

@@ -114,3 +114,35 @@ func TestSnapshotPostgresRefused(t *testing.T) {
 		}
 	}
 }
+
+// A relative path is a path like any other (it was once read as a URI's
+// authority by the integrity check).
+func TestSnapshotRelativePath(t *testing.T) {
+	ctx := context.Background()
+	d := dbtest.Open(t, "sqlite")
+	if _, err := d.Exec(ctx, "CREATE TABLE x (a TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("bk", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Snapshot(ctx, filepath.Join("bk", "copy.db")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Snapshot(ctx, "./top.db"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"bk/copy.db", "top.db"} {
+		c, err := db.OpenExisting(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = c.QueryRow(ctx, "SELECT COUNT(*) FROM x").Scan(&n)
+		c.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+	}
+}

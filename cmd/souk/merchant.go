@@ -190,10 +190,19 @@ func runMerchantBackup(ctx context.Context, a *App, args []string) int {
 
 // backupTo writes the snapshot of d and a copy of the data directory's key
 // pair into the new directory out, and says what it wrote.
-func backupTo(ctx context.Context, d *db.DB, where, data, out string) ([]string, error) {
+func backupTo(ctx context.Context, d *db.DB, where, data, out string) (lines []string, err error) {
+	if err := os.MkdirAll(filepath.Dir(filepath.Clean(out)), 0o700); err != nil {
+		return nil, err
+	}
 	if err := os.Mkdir(out, 0o700); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			// Nothing half-made stays behind to block the next attempt.
+			_ = os.RemoveAll(out)
+		}
+	}()
 	snap := filepath.Join(out, sqliteFile)
 	if err := d.Snapshot(ctx, snap); err != nil {
 		return nil, err
@@ -202,7 +211,7 @@ func backupTo(ctx context.Context, d *db.DB, where, data, out string) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	lines := []string{fmt.Sprintf("%s: snapshot of %s (%d bytes, integrity ok)", snap, where, st.Size())}
+	lines = []string{fmt.Sprintf("%s: snapshot of %s (%d bytes, integrity ok)", snap, where, st.Size())}
 	// The joint-operation key pair decrypts the client secrets stored in the
 	// database: a backup without it could not serve them.
 	keyFile := filepath.Join(data, kit.KeyFile)

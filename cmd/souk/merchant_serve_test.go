@@ -11,8 +11,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/http"
@@ -308,6 +310,33 @@ func TestMerchantBackup(t *testing.T) {
 	c, _, cerr = testApp(env)
 	if code := runMerchant(context.Background(), c, []string{"--listen", "256.0.0.1:1", "--data", out}); code != 2 || !strings.Contains(cerr.String(), "is not the key recorded") {
 		t.Fatalf("merchant on the backup without its key: exit %d: %s", code, cerr.String())
+	}
+	// A relative --out whose parents do not exist yet (as in
+	// --out backups/souk-$(date +%F)).
+	t.Chdir(t.TempDir())
+	b, _, stderr = testApp(nil)
+	if code := runMerchant(context.Background(), b, []string{"backup", "--data", data, "--out", "backups/today"}); code != 0 {
+		t.Fatalf("backup to a relative path: exit %d: %s", code, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join("backups", "today", "merchant.db")); err != nil {
+		t.Fatal(err)
+	}
+	// A backup that fails leaves nothing behind that would block the next
+	// (here the key pair cannot be read: it is a directory).
+	bad := t.TempDir()
+	if err := os.Mkdir(filepath.Join(bad, "kit-rsa-key.pem"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	live2, err := db.Open(context.Background(), filepath.Join(data, "merchant.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backupTo(context.Background(), live2, "live", bad, "failed/one"); err == nil {
+		t.Error("backup with an unreadable key pair succeeded")
+	}
+	live2.Close()
+	if _, err := os.Stat(filepath.Join("failed", "one")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a failed backup left its directory: %v", err)
 	}
 	// Not over an existing directory; not of PostgreSQL.
 	b, _, stderr = testApp(nil)
