@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +247,37 @@ func closedAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	return addr
+}
+
+// A Provisioner that panics fails its attempt (the process lives on, the
+// job retries it) instead of ending the process: the inline hand-off runs
+// on a goroutine the HTTP server's recovery does not cover.
+func TestProvisionerPanicIsAFailedAttempt(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		var calls atomic.Int32
+		prov := ProvisionerFunc(func(ctx context.Context, ev *handoff.Stored) (*Answer, error) {
+			if ev.Type == EventCreated && calls.Add(1) == 1 {
+				var m map[string]int
+				m["boom"]++ // a nil map: the vendor's bug
+			}
+			return &Answer{AppInfo: &AppInfo{FrontEndURL: "https://ok.example.com/" + ev.Subject}}, nil
+		})
+		e := newEnv(t, backend, func(c *Config, d *Deps) {
+			c.WebhookURL = ""
+			d.Provisioner = prov
+		})
+		e.market.addOrder("PANIC1", "PANIC1-000001", ChargingPeriod, "prod-1", "sku-1")
+		r := e.call(newInstanceBody("PANIC1", "PANIC1-000001", "biz-panic", false))
+		if r.ResultCode != kg.CodeInProgress || r.InstanceID != "biz-panic" {
+			t.Fatalf("create with a panicking provisioner: %s %s %q", r.ResultCode, r.ResultMsg, r.InstanceID)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM handoff_events WHERE subject = 'biz-panic' AND state = 'pending' AND last_error LIKE '%provisioner panicked: assignment to entry in nil map%'`); n != 1 {
+			t.Fatalf("the failed attempt is not recorded with its cause (%d)", n)
+		}
+		waitUntil(t, 10*time.Second, "retry after the panic", func() bool {
+			e.runJobs(time.Minute)
+			q := e.call(map[string]string{"activity": "queryInstance", "instanceId": "biz-panic"})
+			return q.ResultCode == kg.CodeSuccess
+		})
+	})
 }

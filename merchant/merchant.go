@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -340,6 +341,15 @@ func (m *Merchant) inline(ctx context.Context, eventID string, attempt func(cont
 	m.bg.Add(1)
 	go func() {
 		defer m.bg.Done()
+		// A panic here would end the process (the HTTP server's recovery
+		// covers the handler's goroutine only): the attempt is reported
+		// failed instead, and the event's job retries it.
+		defer func() {
+			if r := recover(); r != nil {
+				m.log.Error("inline hand-off panicked; its job will retry", "event", eventID, "panic", r, "stack", string(debug.Stack()))
+				done <- false
+			}
+		}()
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.InlineTimeout)
 		defer cancel()
 		ok, err := attempt(actx, eventID)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -49,7 +50,14 @@ type provisionerTarget struct{ p Provisioner }
 
 func (t provisionerTarget) Name() string { return "provisioner" }
 
-func (t provisionerTarget) Deliver(ctx context.Context, ev *handoff.Stored, _ int) ([]byte, error) {
+func (t provisionerTarget) Deliver(ctx context.Context, ev *handoff.Stored, _ int) (_ []byte, err error) {
+	// The vendor's code: its panic is a failed attempt (retried, then dead),
+	// not the end of the process.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("provisioner panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
 	a, err := t.p.Provision(ctx, ev)
 	if err != nil {
 		return nil, err
