@@ -269,5 +269,21 @@ func TestGeneralKey(t *testing.T) {
 		if r := e.call(basic); r.ResultCode == kg.CodeAuthFailed {
 			t.Fatalf("basic interface with the access key: %s %s", r.ResultCode, r.ResultMsg)
 		}
+		// A second, differently cased "activity" naming orderNotify does not
+		// make a basic call acceptable with the general key: the key kind is
+		// read from the activity the call is dispatched on.
+		e.market.addOrder("G2", "G2-000001", ChargingOneTime, "prod-2", "sku-x")
+		for _, body := range []string{
+			`{"activity":"newInstance","Activity":"orderNotify","orderId":"G2","orderLineId":"G2-000001","businessId":"biz-g2"}`,
+			`{"activity":"releaseInstance","ACTIVITY":"orderNotify","instanceId":"nope"}`,
+			`{"Activity":"orderNotify","activity":"releaseInstance","instanceId":"nope"}`,
+		} {
+			if r := e.call(body, withGeneral); r.ResultCode != kg.CodeAuthFailed {
+				t.Errorf("%s with the general key: %s %s, want 000001", body, r.ResultCode, r.ResultMsg)
+			}
+		}
+		if n := e.count(`SELECT COUNT(*) FROM merchant_instances WHERE order_id = 'G2'`); n != 0 {
+			t.Errorf("a general-key call created %d instances", n)
+		}
 	})
 }

@@ -183,15 +183,17 @@ func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time,
 		return nil, err
 	}
 	e.KeyIndex = idx
-	if len(m.cfg.GeneralKeys) > 0 {
+	// Decoded once: the key-kind check below reads the activity the request
+	// is dispatched on (a second reading of the body, with other rules for
+	// duplicate or differently cased keys, could be made to disagree).
+	req, decodeErr := kg.DecodeRequest(body)
+	if len(m.cfg.GeneralKeys) > 0 && decodeErr == nil {
 		// orderNotify is signed with a general key, the basic interfaces
 		// with an access key: a key of the other kind does not authenticate.
-		var peek struct {
-			Activity string `json:"activity"`
-		}
-		_ = json.Unmarshal(body, &peek)
+		// (A body that does not decode acts on nothing: it is answered
+		// 000002 whichever key signed it.)
 		want := m.cfg.AccessKeys
-		if peek.Activity == kg.ActivityOrderNotify {
+		if _, ok := req.(*kg.OrderNotifyRequest); ok {
 			want = m.cfg.GeneralKeys
 		}
 		if !slices.Contains(want, m.verifyKeys()[idx]) {
@@ -212,8 +214,7 @@ func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time,
 	} else if err := m.writeTx(withNonceClaim(ctx, &nonceClaim{nonce: nonce, at: now}), func(*db.Tx) error { return nil }); err != nil {
 		return nil, err
 	}
-	req, err := kg.DecodeRequest(body)
-	if err != nil {
+	if err := decodeErr; err != nil {
 		var fe *kg.FieldError
 		if errors.As(err, &fe) && fe.Field == "activity" {
 			e.Activity = "invalid"
