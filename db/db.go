@@ -148,7 +148,8 @@ func pgPoolParams(dsn string) (string, int, int, error) {
 	}
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return "", 0, 0, fmt.Errorf("db: parse postgres DSN: %w", err)
+		// Not %w: url.Parse's error quotes the DSN, password included.
+		return "", 0, 0, errors.New("db: the postgres DSN is not a valid URL (write a % in it, e.g. in the password, as %25)")
 	}
 	q := u.Query()
 	for key, dst := range map[string]*int{"pool_max_conns": &maxOpen, "pool_max_idle_conns": &maxIdle} {

@@ -112,3 +112,20 @@ func TestOpenExisting(t *testing.T) {
 		t.Fatalf("the existing database is not the one opened: %v", err)
 	}
 }
+
+// An unparseable DSN's error does not quote it: the password would be in it.
+func TestOpenErrorHidesPassword(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://souk:S3cr%et@127.0.0.1:1/souk?pool_max_conns=4",
+		"postgres://souk:S3cr%et@127.0.0.1:1/souk",
+	} {
+		d, err := Open(t.Context(), dsn)
+		if err == nil {
+			d.Close()
+			t.Fatalf("Open(%q) succeeded", dsn)
+		}
+		if strings.Contains(err.Error(), "S3cr") {
+			t.Errorf("Open error leaks the password: %v", err)
+		}
+	}
+}

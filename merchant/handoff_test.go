@@ -1,11 +1,14 @@
 package merchant
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -292,4 +295,45 @@ func TestWebhookSignature(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Credentials in the webhook URL are never stored or logged with the event's
+// deliveredTo.
+func TestWebhookURLCredentialsHidden(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		logs := &lockedBuffer{}
+		e := newEnv(t, backend, func(c *Config, d *Deps) {
+			c.WebhookURL = strings.Replace(c.WebhookURL, "http://", "http://hookuser:hookpass@", 1) + "?token=tok3n"
+			d.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		})
+		e.market.addOrder("CRED1", "CRED1-000001", ChargingPeriod, "prod-1", "sku-1")
+		if r := e.call(newInstanceBody("CRED1", "CRED1-000001", "biz-cred", false)); r.ResultCode != kg.CodeSuccess {
+			t.Fatalf("create: %s %s", r.ResultCode, r.ResultMsg)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM handoff_events WHERE subject = 'biz-cred' AND state = 'delivered' AND delivered_to LIKE 'webhook http://hookuser:xxxxx@%token=xxxxx'`); n != 1 {
+			var to string
+			_ = e.db.QueryRow(e.ctx, `SELECT delivered_to FROM handoff_events WHERE subject = 'biz-cred'`).Scan(&to)
+			t.Fatalf("deliveredTo = %q", to)
+		}
+		if !strings.Contains(logs.String(), "xxxxx") || strings.Contains(logs.String(), "hookpass") || strings.Contains(logs.String(), "tok3n") {
+			t.Fatal("the log holds the webhook URL's credentials")
+		}
+	})
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/soukhq/souk/internal/redact"
 )
 
 // Settings binds a subcommand's options to flags and to SOUK_* environment
@@ -28,6 +30,7 @@ type option struct {
 	name   string
 	env    string
 	secret bool
+	show   func(string) string // how Print shows the value (nil: as it is)
 	source string
 	value  flag.Value
 }
@@ -100,6 +103,13 @@ func (s *Settings) String(p *string, name, def, usage string) {
 	s.add(name, usage, false, (*stringValue)(p))
 }
 
+// URL declares a URL option: printed with its password and secret-looking
+// query parameters masked (redact.URL).
+func (s *Settings) URL(p *string, name, def, usage string) {
+	s.String(p, name, def, usage)
+	s.opts[len(s.opts)-1].show = redact.URL
+}
+
 // Secret declares a secret string option: never printed, also read from SOUK_NAME_FILE.
 func (s *Settings) Secret(p *string, name, usage string) {
 	s.add(name, usage, true, (*stringValue)(p))
@@ -149,6 +159,8 @@ func (s *Settings) Print(w io.Writer) {
 		v := o.value.String()
 		if o.secret {
 			v = Mask(v)
+		} else if o.show != nil {
+			v = o.show(v)
 		}
 		fmt.Fprintf(w, "  %-22s = %-40s (%s)\n", o.name, v, o.source)
 	}

@@ -19,10 +19,11 @@ func TestSettingsPrecedenceAndMasking(t *testing.T) {
 		"SOUK_LISTEN":          ":9000",
 		"SOUK_ACCESS_KEY_FILE": secretFile,
 		"SOUK_WORKERS":         "8",
+		"SOUK_HOOK":            "http://hookuser:hookpass@127.0.0.1:9000/hook?token=tok3n",
 	}
 	a := &App{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: func(k string) string { return env[k] }}
 	s := a.NewSettings("test")
-	var listen, key, data string
+	var listen, key, data, hook string
 	var workers int
 	var timeout time.Duration
 	var tls bool
@@ -32,6 +33,7 @@ func TestSettingsPrecedenceAndMasking(t *testing.T) {
 	s.Int(&workers, "workers", 4, "n")
 	s.Duration(&timeout, "timeout", 5*time.Second, "t")
 	s.Bool(&tls, "tls", false, "tls")
+	s.URL(&hook, "hook", "", "url")
 	if err := s.Parse([]string{"--data", "/var/souk", "--tls"}); err != nil {
 		t.Fatal(err)
 	}
@@ -40,10 +42,13 @@ func TestSettingsPrecedenceAndMasking(t *testing.T) {
 	}
 	var out bytes.Buffer
 	s.Print(&out)
-	if strings.Contains(out.String(), "s3cret") {
+	if hook != env["SOUK_HOOK"] {
+		t.Fatalf("hook = %q", hook)
+	}
+	if strings.Contains(out.String(), "s3cret") || strings.Contains(out.String(), "hookpass") || strings.Contains(out.String(), "tok3n") {
 		t.Fatalf("secret printed:\n%s", out.String())
 	}
-	for _, want := range []string{"flag --data", "env SOUK_LISTEN", "file SOUK_ACCESS_KEY_FILE", "default"} {
+	for _, want := range []string{"flag --data", "env SOUK_LISTEN", "file SOUK_ACCESS_KEY_FILE", "default", "http://hookuser:xxxxx@127.0.0.1:9000/hook?token=xxxxx"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("Print lacks %q:\n%s", want, out.String())
 		}

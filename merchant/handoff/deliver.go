@@ -16,6 +16,7 @@ import (
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/internal/redact"
 	"github.com/soukhq/souk/jobs"
 )
 
@@ -54,7 +55,9 @@ type Webhook struct {
 }
 
 // Name implements Target.
-func (w *Webhook) Name() string { return "webhook " + w.URL }
+// Name says where the event went, without the credentials the URL may carry
+// (it is logged and stored as the event's deliveredTo).
+func (w *Webhook) Name() string { return "webhook " + redact.URL(w.URL) }
 
 // Deliver implements Target: any 2xx answer is a delivery; its body is returned.
 func (w *Webhook) Deliver(ctx context.Context, ev *Stored, attempt int) ([]byte, error) {
