@@ -31,6 +31,10 @@ const maxAPIBody = 1 << 20
 func (m *Merchant) routes() {
 	m.all, m.public, m.admin = http.NewServeMux(), http.NewServeMux(), http.NewServeMux()
 	m.route(sidePublic, m.cfg.BasePath, http.HandlerFunc(m.serveKG))
+	if !strings.HasSuffix(m.cfg.BasePath, "/") {
+		// The production address as registered with a trailing slash.
+		m.route(sidePublic, m.cfg.BasePath+"/{$}", http.HandlerFunc(m.serveKG))
+	}
 	m.route(sideBoth, "GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")

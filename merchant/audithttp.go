@@ -22,6 +22,10 @@ func (m *Merchant) audited(pattern string, h http.Handler) http.Handler {
 	case strings.HasPrefix(pattern, "/sso/"):
 		source = "sso"
 	}
+	return m.auditedAs(source, h)
+}
+
+func (m *Merchant) auditedAs(source string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now() // latency only
 		rec := &auditRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -29,6 +33,20 @@ func (m *Merchant) audited(pattern string, h http.Handler) http.Handler {
 		e := auditEntry{At: m.clock.Now(), Source: source, Remote: m.remoteAddr(r), Activity: r.Method + " " + r.URL.Path,
 			ResultCode: rec.code(), Latency: time.Since(start)}
 		m.audit(r.Context(), e)
+	})
+}
+
+// unmatchedAudited serves mux, and audits the calls no route of it takes
+// (answered 404 or 405 by the mux itself), as source "http": every inbound
+// call leaves a record, also a probe of paths that do not exist.
+func (m *Merchant) unmatchedAudited(mux *http.ServeMux) http.Handler {
+	unmatched := m.auditedAs("http", mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			unmatched.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
 	})
 }
 

@@ -300,6 +300,7 @@ type callOpt struct {
 	badSig    bool
 	method    string
 	url       string
+	path      string // default /koogallery
 }
 
 func nonce() string {
@@ -323,7 +324,7 @@ func (e *env) call(body any, opts ...func(*callOpt)) kgResp {
 			e.t.Fatal(err)
 		}
 	}
-	o := callOpt{key: testKey, nonce: nonce(), timestamp: fmt.Sprint(e.clock.Now().UnixMilli()), method: http.MethodPost, url: e.srv.URL}
+	o := callOpt{key: testKey, nonce: nonce(), timestamp: fmt.Sprint(e.clock.Now().UnixMilli()), method: http.MethodPost, url: e.srv.URL, path: "/koogallery"}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -331,7 +332,7 @@ func (e *env) call(body any, opts ...func(*callOpt)) kgResp {
 	if o.badSig {
 		sig = kg.SignV2("wrong-key", o.nonce, o.timestamp, raw)
 	}
-	u := o.url + "/koogallery?signature=" + sig + "&timestamp=" + o.timestamp + "&nonce=" + o.nonce
+	u := o.url + o.path + "?signature=" + sig + "&timestamp=" + o.timestamp + "&nonce=" + o.nonce
 	req, err := http.NewRequestWithContext(e.ctx, o.method, u, bytes.NewReader(raw))
 	if err != nil {
 		e.t.Fatal(err)

@@ -169,17 +169,17 @@ func (m *Merchant) Registry() *prometheus.Registry { return m.registry }
 
 // Handler serves the production address, the management API, /healthz,
 // /readyz and /metrics.
-func (m *Merchant) Handler() http.Handler { return m.all }
+func (m *Merchant) Handler() http.Handler { return m.unmatchedAudited(m.all) }
 
 // PublicHandler serves the public side alone: the production address (and
 // what Handle mounts: kit sync interfaces, single sign-on), /healthz and
 // /readyz. With AdminHandler, for a merchant whose management API and metrics
 // listen apart (`--admin-listen`).
-func (m *Merchant) PublicHandler() http.Handler { return m.public }
+func (m *Merchant) PublicHandler() http.Handler { return m.unmatchedAudited(m.public) }
 
 // AdminHandler serves the admin side alone: the management API (and what
 // HandleAdmin mounts: the kit directory API), /metrics, /healthz and /readyz.
-func (m *Merchant) AdminHandler() http.Handler { return m.admin }
+func (m *Merchant) AdminHandler() http.Handler { return m.unmatchedAudited(m.admin) }
 
 // Deliverer is the hand-off deliverer (for tools and tests).
 func (m *Merchant) Deliverer() *handoff.Deliverer { return m.deliver }
