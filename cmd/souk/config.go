@@ -54,6 +54,26 @@ func (a *App) NewSettings(name string) *Settings {
 			}
 			fmt.Fprintf(a.Stderr, "  --%s  [%s]%s\n      %s\n", o.name, env, def, f.Usage)
 		}
+		// Flags of the command itself (declared on FlagSet, no variable).
+		declared := map[string]bool{}
+		for _, o := range s.opts {
+			declared[o.name] = true
+		}
+		first := true
+		fs.VisitAll(func(f *flag.Flag) {
+			if declared[f.Name] {
+				return
+			}
+			if first {
+				fmt.Fprintf(a.Stderr, "\nCommand options:\n")
+				first = false
+			}
+			def := ""
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+				def = " (default " + f.DefValue + ")"
+			}
+			fmt.Fprintf(a.Stderr, "  --%s%s\n      %s\n", f.Name, def, f.Usage)
+		})
 	}
 	return s
 }

@@ -29,6 +29,9 @@ import (
 
 func main() {
 	if err := run(os.Args[1:], os.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h: the usage is printed
+		}
 		fmt.Fprintln(os.Stderr, "vendorapp:", err)
 		os.Exit(1)
 	}
