@@ -1,7 +1,7 @@
 // Package check is souk's conformance suite: it plays the KooGallery
 // marketplace against any merchant endpoint, sends every scenario the
 // marketplace can send (and the attacks it must withstand) and judges each
-// answer against the contract written down in ../shared/koogallery.
+// answer against the contract written down in docs/koogallery.
 //
 // The suite is a table of checks (Checks); Run executes the ones that apply to
 // a configuration and returns a Report, which the renderers turn into text,

@@ -83,7 +83,7 @@ func WriteText(w io.Writer, rep Report, lines bool) error {
 				writeField(ew, "sent", f.Sent)
 				writeField(ew, "got", f.Got)
 				writeField(ew, "want", f.Want)
-				writeField(ew, "rule", f.Ref+" (in ../shared/koogallery)")
+				writeField(ew, "rule", f.Ref+" (in docs/koogallery)")
 			}
 			for _, n := range r.Notes {
 				ew.printf("      note: %s\n", n)

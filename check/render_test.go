@@ -36,7 +36,7 @@ func TestWriteText(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"PASS   iface.newInstance", "FAIL   sec.nonce.replay", "WARN ~ sec.timestamp.seconds", "SKIP",
-		"Details", "sent: POST /x", "got:  HTTP 200", "want: 000001", "rule: saas-v2.md §2.2 (in ../shared/koogallery)",
+		"Details", "sent: POST /x", "got:  HTTP 200", "want: 000001", "rule: saas-v2.md §2.2 (in docs/koogallery)",
 		"a deviation is a warning, not a failure", "p95 30ms", "Result: FAIL — 1 passed, 1 failed, 1 warnings, 1 skipped",
 	} {
 		if !strings.Contains(out, want) {
@@ -115,7 +115,7 @@ func TestChecksTable(t *testing.T) {
 		seen[c.ID] = true
 		families[c.Family] = true
 		if c.Title == "" || c.Ref == "" || !strings.Contains(c.Ref, ".md") {
-			t.Errorf("check %s lacks a title or a reference into ../shared/koogallery", c.ID)
+			t.Errorf("check %s lacks a title or a reference into docs/koogallery", c.ID)
 		}
 	}
 	for _, f := range []string{FamilyInterfaces, FamilyIdempotency, FamilySecurity, FamilyInput, FamilyAsync, FamilyLifecycle, FamilyAnswers} {

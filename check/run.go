@@ -16,7 +16,7 @@ type Info struct {
 	Family    string   `json:"family"`
 	Title     string   `json:"title"`
 	Mandatory bool     `json:"mandatory"`         // false: a deviation is only a warning
-	Ref       string   `json:"ref"`               // where in ../shared/koogallery the rule is written
+	Ref       string   `json:"ref"`               // where in docs/koogallery the rule is written
 	Modes     []string `json:"modes,omitempty"`   // charging modes it applies to (all when empty)
 	Feature   string   `json:"feature,omitempty"` // optional interface it needs ("" = always)
 }

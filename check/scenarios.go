@@ -23,7 +23,7 @@ const (
 	FamilyAnswers     = "answers"
 )
 
-// Rule references (files in ../shared/koogallery).
+// Rule references (files in docs/koogallery).
 const (
 	refMatrix   = "saas-v2.md §3"
 	refRefresh  = "saas-v2.md §4.3"

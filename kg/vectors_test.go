@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The vectors of ../shared/koogallery/README.md (key TestAccessKey123) and the
+// The vectors of docs/koogallery/README.md (key TestAccessKey123) and the
 // computed check values of joint-kit.md §6 (key testAccessKey).
 const vecKey = "TestAccessKey123"
 
