@@ -89,6 +89,10 @@ func TestParseOrderAnswerShapes(t *testing.T) {
 		{"refused", `{"resultCode":"MKT.0100","resultMsg":"no such order"}`, "", "", "", "", "MKT.0100"},
 		{"no orderInfo", `{"resultCode":"MKT.0000"}`, "", "", "", "", "orderInfo"},
 		{"not json", `<html>`, "", "", "", "", "not JSON"},
+		{"productId too long", `{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","orderLine":[{"orderLineId":"a","chargingMode":"PERIOD","productInfo":[{"productId":"` + strings.Repeat("p", 65) + `","skuCode":"s"}]}]}}`, "a", "", "", "", "productId is 65 characters, more than 64"},
+		{"skuCode too long", `{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","orderLine":[{"orderLineId":"a","chargingMode":"PERIOD","productInfo":[{"productId":"p","skuCode":"` + strings.Repeat("s", 1000) + `"}]}]}}`, "a", "", "", "", "skuCode"},
+		{"orderInfo too big", `{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","note":"` + strings.Repeat("n", 70<<10) + `","chargingMode":"PERIOD","productInfo":[{"productId":"p"}]}}`, "", "", "", "", "more than 65536"},
+		{"64 characters fit", `{"resultCode":"MKT.0000","orderInfo":{"orderId":"o","orderLine":[{"orderLineId":"a","chargingMode":"PERIOD","productInfo":[{"productId":"` + strings.Repeat("界", 64) + `","skuCode":"s"}]}]}}`, "a", ChargingPeriod, strings.Repeat("界", 64), "s", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -132,6 +132,9 @@ func ParseOrderAnswer(body []byte, orderLineID string) (*Order, error) {
 	return ParseOrderInfo(ans.OrderInfo, orderLineID)
 }
 
+// maxOrderInfo bounds the orderInfo of a Query Order answer that souk keeps.
+const maxOrderInfo = 64 << 10
+
 // ParseOrderInfo reads an orderInfo object.
 func ParseOrderInfo(info json.RawMessage, orderLineID string) (*Order, error) {
 	var w wireOrder
@@ -183,6 +186,23 @@ func ParseOrderInfo(info json.RawMessage, orderLineID string) (*Order, error) {
 		}
 	}
 	o.ChargingMode = strings.ToUpper(strings.TrimSpace(o.ChargingMode))
+	// The answer is the marketplace's, but it is stored and handed to the
+	// vendor app: the fields souk keeps are held to the lengths of the
+	// protocol (ids 64, codes 32, times 20), the order to 64 KiB.
+	if len(info) > maxOrderInfo {
+		return nil, &OrderAPIError{Code: "INVALID", Msg: fmt.Sprintf("orderInfo is %d bytes, more than %d", len(info), maxOrderInfo)}
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"orderId", o.OrderID, 64}, {"orderLineId", o.OrderLineID, 64}, {"productId", o.ProductID, 64}, {"skuCode", o.SkuCode, 64},
+		{"chargingMode", o.ChargingMode, 32}, {"orderType", o.OrderType, 32}, {"expireTime", o.ExpireTime, 20},
+	} {
+		if n := len([]rune(f.v)); n > f.max {
+			return nil, &OrderAPIError{Code: "INVALID", Msg: fmt.Sprintf("%s is %d characters, more than %d", f.name, n, f.max)}
+		}
+	}
 	if o.OnDemand() && o.ProductID == "" {
 		return nil, &OrderAPIError{Code: "NO_PRODUCT", Msg: "pay-per-use order line has no productId"}
 	}
