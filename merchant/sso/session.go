@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -373,6 +374,25 @@ func (s *Service) clearOnFailure(w http.ResponseWriter, err error) {
 
 // GET /sso/logout: ends the session and sends the browser to the tenant's
 // logout ({domainName}/api/v1/logout?redirect_url=PostLogoutURL).
+// logoutGet ends the session on a link of the application's own site. A
+// navigation from another site (the browser says so in Sec-Fetch-Site) gets
+// a page asking to confirm instead: the session cookie is SameSite=Lax, so it
+// rides along on a cross-site GET, and any page could otherwise sign a user
+// out (logout CSRF). The page's button POSTs to /sso/logout, which a foreign
+// site cannot do with the cookie.
+func (s *Service) logoutGet(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
+		_, _ = io.WriteString(w, `<!doctype html><meta charset="utf-8"><title>Sign out</title>
+<form method="post" action="/sso/logout"><p>Sign out?</p><button type="submit">Sign out</button></form>
+`)
+		return
+	}
+	s.logout(w, r)
+}
+
 func (s *Service) logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	target := s.cfg.PostLogoutURL
@@ -395,7 +415,8 @@ func (s *Service) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setCookie(w, s.cfg.CookieName, "", "/", time.Time{})
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, target, http.StatusFound)
+	// 303: a POST's answer is followed with a GET.
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 type ctxKey struct{}

@@ -224,13 +224,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return s, nil
 }
 
-// Handler serves GET /sso/login, /sso/callback, /sso/logout, /sso/me and
-// /sso/identity. Mount it at the root of Config.BaseURL.
+// Handler serves GET /sso/login, /sso/callback, /sso/logout (and POST), /sso/me
+// and /sso/identity. Mount it at the root of Config.BaseURL.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sso/login", s.login)
 	mux.HandleFunc("GET /sso/callback", s.callback)
-	mux.HandleFunc("GET /sso/logout", s.logout)
+	mux.HandleFunc("GET /sso/logout", s.logoutGet)
+	mux.HandleFunc("POST /sso/logout", s.logout)
 	mux.HandleFunc("GET /sso/me", s.me)
 	mux.HandleFunc("GET /sso/identity", s.identity)
 	return mux

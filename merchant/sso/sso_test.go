@@ -481,6 +481,42 @@ func TestLogout(t *testing.T) {
 	})
 }
 
+// A navigation from another site to /sso/logout does not end the session
+// (logout CSRF): it asks to confirm with a POST, which ends it.
+func TestLogoutCrossSite(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		c := f.browser()
+		if code, body := f.login(c, "alice"); code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/sso/logout", nil)
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), `method="post" action="/sso/logout"`) {
+			t.Fatalf("cross-site logout: %d %s", resp.StatusCode, page)
+		}
+		if code, _ := f.me(c); code != http.StatusOK {
+			t.Fatalf("a cross-site GET ended the session: %d", code)
+		}
+		resp, err = c.Post(f.srv.URL+"/sso/logout", "application/x-www-form-urlencoded", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/bye" || resp.Request.Method != http.MethodGet {
+			t.Fatalf("confirmed logout ended at %s %s: %d", resp.Request.Method, resp.Request.URL, resp.StatusCode)
+		}
+		if code, _ := f.me(c); code != http.StatusUnauthorized {
+			t.Fatalf("after the confirmed logout: %d", code)
+		}
+	})
+}
+
 func TestCallbackRejections(t *testing.T) {
 	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
 		noFollow := f.browser()
