@@ -38,6 +38,7 @@ func TestManagementAPIAsyncCompletion(t *testing.T) {
 			{"javascript frontEndUrl", "POST", path, map[string]any{"appInfo": map[string]string{"frontEndUrl": "javascript://x.example.com/%0aalert(1)"}}, testAdmin, 400, "appInfo.frontEndUrl"},
 			{"ftp adminUrl", "POST", path, map[string]any{"appInfo": map[string]string{"frontEndUrl": "https://x.example.com", "adminUrl": "ftp://x.example.com"}}, testAdmin, 400, "appInfo.adminUrl"},
 			{"long memo", "POST", path, map[string]any{"appInfo": map[string]string{"frontEndUrl": "https://x.example.com", "memo": strings.Repeat("m", 1025)}}, testAdmin, 400, "appInfo.memo"},
+			{"memo too long as sent", "POST", path, map[string]any{"appInfo": map[string]string{"frontEndUrl": "https://x.example.com", "memo": strings.Repeat("说", 171)}}, testAdmin, 400, "appInfo.memo"},
 			{"ill-typed", "POST", path, map[string]any{"appInfo": map[string]any{"frontEndUrl": 5}}, testAdmin, 400, "appInfo.frontEndUrl"},
 			{"unknown instance", "POST", "/api/v1/instances/nope/appinfo", appInfo, testAdmin, 404, ""},
 			{"usage on a period instance", "POST", "/api/v1/instances/biz-api/usage", map[string]any{"meteringSn": "x", "usageValue": "1", "beginTime": "20260101T000000Z", "endTime": "20260101T010000Z"}, testAdmin, 409, ""},

@@ -72,6 +72,12 @@ func (a *AppInfo) Validate(prefix string) error {
 			return err
 		}
 	}
+	// The memo goes out with non-ASCII written as \uXXXX: whether
+	// KooGallery counts its 1024 before or after decoding is not documented,
+	// so it must fit as sent (a CJK character takes six).
+	if n := escapedLen(a.Memo); n > 1024 {
+		return &kg.FieldError{Field: prefix + "memo", Reason: fmt.Sprintf("is %d characters once non-ASCII is escaped as \\uXXXX (as sent); at most 1024", n)}
+	}
 	return nil
 }
 
@@ -189,4 +195,21 @@ func instanceData(in *Instance, extra map[string]any) map[string]any {
 func statisticalTime(t time.Time) string {
 	t = t.UTC()
 	return t.Format("20060102150405") + fmt.Sprintf("%03d", t.Nanosecond()/1e6)
+}
+
+// escapedLen is the length of s with every non-ASCII character written as
+// \uXXXX (a surrogate pair beyond the BMP).
+func escapedLen(s string) int {
+	n := 0
+	for _, r := range s {
+		switch {
+		case r < 0x80:
+			n++
+		case r > 0xFFFF:
+			n += 12
+		default:
+			n += 6
+		}
+	}
+	return n
 }
