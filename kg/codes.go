@@ -58,6 +58,25 @@ func Codes() []string {
 	}
 }
 
+// CreateCodes returns the create-instance result codes (000100–000107), in
+// ascending order: the refusals newInstance may answer (saas-v2.md §7).
+func CreateCodes() []string {
+	return []string{
+		CodeNoResource, CodeMobileInvalid, CodeEmailInvalid, CodeAlreadyPurchased,
+		CodeProductInternal, CodeBenefitsOwned, CodeSoldOut, CodeEmailDomainExists,
+	}
+}
+
+// IsCreateCode reports whether code is one of CreateCodes.
+func IsCreateCode(code string) bool {
+	for _, c := range CreateCodes() {
+		if c == code {
+			return true
+		}
+	}
+	return false
+}
+
 // AuthError is a failed authentication (a signature, timestamp or key problem).
 // It maps to 000001. Reason never contains a secret.
 type AuthError struct {

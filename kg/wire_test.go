@@ -238,6 +238,12 @@ func TestCodeOf(t *testing.T) {
 		if m, ok := CodeMessage(c); !ok || m == "" {
 			t.Fatalf("code %s has no message", c)
 		}
+		if want := c >= "000100" && c <= "000107"; IsCreateCode(c) != want {
+			t.Fatalf("IsCreateCode(%s) = %v, want %v", c, !want, want)
+		}
+	}
+	if len(CreateCodes()) != 8 || IsCreateCode("000108") || IsCreateCode("") {
+		t.Fatalf("CreateCodes = %v", CreateCodes())
 	}
 	if _, msg := CodeOf(&FieldError{Field: "orderId", Reason: "is required"}); !strings.Contains(msg, "orderId") {
 		t.Fatalf("message %q does not name the field", msg)
