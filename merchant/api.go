@@ -58,6 +58,7 @@ func (m *Merchant) routes() {
 	}
 	api("GET /api/v1/instances/{id}", "instance", m.apiGetInstance)
 	api("POST /api/v1/instances/{id}/appinfo", "appinfo", m.apiSetAppInfo)
+	api("POST /api/v1/instances/{id}/failure", "failure", m.apiFailInstance)
 	api("POST /api/v1/instances/{id}/usage", "usage", m.apiRecordUsage)
 	api("GET /api/v1/events", "events", m.apiListEvents)
 	api("GET /api/v1/events/{id}", "event", m.apiGetEvent)
@@ -122,7 +123,7 @@ func apiStatus(err error) (int, map[string]string) {
 	switch {
 	case errors.Is(err, handoff.ErrNotFound):
 		return http.StatusNotFound, map[string]string{"error": err.Error()}
-	case errors.Is(err, ErrNotPayPerUse):
+	case errors.Is(err, ErrNotPayPerUse), errors.Is(err, ErrAlreadyReady):
 		return http.StatusConflict, map[string]string{"error": err.Error()}
 	}
 	if code, msg := kg.CodeOf(err); code == kg.CodeNoInstance {
@@ -240,6 +241,39 @@ func (m *Merchant) apiSetAppInfo(r *http.Request, _ *auditEntry) (int, any, erro
 		return 0, nil, err
 	}
 	return http.StatusOK, map[string]any{"instanceId": r.PathValue("id"), "phase": PhaseReady}, nil
+}
+
+// FailInstance records that the vendor app refuses an instance's create,
+// with a create-instance result code (000100–000107) and message (at most
+// 255 characters): newInstance and queryInstance then answer them. An
+// instance that is already ready cannot be refused (ErrAlreadyReady);
+// SetAppInfo completes a failed instance.
+func (m *Merchant) FailInstance(ctx context.Context, instanceID, code, msg string) error {
+	if err := validateRefusal(code, msg); err != nil {
+		return err
+	}
+	return m.db.Tx(ctx, func(tx *db.Tx) error {
+		return failTx(ctx, tx, m.clock.Now(), instanceID, code, msg)
+	})
+}
+
+func (m *Merchant) apiFailInstance(r *http.Request, e *auditEntry) (int, any, error) {
+	var body Failure
+	if err := decodeAPI(r, &body); err != nil {
+		return 0, nil, err
+	}
+	if body.ResultCode == "" {
+		return 0, nil, &kg.FieldError{Field: "resultCode", Reason: "is required (000100–000107)"}
+	}
+	e.Message = "resultCode " + body.ResultCode
+	if err := m.FailInstance(r.Context(), r.PathValue("id"), body.ResultCode, body.ResultMsg); err != nil {
+		return 0, nil, err
+	}
+	msg := body.ResultMsg
+	if msg == "" {
+		msg, _ = kg.CodeMessage(body.ResultCode)
+	}
+	return http.StatusOK, map[string]any{"instanceId": r.PathValue("id"), "phase": PhaseFailed, "resultCode": body.ResultCode, "resultMsg": msg}, nil
 }
 
 // bareAppInfo lets the appinfo endpoint accept the bare appInfo object.

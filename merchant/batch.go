@@ -528,7 +528,7 @@ func deliveryBatchTx(ctx context.Context, tx *db.Tx, now time.Time, items []*del
 		args = append(args, upd[min(i, len(upd)-1)].ev.Subject)
 	}
 	res, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE merchant_instances SET app_info = CASE instance_id%s END, phase = $%d,
-		ready_at = CASE WHEN ready_at = 0 THEN $%d ELSE ready_at END, updated_at = $%d WHERE instance_id IN (%s)`, cases.String(), n, n+1, n+2, in.String()), args...)
+		failure_code = '', failure_msg = '', ready_at = CASE WHEN ready_at = 0 THEN $%d ELSE ready_at END, updated_at = $%d WHERE instance_id IN (%s)`, cases.String(), n, n+1, n+2, in.String()), args...)
 	if err != nil {
 		return fmt.Errorf("store appInfo: %w", err)
 	}
@@ -541,7 +541,8 @@ func deliveryBatchTx(ctx context.Context, tx *db.Tx, now time.Time, items []*del
 // simpleCreatedAnswer tells whether the vendor app's answer to a real
 // (non-sandbox) instance.created event can be recorded by a batch: a plain
 // acknowledgement, or appInfo alone that passes validation and needs no
-// encryption check. Anything else is recorded alone by handoff (applyAnswer).
+// encryption check. Anything else (a refusal: resultCode set) is recorded
+// alone by handoff (applyAnswer).
 func (m *Merchant) simpleCreatedAnswer(ev *handoff.Stored, productID string, answer []byte) (info *AppInfo, ok bool) {
 	if ev.TestFlag || ev.Type != EventCreated {
 		return nil, false
@@ -551,7 +552,7 @@ func (m *Merchant) simpleCreatedAnswer(ev *handoff.Stored, productID string, ans
 		return nil, true
 	}
 	var a Answer
-	if err := json.Unmarshal(answer, &a); err != nil || a.UsageInfo != nil {
+	if err := json.Unmarshal(answer, &a); err != nil || a.UsageInfo != nil || a.ResultCode != "" {
 		return nil, false
 	}
 	if a.AppInfo == nil {

@@ -240,8 +240,10 @@ const (
 // NewInstance handles newInstance: idempotent on (orderId, orderLineId), and
 // on (orderId, productId) for pay-per-use orders; answers within the budget
 // (Config.Budget, or ctx's deadline if earlier)
-// with 000000 when the vendor app completed provisioning in time, otherwise
-// kg.ErrInProgress with the instanceId while provisioning continues.
+// with 000000 when the vendor app completed provisioning in time, the
+// create-instance code and message when it refused the create (phase failed,
+// on every retry as well), otherwise kg.ErrInProgress with the instanceId
+// while provisioning continues.
 //
 // The budget bounds the waits that may be cut short (Query Order, the inline
 // hand-off), not the database work: a create whose transaction is still
@@ -260,7 +262,7 @@ func (m *Merchant) NewInstance(ctx context.Context, in NewInstanceInput) (*reply
 		return nil, fmt.Errorf("lookup key: %w", err)
 	}
 	if lk.err == nil {
-		return lineAnswer(lk.id, lk.phase, lk.aliasOf, lk.aliasPhase)
+		return m.lineAnswer(wctx, lk.id, lk.phase, lk.aliasOf, lk.aliasPhase)
 	} else if !errors.Is(lk.err, errNotFound) {
 		return nil, lk.err
 	}
@@ -349,14 +351,27 @@ func (m *Merchant) createAnswer(ctx context.Context, id string) (*reply, error) 
 	if err != nil {
 		return nil, fmt.Errorf("newInstance: load instance %s: %w", id, err)
 	}
-	return lineAnswer(id, phase, aliasOf, aliasPhase)
+	return m.lineAnswer(ctx, id, phase, aliasOf, aliasPhase)
 }
 
 // lineAnswer is the answer to a create of an order line whose instance is
-// id (in phase), or the instance it is an alias of (pay-per-use).
-func lineAnswer(id, phase, aliasOf, aliasPhase string) (*reply, error) {
+// id (in phase), or the instance it is an alias of (pay-per-use): 000000
+// when ready, the refusal's code and message when failed (read now: only a
+// failed instance costs this read), else 000004.
+func (m *Merchant) lineAnswer(ctx context.Context, id, phase, aliasOf, aliasPhase string) (*reply, error) {
 	if aliasOf != "" && aliasPhase != "" {
-		return &reply{InstanceID: aliasOf}, phaseErr(aliasPhase)
+		id, phase = aliasOf, aliasPhase
+	}
+	if phase == PhaseFailed {
+		var code, msg string
+		err := m.db.QueryRow(ctx, `SELECT phase, failure_code, failure_msg FROM merchant_instances WHERE instance_id = $1`, id).Scan(&phase, &code, &msg)
+		if err != nil {
+			return &reply{InstanceID: id}, fmt.Errorf("newInstance: refusal of %s: %w", id, err)
+		}
+		if phase == PhaseFailed && code != "" {
+			return &reply{InstanceID: id}, kg.NewResultError(code, msg)
+		}
+		// Completed (appInfo) since the phase was read: answer what is now.
 	}
 	return &reply{InstanceID: id}, phaseErr(phase)
 }

@@ -155,6 +155,9 @@ type fakeApp struct {
 	refuse atomic.Bool  // refuse change checks
 	noApp  atomic.Bool  // answer without appInfo
 	badSig atomic.Int64
+	// created: skuCode → the raw answer to instance.created events of that
+	// SKU (e.g. a refusal), instead of appInfo.
+	created sync.Map
 }
 
 func newFakeApp(t testing.TB, c clock.Clock) *fakeApp {
@@ -191,6 +194,14 @@ func (a *fakeApp) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	switch env.Type {
 	case EventCreated, EventUpgraded:
+		var d struct {
+			SkuCode string `json:"skuCode"`
+		}
+		_ = json.Unmarshal(env.Data, &d)
+		if v, ok := a.created.Load(d.SkuCode); ok && env.Type == EventCreated {
+			_, _ = io.WriteString(w, v.(string))
+			return
+		}
 		if a.noApp.Load() {
 			_, _ = io.WriteString(w, `{}`)
 			return

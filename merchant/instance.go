@@ -19,7 +19,37 @@ const (
 	PhaseAwaitingOrder = "awaiting_order" // Query Order has not answered yet
 	PhaseProvisioning  = "provisioning"   // handed off, waiting for the app's appInfo
 	PhaseReady         = "ready"          // appInfo known
+	// PhaseFailed: the vendor app refused the create with a create-instance
+	// result code (Instance.Failure), which newInstance and queryInstance
+	// answer. appInfo completes the instance all the same (a recovery).
+	PhaseFailed = "failed"
 )
+
+// Failure is why the vendor app refused a create: a create-instance result
+// code (000100–000107, saas-v2.md §7) and its message.
+type Failure struct {
+	ResultCode string `json:"resultCode"`
+	ResultMsg  string `json:"resultMsg,omitempty"`
+}
+
+// maxResultMsg caps a refusal's message: resultMsg is at most 255 characters
+// on the wire (saas-v2.md §4.1).
+const maxResultMsg = 255
+
+// validateRefusal checks a create refusal: code exactly six digits and one of
+// the create-instance codes, msg at most maxResultMsg characters.
+func validateRefusal(code, msg string) error {
+	if len(code) != 6 || strings.Trim(code, "0123456789") != "" {
+		return &kg.FieldError{Field: "resultCode", Reason: fmt.Sprintf("%q is not six digits", code)}
+	}
+	if !kg.IsCreateCode(code) {
+		return &kg.FieldError{Field: "resultCode", Reason: code + " is not a create-instance refusal code (000100–000107)"}
+	}
+	if utf8.RuneCountInString(msg) > maxResultMsg {
+		return &kg.FieldError{Field: "resultMsg", Reason: fmt.Sprintf("is longer than %d characters", maxResultMsg)}
+	}
+	return nil
+}
 
 // Lifecycle statuses of an instance.
 const (
@@ -105,6 +135,7 @@ type Instance struct {
 	Order        json.RawMessage `json:"order,omitempty"`
 	AppInfo      *AppInfo        `json:"appInfo,omitempty"`
 	UsageInfo    []UsageInfo     `json:"usageInfo,omitempty"`
+	Failure      *Failure        `json:"failure,omitempty"` // phase failed: the refusal
 	ExpireAt     time.Time       `json:"expireAt,omitzero"`
 	CreatedAt    time.Time       `json:"createdAt"`
 	UpdatedAt    time.Time       `json:"updatedAt"`
@@ -118,7 +149,8 @@ type querier interface {
 }
 
 const instanceColumns = `instance_id, order_id, order_line_id, business_id, test_flag, phase, status, alias_of,
-	product_id, sku_code, charging_mode, order_json, app_info, usage_info, expire_at, created_at, updated_at, ready_at, released_at`
+	product_id, sku_code, charging_mode, order_json, app_info, usage_info, expire_at, created_at, updated_at, ready_at, released_at,
+	failure_code, failure_msg`
 
 func msTime(ms int64) time.Time {
 	if ms == 0 {
@@ -135,11 +167,13 @@ func loadInstance(ctx context.Context, q querier, id string) (*Instance, error) 
 		in                                            Instance
 		tf                                            int
 		orderJSON, appInfo, usageInfo                 string
+		failureCode, failureMsg                       string
 		expire, created, updated, readyAt, releasedAt int64
 	)
 	err := q.QueryRow(ctx, `SELECT `+instanceColumns+` FROM merchant_instances WHERE instance_id = $1`, id).Scan(
 		&in.ID, &in.OrderID, &in.OrderLineID, &in.BusinessID, &tf, &in.Phase, &in.Status, &in.AliasOf,
-		&in.ProductID, &in.SkuCode, &in.ChargingMode, &orderJSON, &appInfo, &usageInfo, &expire, &created, &updated, &readyAt, &releasedAt)
+		&in.ProductID, &in.SkuCode, &in.ChargingMode, &orderJSON, &appInfo, &usageInfo, &expire, &created, &updated, &readyAt, &releasedAt,
+		&failureCode, &failureMsg)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNotFound
 	}
@@ -160,6 +194,9 @@ func loadInstance(ctx context.Context, q querier, id string) (*Instance, error) 
 		if err := json.Unmarshal([]byte(usageInfo), &in.UsageInfo); err != nil {
 			return nil, fmt.Errorf("instance %s: stored usageInfo: %w", id, err)
 		}
+	}
+	if failureCode != "" {
+		in.Failure = &Failure{ResultCode: failureCode, ResultMsg: failureMsg}
 	}
 	in.ExpireAt, in.CreatedAt, in.UpdatedAt = msTime(expire), msTime(created), msTime(updated)
 	in.ReadyAt, in.ReleasedAt = msTime(readyAt), msTime(releasedAt)

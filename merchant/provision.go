@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -25,9 +26,30 @@ type Answer struct {
 	UsageInfo []UsageInfo `json:"usageInfo,omitempty"`
 	// Allowed answers instance.change_check; false refuses with ResultCode
 	// (default 000100) and ResultMsg.
-	Allowed    *bool  `json:"allowed,omitempty"`
+	Allowed *bool `json:"allowed,omitempty"`
+	// ResultCode and ResultMsg also answer instance.created: a
+	// create-instance code (000100–000107) refuses the create (phase failed;
+	// newInstance and queryInstance answer the code and message). With
+	// instance.created, a code other than 000000 or those, a message over 255
+	// characters, or a refusal with AppInfo is an invalid answer (a failed
+	// attempt, retried).
 	ResultCode string `json:"resultCode,omitempty"`
 	ResultMsg  string `json:"resultMsg,omitempty"`
+}
+
+// refusal tells whether a is an answer to instance.created that refuses the
+// create, and checks it: an error makes the whole answer invalid.
+func (a *Answer) refusal() (bool, error) {
+	if a.ResultCode == "" || a.ResultCode == kg.CodeSuccess {
+		return false, nil
+	}
+	if err := validateRefusal(a.ResultCode, a.ResultMsg); err != nil {
+		return false, err
+	}
+	if a.AppInfo != nil {
+		return false, &kg.FieldError{Field: "appInfo", Reason: "cannot come with a refusal (resultCode " + a.ResultCode + ")"}
+	}
+	return true, nil
 }
 
 // Provisioner is the in-process alternative to the webhook, for Go programs
@@ -143,6 +165,17 @@ func (m *Merchant) applyAnswer(ctx context.Context, tx *db.Tx, now time.Time, ev
 		}
 		return recordVerdictTx(ctx, tx, now, d.CheckID, &a)
 	}
+	if ev.Type == EventCreated {
+		refused, err := a.refusal()
+		if err != nil {
+			return fmt.Errorf("answer to %s: %w", ev.Type, err)
+		}
+		if refused {
+			if err := failTx(ctx, tx, now, ev.Subject, a.ResultCode, a.ResultMsg); err != nil {
+				return fmt.Errorf("answer to %s: %w", ev.Type, err)
+			}
+		}
+	}
 	if a.AppInfo != nil {
 		if err := m.setAppInfoTx(ctx, tx, now, ev.Subject, a.AppInfo); err != nil {
 			return err
@@ -156,7 +189,8 @@ func (m *Merchant) applyAnswer(ctx context.Context, tx *db.Tx, now time.Time, ev
 	return nil
 }
 
-// setAppInfoTx stores an instance's appInfo and marks it ready.
+// setAppInfoTx stores an instance's appInfo and marks it ready (a failed
+// instance too: its failure is cleared).
 func (m *Merchant) setAppInfoTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID string, a *AppInfo) error {
 	if err := a.Validate("appInfo."); err != nil {
 		return err
@@ -181,11 +215,42 @@ func (m *Merchant) setAppInfoTx(ctx context.Context, tx *db.Tx, now time.Time, i
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `UPDATE merchant_instances SET app_info = $2, phase = $3,
+	_, err = tx.Exec(ctx, `UPDATE merchant_instances SET app_info = $2, phase = $3, failure_code = '', failure_msg = '',
 		ready_at = CASE WHEN ready_at = 0 THEN $4 ELSE ready_at END, updated_at = $4 WHERE instance_id = $1`,
 		inst.ID, string(b), PhaseReady, now.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("store appInfo: %w", err)
+	}
+	return nil
+}
+
+// ErrAlreadyReady refuses a create refusal for an instance that is already
+// provisioned (newInstance or queryInstance may have answered 000000).
+var ErrAlreadyReady = errors.New("instance is already provisioned (phase ready)")
+
+// failTx records the vendor app's refusal of a create: the instance (the one
+// an alias duplicates) goes to phase failed with code and msg, which
+// validateRefusal accepted. A ready instance is refused (ErrAlreadyReady); a
+// failed one takes the new code and message.
+func failTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID, code, msg string) error {
+	inst, err := loadInstance(ctx, tx, instanceID)
+	if errors.Is(err, errNotFound) {
+		return errNoInstance(instanceID)
+	}
+	if err != nil {
+		return err
+	}
+	if inst.AliasOf != "" {
+		if inst, err = loadInstance(ctx, tx, inst.AliasOf); err != nil {
+			return fmt.Errorf("instance %s: alias: %w", instanceID, err)
+		}
+	}
+	if inst.Phase == PhaseReady {
+		return fmt.Errorf("refuse instance %s: %w", inst.ID, ErrAlreadyReady)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE merchant_instances SET phase = $2, failure_code = $3, failure_msg = $4, updated_at = $5 WHERE instance_id = $1`,
+		inst.ID, PhaseFailed, code, msg, now.UnixMilli()); err != nil {
+		return fmt.Errorf("store refusal: %w", err)
 	}
 	return nil
 }

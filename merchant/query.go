@@ -14,10 +14,12 @@ import (
 // every ready instance (credentials encrypted per the product's setting with
 // the access key that verified the request) and, for pay-per-use instances,
 // their usageInfo. Unknown ids are left out; when none is known → 000003;
-// when every known one is still provisioning → 000004.
+// when none is ready: 000004 while one is still provisioning, else the
+// refusal (code and message) of the first failed one.
 func (m *Merchant) QueryInstances(ctx context.Context, ids []string, keyIndex int) (*reply, error) {
 	out := &reply{}
 	known, pending := 0, 0
+	var failure *Failure
 	encSet := false
 	for _, id := range ids {
 		inst, err := loadInstance(ctx, m.db, id)
@@ -35,6 +37,12 @@ func (m *Merchant) QueryInstances(ctx context.Context, ids []string, keyIndex in
 			} else if !errors.Is(err, errNotFound) {
 				return nil, fmt.Errorf("queryInstance: %w", err)
 			}
+		}
+		if src.Phase == PhaseFailed && src.Failure != nil {
+			if failure == nil {
+				failure = src.Failure
+			}
+			continue
 		}
 		if src.Phase != PhaseReady || src.AppInfo == nil {
 			pending++
@@ -59,6 +67,8 @@ func (m *Merchant) QueryInstances(ctx context.Context, ids []string, keyIndex in
 		return nil, kg.NewResultError(kg.CodeNoInstance, "no such instance")
 	case len(out.Info) == 0 && pending > 0:
 		return nil, kg.NewResultError(kg.CodeInProgress, "instance is still being provisioned")
+	case len(out.Info) == 0 && failure != nil:
+		return nil, kg.NewResultError(failure.ResultCode, failure.ResultMsg)
 	}
 	return out, nil
 }
