@@ -4,11 +4,13 @@
 // either synchronously (its answer carries appInfo) or, with -async, later
 // through souk's management API.
 //
-//	go run ./examples/vendorapp -listen 127.0.0.1:9000 -secret whsec_… [-async -souk http://127.0.0.1:8080 -admin-token …]
+//	go run ./examples/vendorapp -listen 127.0.0.1:9000 -secret whsec_… [-async -souk http://127.0.0.1:8080 -admin-token …] [-refuse-sku SKU=000106 …]
 //
-// Every setting can also come from the environment: VENDOR_LISTEN,
-// VENDOR_WEBHOOK_SECRET, VENDOR_ASYNC, VENDOR_SOUK_URL, VENDOR_ADMIN_TOKEN,
-// VENDOR_APP_URL. It deliberately does not import souk: the webhook contract
+// -refuse-sku (repeatable) makes it refuse the creates of a SKU with a
+// create-instance result code (000100–000107), which souk then answers to
+// newInstance. Every setting can also come from the environment:
+// VENDOR_LISTEN, VENDOR_WEBHOOK_SECRET, VENDOR_ASYNC, VENDOR_SOUK_URL,
+// VENDOR_ADMIN_TOKEN, VENDOR_APP_URL, VENDOR_REFUSE_SKU (SKU=CODE,…). It deliberately does not import souk: the webhook contract
 // is plain HTTP + HMAC-SHA256 (see docs/merchant.md).
 package main
 
@@ -21,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,6 +55,23 @@ func run(args []string, getenv func(string) string) error {
 	fs.StringVar(&cfg.SoukURL, "souk", env("VENDOR_SOUK_URL", "http://127.0.0.1:8080"), "souk merchant base URL (for -async)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", env("VENDOR_ADMIN_TOKEN", ""), "souk's admin token (for -async)")
 	fs.StringVar(&cfg.AppURL, "app-url", env("VENDOR_APP_URL", "https://app.example.com"), "base of the generated frontEndUrl")
+	cfg.Refuse = map[string]string{}
+	refuse := func(v string) error {
+		sku, code, ok := strings.Cut(v, "=")
+		if !ok || sku == "" || len(code) != 6 || strings.Trim(code, "0123456789") != "" {
+			return fmt.Errorf("%q is not SKU=CODE with a six-digit result code (000100–000107)", v)
+		}
+		cfg.Refuse[sku] = code
+		return nil
+	}
+	fs.Func("refuse-sku", "refuse the creates of a SKU with a result code: SKU=CODE, e.g. basic=000106 (repeatable)", refuse)
+	if v := env("VENDOR_REFUSE_SKU", ""); v != "" {
+		for _, p := range strings.Split(v, ",") {
+			if err := refuse(strings.TrimSpace(p)); err != nil {
+				return fmt.Errorf("VENDOR_REFUSE_SKU: %w", err)
+			}
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

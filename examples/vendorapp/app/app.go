@@ -2,7 +2,7 @@
 // command is ../ , examples/vendorapp). It receives souk's signed webhooks,
 // verifies them, and completes provisioning either synchronously (its answer
 // carries appInfo) or, with Config.Async, later through souk's management
-// API. It deliberately does not import souk: the webhook contract is plain
+// API; with Config.Refuse it refuses the creates of some SKUs the same ways. It deliberately does not import souk: the webhook contract is plain
 // HTTP + HMAC-SHA256 (see docs/merchant.md). souk demo runs it on loopback.
 package app
 
@@ -60,6 +60,10 @@ type Config struct {
 	AdminToken string // souk's SOUK_ADMIN_TOKEN (for -async)
 	AppURL     string // base of the generated frontEndUrl
 	AsyncDelay time.Duration
+	// Refuse maps a skuCode to the create-instance result code (000100–000107)
+	// with which the app refuses the creates of that SKU: in its answer, or
+	// with Async through souk's failure API. For demos and tests.
+	Refuse map[string]string
 	// Now is the clock that checks the webhook signature's timestamp
 	// (±5 min); nil → time.Now. Set it to the merchant's clock when souk
 	// merchant runs on a virtual clock (souk demo).
@@ -156,6 +160,19 @@ func (a *App) handle(ev event) []byte {
 	a.log.Info("event", "id", ev.ID, "type", ev.Type, "instance", ev.Subject)
 	switch ev.Type {
 	case "instance.created", "instance.upgraded":
+		if code := a.refusal(ev); code != "" {
+			a.setTenant(ev.Subject, "refused")
+			refusal, _ := json.Marshal(map[string]string{"resultCode": code, "resultMsg": "refused by the example app (-refuse-sku)"})
+			if a.cfg.Async {
+				a.wg.Add(1)
+				go func() {
+					defer a.wg.Done()
+					a.postLater(ev.Subject, "failure", refusal)
+				}()
+				return []byte(`{}`)
+			}
+			return refusal
+		}
 		a.setTenant(ev.Subject, "active")
 		info := a.provision(ev.Subject)
 		if a.cfg.Async {
@@ -189,6 +206,19 @@ func (a *App) handle(ev event) []byte {
 	return []byte(`{}`)
 }
 
+// refusal is the result code with which the app refuses ev (a create of a
+// SKU in Config.Refuse), or "".
+func (a *App) refusal(ev event) string {
+	if ev.Type != "instance.created" || len(a.cfg.Refuse) == 0 {
+		return ""
+	}
+	var d struct {
+		SkuCode string `json:"skuCode"`
+	}
+	_ = json.Unmarshal(ev.Data, &d)
+	return a.cfg.Refuse[d.SkuCode]
+}
+
 func (a *App) setTenant(id, status string) {
 	a.mu.Lock()
 	a.tenants[id] = status
@@ -216,26 +246,33 @@ func (a *App) provision(instanceID string) appInfo {
 
 // completeLater posts appInfo to souk's management API, retrying a while.
 func (a *App) completeLater(instanceID string, info appInfo) {
-	time.Sleep(a.cfg.AsyncDelay)
 	body, _ := json.Marshal(map[string]any{"appInfo": info})
+	a.postLater(instanceID, "appinfo", body)
+}
+
+// postLater posts body to souk's management API at
+// /api/v1/instances/{instanceID}/{what} (appinfo, failure) after
+// Config.AsyncDelay, retrying a while.
+func (a *App) postLater(instanceID, what string, body []byte) {
+	time.Sleep(a.cfg.AsyncDelay)
 	for attempt := 1; attempt <= 10; attempt++ {
-		err := a.postAppInfo(instanceID, body)
+		err := a.post(instanceID, what, body)
 		if err == nil {
-			a.log.Info("completed provisioning through the API", "instance", instanceID)
+			a.log.Info("posted to souk's API", "instance", instanceID, "what", what)
 			return
 		}
-		a.log.Warn("appinfo API call failed", "instance", instanceID, "attempt", attempt, "err", err)
+		a.log.Warn(what+" API call failed", "instance", instanceID, "attempt", attempt, "err", err)
 		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 	}
 }
 
-func (a *App) postAppInfo(instanceID string, body []byte) error {
+func (a *App) post(instanceID, what string, body []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a.mu.Lock()
 	base := a.cfg.SoukURL
 	a.mu.Unlock()
-	u := strings.TrimRight(base, "/") + "/api/v1/instances/" + instanceID + "/appinfo"
+	u := strings.TrimRight(base, "/") + "/api/v1/instances/" + instanceID + "/" + what
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return err

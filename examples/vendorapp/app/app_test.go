@@ -186,3 +186,52 @@ func TestVerifyRejectsForgeries(t *testing.T) {
 		}
 	}
 }
+
+// With Refuse the app refuses the creates of a SKU: in its answer, or with
+// Async through souk's failure API; souk answers the code to newInstance
+// (Query Order above gives SKU "basic").
+func TestVendorAppRefusesASKU(t *testing.T) {
+	for _, backend := range dbtest.Backends() {
+		for _, async := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/async=%v", backend, async), func(t *testing.T) {
+				ctx := context.Background()
+				d := dbtest.Open(t, backend)
+				if err := merchant.Migrate(ctx, d); err != nil {
+					t.Fatal(err)
+				}
+				log := slog.New(slog.DiscardHandler)
+				app := NewApp(Config{Secret: secret, Async: async, AdminToken: admin, AsyncDelay: 50 * time.Millisecond,
+					Refuse: map[string]string{"basic": kg.CodeSoldOut}}, log)
+				vendor := httptest.NewServer(app)
+				t.Cleanup(vendor.Close)
+				m, err := merchant.New(merchant.Config{
+					AccessKeys: []string{key}, MarketURL: queryOrder(t).URL, MarketAK: ak, MarketSK: sk,
+					WebhookURL: vendor.URL + "/webhook", WebhookSecret: secret, AdminToken: admin, Budget: time.Second,
+				}, merchant.Deps{DB: d, Clock: clock.Real{}, Logger: log})
+				if err != nil {
+					t.Fatal(err)
+				}
+				souk := httptest.NewServer(m.Handler())
+				t.Cleanup(souk.Close)
+				app.SetSoukURL(souk.URL)
+				t.Cleanup(func() { _ = m.Close() })
+
+				body := `{"activity":"newInstance","orderId":"REF1","orderLineId":"REF1-000001","businessId":"biz-ref"}`
+				r := call(t, souk.URL, body)
+				if async && r.ResultCode == kg.CodeInProgress {
+					app.Wait() // the refusal went through the API meanwhile; the marketplace retries
+					r = call(t, souk.URL, strings.Replace(body, "biz-ref", "biz-ref-2", 1))
+				}
+				if r.ResultCode != kg.CodeSoldOut || r.InstanceID != "biz-ref" {
+					t.Fatalf("newInstance of a refused SKU: %+v", r)
+				}
+				if q := call(t, souk.URL, `{"activity":"queryInstance","instanceId":"biz-ref"}`); q.ResultCode != kg.CodeSoldOut {
+					t.Fatalf("queryInstance of a refused create: %+v", q)
+				}
+				if app.Tenant("biz-ref") != "refused" {
+					t.Fatalf("tenant %q", app.Tenant("biz-ref"))
+				}
+			})
+		}
+	}
+}
