@@ -248,9 +248,17 @@ func failTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID, code, msg
 	if inst.Phase == PhaseReady {
 		return fmt.Errorf("refuse instance %s: %w", inst.ID, ErrAlreadyReady)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE merchant_instances SET phase = $2, failure_code = $3, failure_msg = $4, updated_at = $5 WHERE instance_id = $1`,
-		inst.ID, PhaseFailed, code, msg, now.UnixMilli()); err != nil {
+	// The phase is checked again by the UPDATE itself: an appInfo committed
+	// meanwhile (PostgreSQL re-reads the row it waited for) wins.
+	res, err := tx.Exec(ctx, `UPDATE merchant_instances SET phase = $2, failure_code = $3, failure_msg = $4, updated_at = $5
+		WHERE instance_id = $1 AND phase <> $6`, inst.ID, PhaseFailed, code, msg, now.UnixMilli(), PhaseReady)
+	if err != nil {
 		return fmt.Errorf("store refusal: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store refusal: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("refuse instance %s: %w", inst.ID, ErrAlreadyReady)
 	}
 	return nil
 }
