@@ -287,3 +287,32 @@ func TestGeneralKey(t *testing.T) {
 		}
 	})
 }
+
+// A released instance is no longer listed by queryInstance (000003 when it is
+// the only one), as the lifecycle calls answer; a sandbox instance stays
+// listed (the dial tests query it again after their release step).
+func TestQueryAfterRelease(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		gone, live := e.provisioned("REL1"), e.provisioned("REL2")
+		if r := e.call(map[string]string{"activity": "releaseInstance", "instanceId": gone}); r.ResultCode != kg.CodeSuccess {
+			t.Fatalf("release: %s %s", r.ResultCode, r.ResultMsg)
+		}
+		if q := e.call(map[string]string{"activity": "queryInstance", "instanceId": gone}); q.ResultCode != kg.CodeNoInstance {
+			t.Errorf("query of a released instance: %s", q.raw)
+		}
+		if q := e.call(map[string]string{"activity": "queryInstance", "instanceId": gone + "," + live}); q.ResultCode != kg.CodeSuccess || len(q.Info) != 1 || q.Info[0].InstanceID != live {
+			t.Errorf("query of a released and a live instance: %s", q.raw)
+		}
+		r := e.call(newInstanceBody("MOCKPERIODYEARNEW", "MOCKPERIODYEARNEW-000001", "biz-sandbox-rel", true))
+		if r.ResultCode != kg.CodeSuccess {
+			t.Fatalf("sandbox create: %s %s", r.ResultCode, r.ResultMsg)
+		}
+		if x := e.call(map[string]string{"activity": "releaseInstance", "instanceId": r.InstanceID, "testFlag": "1"}); x.ResultCode != kg.CodeSuccess {
+			t.Fatalf("sandbox release: %s %s", x.ResultCode, x.ResultMsg)
+		}
+		if q := e.call(map[string]string{"activity": "queryInstance", "instanceId": r.InstanceID, "testFlag": "1"}); q.ResultCode != kg.CodeSuccess || len(q.Info) != 1 {
+			t.Errorf("query of a released sandbox instance: %s", q.raw)
+		}
+	})
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
 	"time"
 
 	"github.com/soukhq/souk/kg"
@@ -13,7 +12,8 @@ import (
 // QueryInstances answers queryInstance for up to 100 ids: the appInfo of
 // every ready instance (credentials encrypted per the product's setting with
 // the access key that verified the request) and, for pay-per-use instances,
-// their usageInfo. Unknown ids are left out; when none is known → 000003;
+// their usageInfo. Unknown ids (and released real instances) are left out;
+// when none is known → 000003;
 // when none is ready: 000004 while one is still provisioning, else the
 // refusal (code and message) of the first failed one.
 func (m *Merchant) QueryInstances(ctx context.Context, ids []string, keyIndex int) (*reply, error) {
@@ -29,7 +29,6 @@ func (m *Merchant) QueryInstances(ctx context.Context, ids []string, keyIndex in
 		if err != nil {
 			return nil, fmt.Errorf("queryInstance: %w", err)
 		}
-		known++
 		src := inst
 		if inst.AliasOf != "" {
 			if c, err := loadInstance(ctx, m.db, inst.AliasOf); err == nil {
@@ -38,6 +37,13 @@ func (m *Merchant) QueryInstances(ctx context.Context, ids []string, keyIndex in
 				return nil, fmt.Errorf("queryInstance: %w", err)
 			}
 		}
+		if src.Status == StatusReleased && !src.TestFlag {
+			// Released: no longer an instance of the buyer's (as the
+			// lifecycle calls answer, 000003). A sandbox instance stays
+			// listed: the dial tests replay create → query after release.
+			continue
+		}
+		known++
 		if src.Phase == PhaseFailed && src.Failure != nil {
 			if failure == nil {
 				failure = src.Failure
