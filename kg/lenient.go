@@ -310,7 +310,18 @@ func emptyMeansAbsent(t reflect.Type) bool {
 	return false
 }
 
+// jvalueDecoder is implemented by wire types that decode themselves from the
+// parsed JSON (RawProductInfo).
+type jvalueDecoder interface {
+	decodeJValue(path string, v jvalue) error
+}
+
 func assignValue(path string, v jvalue, rv reflect.Value) error {
+	if rv.CanAddr() {
+		if d, ok := rv.Addr().Interface().(jvalueDecoder); ok {
+			return d.decodeJValue(path, v)
+		}
+	}
 	if rv.Type() == numberType {
 		s, err := numberFrom(v)
 		if err != nil {

@@ -161,8 +161,8 @@ type BuyerInfo struct {
 	Email            string `json:"email,omitempty" kg:"max=128"`
 }
 
-// ProductInfo identifies a product and its specification (Query Order lines,
-// changeInstanceCheck).
+// ProductInfo identifies a product and its specification (Query Order lines;
+// for changeInstanceCheck, RawProductInfo.Products reads it best effort).
 type ProductInfo struct {
 	ProductID   string `json:"productId,omitempty" kg:"max=64"`
 	SKUCode     string `json:"skuCode,omitempty" kg:"max=64"`

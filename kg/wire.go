@@ -200,13 +200,15 @@ func (r *UpgradeInstanceRequest) IsTest() bool            { return r.TestFlag ==
 func (r *UpgradeInstanceRequest) validate(p string) error { return normTestFlag(p, &r.TestFlag) }
 
 // ChangeInstanceCheckRequest is activity changeInstanceCheck (saas-v2.md §4.7).
-// productInfo is accepted as an object, a one-element array, or a string
-// holding either.
+// The structure of productInfo is unconfirmed (§4.7, §10 item 5): it is
+// accepted as an object, a list of one or more objects (the shape of Query
+// Order's productInfo, §5.1), or a string holding either, and kept whole as
+// received (RawProductInfo), whatever members and member types it has.
 type ChangeInstanceCheckRequest struct {
-	Activity    string      `json:"activity"`
-	InstanceID  string      `json:"instanceId" kg:"req,max=64"`
-	ProductInfo ProductInfo `json:"productInfo" kg:"req"`
-	TestFlag    string      `json:"testFlag,omitempty" kg:"max=2"`
+	Activity    string         `json:"activity"`
+	InstanceID  string         `json:"instanceId" kg:"req,max=64"`
+	ProductInfo RawProductInfo `json:"productInfo" kg:"req"`
+	TestFlag    string         `json:"testFlag,omitempty" kg:"max=2"`
 }
 
 func (r *ChangeInstanceCheckRequest) ActivityName() string    { return ActivityChangeInstanceCheck }

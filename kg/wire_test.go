@@ -1,6 +1,7 @@
 package kg
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -46,11 +47,11 @@ func TestDecodeRequestValid(t *testing.T) {
 		{"upgradeInstance", `{"activity":"upgradeInstance","instanceId":"i","orderId":"o2","orderLineId":"o2-1"}`,
 			&UpgradeInstanceRequest{Activity: "upgradeInstance", InstanceID: "i", OrderID: "o2", OrderLineID: "o2-1", TestFlag: "0"}},
 		{"changeInstanceCheck object", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":{"productId":"p","skuCode":"s","linearValue":"10"}}`,
-			&ChangeInstanceCheckRequest{Activity: "changeInstanceCheck", InstanceID: "i", ProductInfo: ProductInfo{ProductID: "p", SKUCode: "s", LinearValue: "10"}, TestFlag: "0"}},
+			&ChangeInstanceCheckRequest{Activity: "changeInstanceCheck", InstanceID: "i", ProductInfo: RawProductInfo{JSON: []byte(`{"productId":"p","skuCode":"s","linearValue":"10"}`), Form: ProductInfoObject}, TestFlag: "0"}},
 		{"changeInstanceCheck string", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":"{\"productId\":\"p\",\"linearValue\":5}"}`,
-			&ChangeInstanceCheckRequest{Activity: "changeInstanceCheck", InstanceID: "i", ProductInfo: ProductInfo{ProductID: "p", LinearValue: "5"}, TestFlag: "0"}},
+			&ChangeInstanceCheckRequest{Activity: "changeInstanceCheck", InstanceID: "i", ProductInfo: RawProductInfo{JSON: []byte(`{"productId":"p","linearValue":5}`), Form: ProductInfoStringObject}, TestFlag: "0"}},
 		{"changeInstanceCheck one-element list", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":[{"skuCode":"s"}]}`,
-			&ChangeInstanceCheckRequest{Activity: "changeInstanceCheck", InstanceID: "i", ProductInfo: ProductInfo{SKUCode: "s"}, TestFlag: "0"}},
+			&ChangeInstanceCheckRequest{Activity: "changeInstanceCheck", InstanceID: "i", ProductInfo: RawProductInfo{JSON: []byte(`[{"skuCode":"s"}]`), Form: ProductInfoArray}, TestFlag: "0"}},
 		{"orderNotify", `{"activity":"orderNotify","orderId":"o","orderLineId":"l","testFlag":"0"}`,
 			&OrderNotifyRequest{Activity: "orderNotify", OrderID: "o", OrderLineID: "l", TestFlag: "0"}},
 	}
@@ -82,6 +83,8 @@ func equalJSONish(a, b any) bool {
 		return x.Expire.Equal(b.(*RefreshInstanceRequest).Expire)
 	case *QueryInstanceRequest:
 		return strings.Join(x.InstanceIDs, ",") == strings.Join(b.(*QueryInstanceRequest).InstanceIDs, ",")
+	case *ChangeInstanceCheckRequest:
+		return x.ProductInfo.Form == b.(*ChangeInstanceCheckRequest).ProductInfo.Form
 	}
 	return true
 }
@@ -115,7 +118,11 @@ func TestDecodeRequestInvalid(t *testing.T) {
 		{"change no productInfo", `{"activity":"changeInstanceCheck","instanceId":"i"}`, "productInfo"},
 		{"change productInfo number", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":5}`, "productInfo"},
 		{"change productInfo bad string", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":"not json"}`, "productInfo"},
-		{"change linearValue not number", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":{"linearValue":"ten"}}`, "productInfo.linearValue"},
+		{"change productInfo empty list", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":[]}`, "productInfo"},
+		{"change productInfo list of strings", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":[{"productId":"p"},"x"]}`, "productInfo[1]"},
+		{"change productInfo string holding a string", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":"\"p\""}`, "productInfo"},
+		{"change productInfo blank string", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":"  "}`, "productInfo"},
+		{"change productInfo null", `{"activity":"changeInstanceCheck","instanceId":"i","productInfo":null}`, "productInfo"},
 		{"notify no orderLineId", `{"activity":"orderNotify","orderId":"o"}`, "orderLineId"},
 	}
 	for _, tc := range tests {
@@ -135,7 +142,7 @@ func TestEncodeRequestRoundTrip(t *testing.T) {
 	reqs := []Request{
 		&NewInstanceRequest{BusinessID: "b-0001", OrderID: "CS2211181819B4LVS", OrderLineID: "CS2211181819B4LVS-000001", TestFlag: "1"},
 		&RefreshInstanceRequest{Scene: SceneRenewal, OrderID: "o", OrderLineID: "l", InstanceID: "i", ExpireTime: FormatTime17(time.Date(2027, 1, 2, 3, 4, 5, 6e6, time.UTC))},
-		&ChangeInstanceCheckRequest{InstanceID: "i", ProductInfo: ProductInfo{ProductID: "p", LinearValue: "3"}},
+		&ChangeInstanceCheckRequest{InstanceID: "i", ProductInfo: RawProductInfo{JSON: []byte(`{"productId":"p","linearValue":3}`)}},
 	}
 	for _, r := range reqs {
 		b, err := EncodeRequest(r)
@@ -392,7 +399,7 @@ func TestTimeFormats(t *testing.T) {
 func TestErrorMessagesAreBounded(t *testing.T) {
 	huge := strings.Repeat("9x", 50000)
 	bodies := [][]byte{
-		[]byte(`{"activity":"changeInstanceCheck","instanceId":"i","productInfo":{"linearValue":"` + huge + `"}}`),
+		[]byte(`{"activity":"changeInstanceCheck","instanceId":"i","productInfo":"` + huge + `"}`),
 		[]byte(`{"activity":"` + huge + `"}`),
 		[]byte(`{"activity":"refreshInstance","scene":"RENEWAL","orderId":"o","orderLineId":"l","instanceId":"i","expireTime":"` + huge + `"}`),
 	}
@@ -486,5 +493,58 @@ func TestEveryActivityDecodes(t *testing.T) {
 	}
 	if _, err := DecodeResponse([]byte(`{"resultCode":"0000000","resultMsg":""}`)); fieldOfNoT(err) != "resultCode" {
 		t.Fatalf("7-char resultCode: %v", err)
+	}
+}
+
+// changeInstanceCheck's productInfo is undocumented: every documented form is
+// accepted whatever its members and their types, and kept whole.
+func TestChangeInstanceCheckProductInfoAsReceived(t *testing.T) {
+	tests := []struct{ name, productInfo, json, form string }{
+		{"extra members", `{"productId":"p","skuCode":"s","linearValue":10,"periodType":"month","specCode":"x.large","extendParams":[{"name":"a","value":"1"}]}`,
+			`{"productId":"p","skuCode":"s","linearValue":10,"periodType":"month","specCode":"x.large","extendParams":[{"name":"a","value":"1"}]}`, ProductInfoObject},
+		{"two-element list", `[{"productId":"p1","skuCode":"s1"},{"productId":"p2","linearValue":"2.50"}]`,
+			`[{"productId":"p1","skuCode":"s1"},{"productId":"p2","linearValue":"2.50"}]`, ProductInfoArray},
+		{"linearValue with a unit", `{"productId":"p","linearValue":"10GB"}`, `{"productId":"p","linearValue":"10GB"}`, ProductInfoObject},
+		{"members of any type", `{"productId":123,"skuCode":null,"linearValue":{"v":1},"flag":true,"n":1.50e3}`,
+			`{"productId":123,"skuCode":null,"linearValue":{"v":1},"flag":true,"n":1.50e3}`, ProductInfoObject},
+		{"string holding a list", `"[{\"productId\":\"p\",\"periodType\":\"year\"},{\"productId\":\"q\"}]"`,
+			`[{"productId":"p","periodType":"year"},{"productId":"q"}]`, ProductInfoStringArray},
+		{"string holding an object, spaced", `" { \"productId\" : \"p\" , \"extra\" : [ 1 , 2 ] } "`, `{"productId":"p","extra":[1,2]}`, ProductInfoStringObject},
+		{"no productId", `{"skuCode":"s"}`, `{"skuCode":"s"}`, ProductInfoObject},
+		{"non-ASCII kept", `{"productName":"云商店 \u00e9"}`, `{"productName":"云商店 é"}`, ProductInfoObject},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := DecodeRequest([]byte(`{"activity":"changeInstanceCheck","instanceId":"i","productInfo":` + tc.productInfo + `}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pi := req.(*ChangeInstanceCheckRequest).ProductInfo
+			if string(pi.JSON) != tc.json || pi.Form != tc.form {
+				t.Fatalf("productInfo %s (%s), want %s (%s)", pi.JSON, pi.Form, tc.json, tc.form)
+			}
+			// Re-encoding keeps it whole too.
+			enc, err := EncodeRequest(req)
+			if err != nil || !strings.Contains(string(enc), `"productInfo":`+tc.json) {
+				t.Fatalf("EncodeRequest = %s, %v", enc, err)
+			}
+		})
+	}
+	// The typed accessor reads what it can and never fails.
+	req, err := DecodeRequest([]byte(`{"activity":"changeInstanceCheck","instanceId":"i","productInfo":[{"productId":7,"skuCode":"s","linearValue":"10GB"},{"productId":"q","linearValue":"3"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := req.(*ChangeInstanceCheckRequest).ProductInfo.Products()
+	if len(ps) != 2 || ps[0] != (ProductInfo{ProductID: "7", SKUCode: "s"}) || ps[1] != (ProductInfo{ProductID: "q", LinearValue: "3"}) {
+		t.Fatalf("Products = %+v", ps)
+	}
+	// encoding/json callers get the same rules.
+	var r ChangeInstanceCheckRequest
+	if err := json.Unmarshal([]byte(`{"instanceId":"i","productInfo":"{\"productId\":\"p\",\"x\":1}"}`), &r); err != nil || string(r.ProductInfo.JSON) != `{"productId":"p","x":1}` {
+		t.Fatalf("json.Unmarshal: %s %v", r.ProductInfo.JSON, err)
+	}
+	if err := json.Unmarshal([]byte(`{"productInfo":[]}`), &r); err == nil {
+		t.Fatal("json.Unmarshal accepted an empty list")
 	}
 }

@@ -158,6 +158,8 @@ type fakeApp struct {
 	// created: skuCode → the raw answer to instance.created events of that
 	// SKU (e.g. a refusal), instead of appInfo.
 	created sync.Map
+	// answers overrides the answer to an event type (raw JSON body).
+	answers sync.Map
 }
 
 func newFakeApp(t testing.TB, c clock.Clock) *fakeApp {
@@ -192,6 +194,10 @@ func (a *fakeApp) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if v, ok := a.answers.Load(env.Type); ok {
+		_, _ = io.WriteString(w, v.(string))
+		return
+	}
 	switch env.Type {
 	case EventCreated, EventUpgraded:
 		var d struct {

@@ -245,11 +245,12 @@ func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time,
 		return m.Upgrade(ctx, x.InstanceID, x.OrderID, x.OrderLineID, x.IsTest())
 	case *kg.ChangeInstanceCheckRequest:
 		e.InstanceID = x.InstanceID
-		pi, err := json.Marshal(x.ProductInfo)
-		if err != nil {
-			return nil, fmt.Errorf("changeInstanceCheck: productInfo: %w", err)
-		}
-		return m.ChangeCheck(ctx, x.InstanceID, pi, x.IsTest())
+		// productInfo goes to the vendor app exactly as received (its
+		// structure is undocumented); which form arrived is counted and
+		// logged (policy 7).
+		m.metrics.variants.WithLabelValues("productInfo_" + x.ProductInfo.Form).Inc()
+		m.log.Debug("changeInstanceCheck productInfo accepted", "form", x.ProductInfo.Form)
+		return m.ChangeCheck(ctx, x.InstanceID, x.ProductInfo.JSON, x.IsTest())
 	case *kg.OrderNotifyRequest:
 		e.OrderID, e.OrderLineID = x.OrderID, x.OrderLineID
 		return m.OrderNotify(ctx, x.OrderID, x.OrderLineID, x.IsTest())

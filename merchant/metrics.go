@@ -13,7 +13,7 @@ import (
 type metrics struct {
 	requests    *prometheus.CounterVec   // activity, code
 	latency     *prometheus.HistogramVec // activity
-	variants    *prometheus.CounterVec   // variant
+	variants    *prometheus.CounterVec   // variant: timestamp_*, key_N, productInfo_<form>
 	apiCalls    *prometheus.CounterVec   // route, status
 	created     prometheus.Counter
 	handoffs    *prometheus.CounterVec // type, outcome
@@ -30,7 +30,7 @@ func newMetrics(reg *prometheus.Registry, m *Merchant) *metrics {
 			Help:    "Basic-interface request latency by activity.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 3, 4, 5}}, []string{"activity"}),
 		variants: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_signature_variants_total",
-			Help: "Verified request signatures by accepted variant (timestamp unit, key index)."}, []string{"variant"}),
+			Help: "Accepted protocol variants: verified request signatures (timestamp unit, key index) and the form of changeInstanceCheck's productInfo."}, []string{"variant"}),
 		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_api_requests_total",
 			Help: "Management API requests by route and HTTP status."}, []string{"route", "status"}),
 		created: prometheus.NewCounter(prometheus.CounterOpts{Name: "souk_merchant_instances_created_total",

@@ -186,14 +186,25 @@ func (a *App) handle(ev event) []byte {
 		b, _ := json.Marshal(map[string]any{"appInfo": info})
 		return b
 	case "instance.change_check":
+		// productInfo is what KooGallery sent: an object or a list of
+		// objects (its structure is undocumented).
 		var d struct {
-			ProductInfo struct {
-				SkuCode string `json:"skuCode"`
-			} `json:"productInfo"`
+			ProductInfo json.RawMessage `json:"productInfo"`
 		}
 		_ = json.Unmarshal(ev.Data, &d)
-		if strings.Contains(d.ProductInfo.SkuCode, "tiny") {
-			return []byte(`{"allowed":false,"resultCode":"000100","resultMsg":"current usage does not fit the target spec"}`)
+		type product struct {
+			SkuCode any `json:"skuCode"`
+		}
+		var products []product
+		if json.Unmarshal(d.ProductInfo, &products) != nil {
+			var one product
+			_ = json.Unmarshal(d.ProductInfo, &one)
+			products = []product{one}
+		}
+		for _, p := range products {
+			if sku, _ := p.SkuCode.(string); strings.Contains(sku, "tiny") {
+				return []byte(`{"allowed":false,"resultCode":"000100","resultMsg":"current usage does not fit the target spec"}`)
+			}
 		}
 		return []byte(`{"allowed":true}`)
 	case "instance.frozen":
