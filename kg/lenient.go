@@ -209,8 +209,8 @@ func parseRule(f reflect.StructField) (fieldRule, bool) {
 // leniently: unknown members are ignored, strings and numbers stand in for
 // each other, objects and arrays may arrive as JSON text in a string, and
 // member names match exactly, then by alias, then case-insensitively.
-// Required members, maximum lengths and validators are checked; every
-// failure is a *FieldError naming the member.
+// Required members (a blank string counts as absent), maximum lengths and
+// validators are checked; every failure is a *FieldError naming the member.
 func decodeLenient(data []byte, dst any) error {
 	v, err := parseBody(data)
 	if err != nil {
@@ -282,7 +282,9 @@ func assignStruct(path string, v jvalue, rv reflect.Value) error {
 		}
 		switch fv.Kind() {
 		case reflect.String:
-			if rule.required && fv.Len() == 0 {
+			// A blank value is no value: " " must not become an
+			// identifier (an idempotency key, an instance ID).
+			if rule.required && strings.TrimSpace(fv.String()) == "" {
 				return &FieldError{Field: fpath, Reason: "is required"}
 			}
 			if rule.max > 0 {

@@ -352,7 +352,7 @@ type NewInstanceResponse struct {
 }
 
 func (r *NewInstanceResponse) validate(p string) error {
-	if (r.ResultCode == CodeSuccess || r.ResultCode == CodeInProgress) && r.InstanceID == "" {
+	if (r.ResultCode == CodeSuccess || r.ResultCode == CodeInProgress) && strings.TrimSpace(r.InstanceID) == "" {
 		return &FieldError{Field: joinPath(p, "instanceId"), Reason: "is required with resultCode " + r.ResultCode}
 	}
 	return nil

@@ -3,6 +3,7 @@ package kg
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -546,5 +547,74 @@ func TestChangeInstanceCheckProductInfoAsReceived(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"productInfo":[]}`), &r); err == nil {
 		t.Fatal("json.Unmarshal accepted an empty list")
+	}
+}
+
+// validRequests is one valid body per activity.
+var validRequests = map[string]map[string]any{
+	ActivityNewInstance:          {"businessId": "b", "orderId": "o", "orderLineId": "l"},
+	ActivityQueryInstance:        {"instanceId": "i"},
+	ActivityRefreshInstance:      {"instanceId": "i", "orderId": "o", "orderLineId": "l", "scene": "RENEWAL", "expireTime": "20300101000000"},
+	ActivityUpdateInstanceStatus: {"instanceId": "i", "status": "FREEZE"},
+	ActivityReleaseInstance:      {"instanceId": "i"},
+	ActivityUpgradeInstance:      {"instanceId": "i", "orderId": "o", "orderLineId": "l"},
+	ActivityChangeInstanceCheck:  {"instanceId": "i", "productInfo": map[string]any{"productId": "p"}},
+	ActivityOrderNotify:          {"orderId": "o", "orderLineId": "l"},
+}
+
+// A blank required member ("orderId":" ") is a missing one: it must never
+// become an identifier or an idempotency key. Every required member of every
+// basic interface, found from the kg tags.
+func TestBlankRequiredMembersAreMissing(t *testing.T) {
+	for _, activity := range Activities() {
+		valid := validRequests[activity]
+		body := func(name string, v any) []byte {
+			m := map[string]any{"activity": activity}
+			for k, x := range valid {
+				m[k] = x
+			}
+			if name != "" {
+				m[name] = v
+			}
+			b, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		if _, err := DecodeRequest(body("", nil)); err != nil {
+			t.Fatalf("%s: the valid body is refused: %v", activity, err)
+		}
+		typ := reflect.TypeOf(NewRequest(activity)).Elem()
+		n := 0
+		for i := 0; i < typ.NumField(); i++ {
+			rule, ok := parseRule(typ.Field(i))
+			if !ok || !rule.required {
+				continue
+			}
+			n++
+			for _, blank := range []string{"", " ", "\t\r\n ", "\u00a0\u3000"} {
+				_, err := DecodeRequest(body(rule.name, blank))
+				if err == nil {
+					t.Fatalf("%s: %s %q accepted", activity, rule.name, blank)
+				}
+				if f := fieldOf(t, err); f != rule.name {
+					t.Fatalf("%s: %s %q: error names %q (%v)", activity, rule.name, blank, f, err)
+				}
+			}
+		}
+		if n == 0 {
+			t.Fatalf("%s has no required member", activity)
+		}
+	}
+	// Surrounding spaces around a real value are kept as sent: only a blank
+	// value is refused.
+	r, err := DecodeRequest([]byte(`{"activity":"newInstance","businessId":"b","orderId":" o ","orderLineId":"l"}`))
+	if err != nil || r.(*NewInstanceRequest).OrderID != " o " {
+		t.Fatalf("%+v %v", r, err)
+	}
+	// A newInstance answer of 000000 needs a real instanceId.
+	if _, err := DecodeNewInstanceResponse([]byte(`{"resultCode":"000000","instanceId":"  "}`)); fieldOfNoT(err) != "instanceId" {
+		t.Fatalf("blank instanceId answer: %v", err)
 	}
 }

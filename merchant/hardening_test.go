@@ -70,3 +70,33 @@ func TestChangeCheckProductInfoReachesAppAsReceived(t *testing.T) {
 func containsField(msg, field string) bool {
 	return strings.Contains(msg, "invalid field "+field+":")
 }
+
+// A blank required member is missing (000002 naming it), never an
+// idempotency key or an instance ID.
+func TestBlankRequiredMembersRefused(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	id := e.provisioned("BL1")
+	for _, tc := range []struct {
+		field string
+		body  map[string]string
+	}{
+		{"orderId", map[string]string{"activity": "newInstance", "orderId": " ", "orderLineId": "BL2-1", "businessId": "biz-bl2"}},
+		{"orderLineId", map[string]string{"activity": "newInstance", "orderId": "BL2", "orderLineId": "\t", "businessId": "biz-bl2"}},
+		{"businessId", map[string]string{"activity": "newInstance", "orderId": "BL2", "orderLineId": "BL2-1", "businessId": "  "}},
+		{"orderId", map[string]string{"activity": "upgradeInstance", "instanceId": id, "orderId": " ", "orderLineId": "U-1"}},
+		{"orderLineId", map[string]string{"activity": "refreshInstance", "instanceId": id, "orderId": "R", "orderLineId": " ", "scene": "RENEWAL", "expireTime": "20300101000000"}},
+		{"scene", map[string]string{"activity": "refreshInstance", "instanceId": id, "orderId": "R", "orderLineId": "R-1", "scene": " ", "expireTime": "20300101000000"}},
+		{"instanceId", map[string]string{"activity": "releaseInstance", "instanceId": " "}},
+		{"orderId", map[string]string{"activity": "orderNotify", "orderId": " ", "orderLineId": "N-1"}},
+	} {
+		if r := e.call(tc.body); r.ResultCode != kg.CodeBadParam || !containsField(r.ResultMsg, tc.field) {
+			t.Fatalf("%v: %s %s, want 000002 naming %s", tc.body, r.ResultCode, r.ResultMsg, tc.field)
+		}
+	}
+	if n := e.count(`SELECT COUNT(*) FROM merchant_operations WHERE TRIM(order_id) = '' AND activity <> 'changeInstanceCheck'`); n != 0 {
+		t.Fatalf("%d operations keyed on a blank order", n)
+	}
+	if n := e.count(`SELECT COUNT(*) FROM merchant_instances`); n != 1 {
+		t.Fatalf("%d instances, want 1", n)
+	}
+}
