@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -307,6 +308,40 @@ func FuzzDecodeQueryOrderResponse(f *testing.F) {
 		}
 		if _, _, err := DecodeUsagePush(body); err != nil {
 			mustFieldError(t, err)
+		}
+	})
+}
+
+// FuzzParseUsageValue: an accepted usage value is a Double(12,4) (≥ 0, below
+// 1e8, at most 4 decimals), equal to the number the text denotes, and
+// formats back to text that parses to the same value.
+func FuzzParseUsageValue(f *testing.F) {
+	for _, s := range []string{"1", "0.5", "12.3456", "0", "-1", "1e3", "1.23456", "99999999.9999", "100000000", " 7 ", "00.10"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseUsageValue(s, false)
+		if err != nil {
+			if _, err2 := ParseUsageValue(s, true); err2 == nil {
+				t.Fatalf("%q: refused as ≥ 0 (%v) but accepted as > 0", s, err)
+			}
+			return
+		}
+		if v < 0 || v > MaxUsageValue {
+			t.Fatalf("%q → %d: outside Double(12,4)", s, v)
+		}
+		if p, err := ParseUsageValue(s, true); (v == 0) != (err != nil) || (err == nil && p != v) {
+			t.Fatalf("%q: positive=true gives %d, %v", s, p, err)
+		}
+		if n := Number(strings.TrimSpace(s)); n.Decimals() > 4 {
+			t.Fatalf("%q → %d with %d decimals", s, v, n.Decimals())
+		}
+		if fl, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err != nil || math.Abs(fl-float64(v)/UsageValueScale) > 1e-6 {
+			t.Fatalf("%q → %d, but the number is %v (%v)", s, v, fl, err)
+		}
+		back, err := ParseUsageValue(FormatUsageValue(v), true)
+		if v > 0 && (err != nil || back != v) {
+			t.Fatalf("%q → %d → %q → %d, %v", s, v, FormatUsageValue(v), back, err)
 		}
 	})
 }

@@ -410,25 +410,11 @@ func (u *UsageInfo) validate(p string) error {
 	return nil
 }
 
-// checkUsageValue enforces Double(12,4): at most 4 decimals, ≥ 0 (> 0 when positive).
+// checkUsageValue enforces Double(12,4) with ParseUsageValue: ≥ 0 (> 0 when
+// positive), at most 4 decimals, below 1e8.
 func checkUsageValue(n Number, positive bool) error {
-	if n == "" {
-		return fmt.Errorf("is required")
-	}
-	f, err := n.Float64()
-	if err != nil {
-		return fmt.Errorf("%q is not a number", string(n))
-	}
-	if f < 0 || (positive && f == 0) {
-		return fmt.Errorf("%s must be greater than 0", string(n))
-	}
-	if d := n.Decimals(); d > 4 {
-		return fmt.Errorf("%s has %d decimals, at most 4 allowed", string(n), d)
-	}
-	if f >= 1e8 {
-		return fmt.Errorf("%s exceeds Double(12,4)", string(n))
-	}
-	return nil
+	_, err := ParseUsageValue(string(n), positive)
+	return err
 }
 
 // EncodeResponse serializes a response for the wire with MarshalASCII.

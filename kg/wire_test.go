@@ -618,3 +618,39 @@ func TestBlankRequiredMembersAreMissing(t *testing.T) {
 		t.Fatalf("blank instanceId answer: %v", err)
 	}
 }
+
+// Double(12,4) is 8 integer digits and 4 decimals: one check for every usage
+// value souk reads or the merchant accepts.
+func TestParseUsageValue(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		positive bool
+		want     string // FormatUsageValue of the result; "" = refused
+	}{
+		{"1", true, "1"}, {"0.5", true, "0.5"}, {"12.3400", true, "12.34"}, {" 7 ", true, "7"}, {"0.0001", true, "0.0001"},
+		{"0", false, "0"}, {"-0", false, "0"}, {"0.0000", false, "0"}, {"0e5", false, "0"}, {"0", true, ""},
+		{"99999999.9999", true, "99999999.9999"}, {"99999999", true, "99999999"}, {"9999999.99990", true, "9999999.9999"},
+		{"100000000", true, ""}, {"100000000.0", true, ""}, {"999999999999.9999", true, ""}, {"1000000000000", true, ""},
+		{"1e3", true, "1000"}, {"1.5E+3", true, "1500"}, {"1e7", true, "10000000"}, {"1e8", true, ""}, {"12345e-4", true, "1.2345"},
+		{"1e-4", true, "0.0001"}, {"1e-5", true, ""}, {"1e999999999999999999999", true, ""}, {"1e-999999999999999999999", true, ""},
+		{"1.23456", true, ""}, {"-1", false, ""}, {"-1", true, ""}, {"", false, ""}, {" ", false, ""},
+		{".5", true, ""}, {"5.", true, ""}, {"+1", true, ""}, {"00.10", true, ""}, {"0x10", true, ""}, {"ten", true, ""}, {"NaN", true, ""},
+	} {
+		v, err := ParseUsageValue(tc.in, tc.positive)
+		got := ""
+		if err == nil {
+			got = FormatUsageValue(v)
+		}
+		if got != tc.want {
+			t.Errorf("ParseUsageValue(%q, %v) = %q (%v), want %q", tc.in, tc.positive, got, err, tc.want)
+		}
+	}
+	// The decoders apply it: a queryInstance usageValue and a usage-push
+	// usage_value of 1e8 or more are refused.
+	if _, err := DecodeQueryInstanceResponse([]byte(`{"resultCode":"000000","info":[{"instanceId":"i","usageInfo":[{"usageValue":123456789,"statisticalTime":"20240101000000000"}]}]}`)); fieldOfNoT(err) != "info[0].usageInfo[0].usageValue" {
+		t.Fatalf("usageValue 123456789: %v", err)
+	}
+	if e := CheckRecord(0, UsageRecord{BeginTime: "20220809T080000Z", EndTime: "20220809T090000Z", InstanceID: "i", MeteringSN: "sn", RecordTime: "20220809T091000Z", UsageValue: "100000000"}); e == nil || e.Code != UsageErrUsageAbnormal {
+		t.Fatalf("usage_value 1e8: %v", e)
+	}
+}

@@ -40,27 +40,6 @@ func FuzzParseOrderAnswer(f *testing.F) {
 	})
 }
 
-// FuzzParseUsageValue: accepted values have at most 4 decimals and format
-// back to an equal value.
-func FuzzParseUsageValue(f *testing.F) {
-	for _, s := range []string{"1", "0.5", "12.3456", "0", "-1", "1e3", "1.23456", "999999999999.9999", " 7 ", "00.10"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		v, err := parseUsageValue(s, true)
-		if err != nil {
-			return
-		}
-		if v < 0 {
-			t.Fatalf("negative %d from %q", v, s)
-		}
-		back, err := parseUsageValue(formatUsage(v), true)
-		if err != nil || back != v {
-			t.Fatalf("%q → %d → %q → %d, %v", s, v, formatUsage(v), back, err)
-		}
-	})
-}
-
 // FuzzWebhookVerify: Verify never panics and accepts only what Sign made.
 func FuzzWebhookVerify(f *testing.F) {
 	now := time.Unix(1700000000, 0)

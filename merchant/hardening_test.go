@@ -2,10 +2,13 @@ package merchant
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/merchant/handoff"
 )
 
 // lastChangeCheckProductInfo is the productInfo of the last
@@ -99,4 +102,129 @@ func TestBlankRequiredMembersRefused(t *testing.T) {
 	if n := e.count(`SELECT COUNT(*) FROM merchant_instances`); n != 1 {
 		t.Fatalf("%d instances, want 1", n)
 	}
+}
+
+// usageValue is a Double(12,4) (8 integer digits, 4 decimals) at every entry
+// point, by kg's one check: usage records, usageInfo from the API and from
+// the app. A usageInfo list holds at most MaxUsageInfoEntries entries.
+func TestUsageValuesAreDouble12_4Everywhere(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.market.addOrder("DV1", "DV1-000001", ChargingOnDemand, "prod-od", "sku-od")
+	id := e.call(newInstanceBody("DV1", "DV1-000001", "biz-dv1", false)).InstanceID
+	path := "/api/v1/instances/" + id + "/usage"
+	rec := func(sn, v string) map[string]any {
+		return map[string]any{"meteringSn": sn, "usageValue": v, "beginTime": "2026-01-01T00:00:00Z", "endTime": "20260101T010000Z"}
+	}
+	info := func(n int, v any) []map[string]any {
+		var out []map[string]any
+		for i := range n {
+			out = append(out, map[string]any{"usageValue": v, "statisticalTime": "20260101000000000", "relatedInstanceId": fmt.Sprintf("pkg-%d", i)})
+		}
+		return out
+	}
+	for _, v := range []string{"100000000", "123456789", "999999999999.9999"} {
+		if code, body := e.api("POST", path, map[string]any{"records": []any{rec("big", v)}}, testAdmin); code != 400 || body["field"] != "records[0].usageValue" {
+			t.Fatalf("record usageValue %s: %d %v, want 400 naming records[0].usageValue", v, code, body)
+		}
+		if code, body := e.api("POST", path, map[string]any{"usageInfo": info(1, json.Number(v))}, testAdmin); code != 400 || body["field"] != "usageInfo[0].usageValue" {
+			t.Fatalf("usageInfo usageValue %s: %d %v, want 400 naming usageInfo[0].usageValue", v, code, body)
+		}
+	}
+	if code, body := e.api("POST", path, map[string]any{"usageInfo": info(MaxUsageInfoEntries+1, 1)}, testAdmin); code != 400 || body["field"] != "usageInfo" {
+		t.Fatalf("%d usageInfo entries: %d %v, want 400 naming usageInfo", MaxUsageInfoEntries+1, code, body)
+	}
+	if code, body := e.api("POST", path, map[string]any{"usageInfo": info(MaxUsageInfoEntries, 1)}, testAdmin); code != 200 {
+		t.Fatalf("%d usageInfo entries: %d %v", MaxUsageInfoEntries, code, body)
+	}
+	usage := func() []kg.UsageInfo {
+		t.Helper()
+		q := e.call(map[string]string{"activity": "queryInstance", "instanceId": id})
+		if q.ResultCode != kg.CodeSuccess {
+			t.Fatalf("queryInstance: %s", q.raw)
+		}
+		// What souk answers, kg (and so souk market) accepts.
+		if _, err := kg.DecodeQueryInstanceResponse(q.raw); err != nil {
+			t.Fatalf("kg refuses the answer: %v: %s", err, q.raw)
+		}
+		return q.Info[0].UsageInfo
+	}
+	// The largest Double(12,4) is accepted. A cumulative total beyond it
+	// cannot go to KooGallery: the records stand and are pushed, and
+	// queryInstance keeps the last valid usageInfo.
+	if code, body := e.api("POST", path, map[string]any{"records": []any{rec("max", "99999999.9999")}}, testAdmin); code != 200 {
+		t.Fatalf("record 99999999.9999: %d %v", code, body)
+	}
+	if u := usage(); len(u) != 1 || u[0].UsageValue != "99999999.9999" {
+		t.Fatalf("usageInfo %+v", u)
+	}
+	if code, body := e.api("POST", path, map[string]any{"records": []any{rec("more", "0.0001")}}, testAdmin); code != 200 {
+		t.Fatalf("record beyond the cumulative maximum: %d %v", code, body)
+	}
+	if u := usage(); len(u) != 1 || u[0].UsageValue != "99999999.9999" {
+		t.Fatalf("usageInfo beyond Double(12,4): %+v", u)
+	}
+	// A value stored before the check is never sent: it is settled as
+	// rejected; the valid records go out.
+	if _, err := e.db.Exec(e.ctx, `INSERT INTO merchant_usage (metering_sn, instance_id, usage_value, begin_at, end_at, record_at, relate_pkg_instance, test_flag, pushed_at, push_result, created_at)
+		VALUES ('legacy', $1, '123456789012', $2, $3, $3, '', 0, 0, '', $2)`, id, e.clock.Now().Add(-2*time.Hour).UnixMilli(), e.clock.Now().Add(-time.Hour).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	e.runJobs(time.Second)
+	e.market.mu.Lock()
+	sent := map[string]any{}
+	for _, p := range e.market.pushes {
+		for _, r := range p {
+			sent[r["metering_sn"].(string)] = r["usage_value"]
+		}
+	}
+	e.market.mu.Unlock()
+	if len(sent) != 2 || sent["max"] != "99999999.9999" || sent["more"] != "0.0001" {
+		t.Fatalf("pushed %v, want max and more", sent)
+	}
+	var result string
+	if err := e.db.QueryRow(e.ctx, `SELECT push_result FROM merchant_usage WHERE metering_sn = 'legacy' AND pushed_at > 0`).Scan(&result); err != nil || !strings.HasPrefix(result, "rejected by souk") {
+		t.Fatalf("legacy record: %q %v", result, err)
+	}
+	// The app's answer: the same checks; a refused answer is a failed
+	// delivery naming the field, and the stored usageInfo is unchanged.
+	before := usage()
+	for i, tc := range []struct{ answer, want string }{
+		{`{"usageInfo":[{"usageValue":123456789,"statisticalTime":"20260101000000000"}]}`, "usageInfo[0].usageValue"},
+		{`{"usageInfo":` + mustJSON(t, info(MaxUsageInfoEntries+1, 1)) + `}`, "usageInfo: has 101 entries"},
+	} {
+		e.app.answers.Store(EventRenewed, tc.answer)
+		line := fmt.Sprintf("R%d", i)
+		if r := e.call(map[string]string{"activity": "refreshInstance", "instanceId": id, "orderId": "R-" + line, "orderLineId": line, "scene": "RENEWAL", "expireTime": "20300101000000"}); r.ResultCode != kg.CodeSuccess {
+			t.Fatalf("refresh: %s %s", r.ResultCode, r.ResultMsg)
+		}
+		e.runJobs(time.Second)
+		evs, err := handoff.List(e.ctx, e.db, handoff.Filter{Type: EventRenewed, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, ev := range evs {
+			if strings.Contains(string(ev.Data), `"renewOrderId":"R-`+line+`"`) {
+				found = true
+				if ev.State == handoff.StateDelivered || !strings.Contains(ev.LastError, tc.want) {
+					t.Fatalf("answer %s: event %s, last error %q; want a failed delivery naming %s", tc.answer, ev.State, ev.LastError, tc.want)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("no renewed event for %s", line)
+		}
+		if after := usage(); len(after) != len(before) || after[0] != before[0] {
+			t.Fatalf("usageInfo changed by a refused answer: %+v", after)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -60,17 +60,17 @@ func TestUsageValues(t *testing.T) {
 		want   string // formatted; "" = error
 	}{
 		{"1", false, "1"}, {"0.5", false, "0.5"}, {"12.3400", false, "12.34"}, {"0", true, "0"}, {"0", false, ""},
-		{"-1", true, ""}, {"1e3", true, ""}, {"1.23456", true, ""}, {"", true, ""}, {".5", true, ""},
-		{"999999999999.9999", true, "999999999999.9999"}, {"1000000000000", true, ""}, {"+1", true, ""},
+		{"-1", true, ""}, {"1e3", true, "1000"}, {"1.23456", true, ""}, {"", true, ""}, {".5", true, ""},
+		{"99999999.9999", true, "99999999.9999"}, {"100000000", true, ""}, {"999999999999.9999", true, ""}, {"1000000000000", true, ""}, {"+1", true, ""},
 	}
 	for _, c := range cases {
-		v, err := parseUsageValue(c.in, c.zeroOK)
+		v, err := kg.ParseUsageValue(c.in, !c.zeroOK)
 		got := ""
 		if err == nil {
-			got = formatUsage(v)
+			got = kg.FormatUsageValue(v)
 		}
 		if got != c.want {
-			t.Errorf("parseUsageValue(%q, %v) → %q (%v), want %q", c.in, c.zeroOK, got, err, c.want)
+			t.Errorf("kg.ParseUsageValue(%q, %v) → %q (%v), want %q", c.in, !c.zeroOK, got, err, c.want)
 		}
 	}
 }

@@ -263,12 +263,23 @@ func failTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID, code, msg
 	return nil
 }
 
+// MaxUsageInfoEntries bounds the usageInfo list that the vendor app (an
+// answer's usageInfo) or the management API may set: one entry per billing
+// item of a package (saas-v2.md §4.2), and no product has a hundred. The
+// documents set no limit; the bound keeps a runaway answer from growing every
+// queryInstance answer (up to 100 instances each) without end.
+const MaxUsageInfoEntries = 100
+
+// setUsageInfoTx validates and stores a usageInfo given by the vendor app or
+// the management API.
 func setUsageInfoTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID string, u []UsageInfo) error {
-	for i := range u {
-		if err := validateUsageInfo(&u[i], fmt.Sprintf("usageInfo[%d].", i)); err != nil {
-			return err
-		}
+	if err := checkUsageInfos(u); err != nil {
+		return err
 	}
+	return storeUsageInfoTx(ctx, tx, now, instanceID, u)
+}
+
+func storeUsageInfoTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID string, u []UsageInfo) error {
 	b, err := json.Marshal(u)
 	if err != nil {
 		return err
@@ -283,12 +294,28 @@ func setUsageInfoTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID st
 	return nil
 }
 
+// checkUsageInfos checks a usageInfo list (at most MaxUsageInfoEntries
+// entries, each valid) and normalises its values.
+func checkUsageInfos(u []UsageInfo) error {
+	if len(u) > MaxUsageInfoEntries {
+		return &kg.FieldError{Field: "usageInfo", Reason: fmt.Sprintf("has %d entries, at most %d allowed", len(u), MaxUsageInfoEntries)}
+	}
+	for i := range u {
+		if err := validateUsageInfo(&u[i], fmt.Sprintf("usageInfo[%d].", i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateUsageInfo checks one entry with kg's rules: usageValue a
+// Double(12,4) ≥ 0 (kg.ParseUsageValue, written back normalised).
 func validateUsageInfo(u *UsageInfo, prefix string) error {
-	v, err := parseUsageValue(string(u.UsageValue), true)
+	v, err := kg.ParseUsageValue(string(u.UsageValue), false)
 	if err != nil {
 		return &kg.FieldError{Field: prefix + "usageValue", Reason: err.Error()}
 	}
-	u.UsageValue = json.Number(formatUsage(v))
+	u.UsageValue = json.Number(kg.FormatUsageValue(v))
 	if u.StatisticalTime != "" {
 		if len(u.StatisticalTime) != 17 {
 			return &kg.FieldError{Field: prefix + "statisticalTime", Reason: "must be yyyyMMddHHmmssSSS (17 digits)"}

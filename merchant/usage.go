@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
@@ -25,44 +26,10 @@ const UsagePushPath = "/api/mkp-openapi-public/global/v1/isv/usage-data"
 // MaxUsageRecordsPerPush is the documented cap per call.
 const MaxUsageRecordsPerPush = 1000
 
-// usage values are kept as integers in ten-thousandths (4 decimals, exact).
-const usageScale = 10000
-
-// parseUsageValue reads a decimal with at most 4 decimals; zeroOK allows 0.
-func parseUsageValue(s string, zeroOK bool) (int64, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, errors.New("is required")
-	}
-	intPart, frac, _ := strings.Cut(s, ".")
-	if intPart == "" || len(frac) > 4 || strings.HasPrefix(intPart, "-") || strings.HasPrefix(intPart, "+") {
-		return 0, errors.New("must be a non-negative decimal with at most 4 decimals")
-	}
-	for _, c := range intPart + frac {
-		if c < '0' || c > '9' {
-			return 0, errors.New("must be a non-negative decimal with at most 4 decimals")
-		}
-	}
-	if len(intPart) > 12 {
-		return 0, errors.New("is too large (Double(12,4))")
-	}
-	ip, _ := strconv.ParseInt(intPart, 10, 64)
-	frac += strings.Repeat("0", 4-len(frac))
-	fp, _ := strconv.ParseInt(frac, 10, 64)
-	v := ip*usageScale + fp
-	if v == 0 && !zeroOK {
-		return 0, errors.New("must be greater than 0")
-	}
-	return v, nil
-}
-
-func formatUsage(v int64) string {
-	s := strconv.FormatInt(v/usageScale, 10)
-	if f := v % usageScale; f != 0 {
-		s += "." + strings.TrimRight(fmt.Sprintf("%04d", f), "0")
-	}
-	return s
-}
+// Usage values are kept as integers in ten-thousandths (4 decimals, exact),
+// checked by kg.ParseUsageValue against Double(12,4): the same check souk's
+// kg decoders (usageInfo) and kg.CheckRecord (usage push) apply, so the
+// merchant never accepts a value the marketplace refuses.
 
 const usageTimeLayout = "20060102T150405Z"
 
@@ -99,7 +66,7 @@ func (in *UsageRecordInput) validate(prefix string, now time.Time) (usageRecord,
 	if r.sn == "" || len(r.sn) > 64 {
 		return r, &kg.FieldError{Field: prefix + "meteringSn", Reason: "is required, at most 64 characters"}
 	}
-	v, err := parseUsageValue(string(in.UsageValue), false)
+	v, err := kg.ParseUsageValue(string(in.UsageValue), true)
 	if err != nil {
 		return r, &kg.FieldError{Field: prefix + "usageValue", Reason: err.Error()}
 	}
@@ -138,6 +105,9 @@ func (m *Merchant) RecordUsage(ctx context.Context, instanceID string, recs []Us
 	if len(recs) > MaxUsageRecordsPerPush {
 		return 0, &kg.FieldError{Field: "records", Reason: fmt.Sprintf("at most %d per call", MaxUsageRecordsPerPush)}
 	}
+	if utf8.RuneCountInString(dashboardURL) > 512 {
+		return 0, &kg.FieldError{Field: "dashboardUrl", Reason: "is longer than 512 characters"}
+	}
 	now := m.clock.Now()
 	parsed := make([]usageRecord, len(recs))
 	for i := range recs {
@@ -162,7 +132,7 @@ func (m *Merchant) RecordUsage(ctx context.Context, instanceID string, recs []Us
 		for _, r := range parsed {
 			res, err := tx.Exec(ctx, `INSERT INTO merchant_usage (metering_sn, instance_id, usage_value, begin_at, end_at, record_at, relate_pkg_instance, test_flag, pushed_at, push_result, created_at)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (metering_sn) DO NOTHING`,
-				r.sn, inst.ID, formatUsage(r.value), r.begin.UnixMilli(), r.end.UnixMilli(), r.record.UnixMilli(), r.relate, b2i(inst.TestFlag),
+				r.sn, inst.ID, kg.FormatUsageValue(r.value), r.begin.UnixMilli(), r.end.UnixMilli(), r.record.UnixMilli(), r.relate, b2i(inst.TestFlag),
 				sandboxPushed(inst.TestFlag, now), sandboxResult(inst.TestFlag), now.UnixMilli())
 			if err != nil {
 				return fmt.Errorf("record usage: %w", err)
@@ -207,7 +177,11 @@ func sandboxResult(test bool) string {
 }
 
 // refreshUsageInfoTx recomputes the cumulative usageInfo of an instance from
-// its records: one entry per related package instance.
+// its records: one entry per related package instance. When the result is
+// not something KooGallery can take (a total of 1e8 or more, beyond
+// Double(12,4); more than MaxUsageInfoEntries packages; a stored value from
+// before souk checked Double(12,4)), the records still stand and are pushed,
+// queryInstance keeps the last valid usageInfo, and a warning says why.
 func (m *Merchant) refreshUsageInfoTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID, dashboardURL string) error {
 	rows, err := tx.Query(ctx, `SELECT usage_value, relate_pkg_instance FROM merchant_usage WHERE instance_id = $1`, instanceID)
 	if err != nil {
@@ -215,14 +189,15 @@ func (m *Merchant) refreshUsageInfoTx(ctx context.Context, tx *db.Tx, now time.T
 	}
 	defer rows.Close()
 	totals := map[string]int64{}
+	var bad error
 	for rows.Next() {
 		var v, rel string
 		if err := rows.Scan(&v, &rel); err != nil {
 			return fmt.Errorf("usage totals: %w", err)
 		}
-		n, err := parseUsageValue(v, true)
-		if err != nil {
-			return fmt.Errorf("usage totals: stored value %q: %w", v, err)
+		n, err := kg.ParseUsageValue(v, false)
+		if err != nil && bad == nil {
+			bad = fmt.Errorf("stored usage value %.40q: %w", v, err)
 		}
 		totals[rel] += n
 	}
@@ -246,9 +221,17 @@ func (m *Merchant) refreshUsageInfoTx(ctx context.Context, tx *db.Tx, now time.T
 	sort.Strings(rels)
 	infos := make([]UsageInfo, 0, len(rels))
 	for _, r := range rels {
-		infos = append(infos, UsageInfo{RelatedInstanceID: r, UsageValue: json.Number(formatUsage(totals[r])), StatisticalTime: statisticalTime(now), DashboardURL: dashboardURL})
+		infos = append(infos, UsageInfo{RelatedInstanceID: r, UsageValue: json.Number(kg.FormatUsageValue(totals[r])), StatisticalTime: statisticalTime(now), DashboardURL: dashboardURL})
 	}
-	return setUsageInfoTx(ctx, tx, now, instanceID, infos)
+	if bad == nil {
+		bad = checkUsageInfos(infos)
+	}
+	if bad != nil {
+		m.log.Warn("cumulative usageInfo not updated: KooGallery could not take it; the usage records are kept and pushed",
+			"instanceId", instanceID, "err", bad)
+		return nil
+	}
+	return storeUsageInfoTx(ctx, tx, now, instanceID, infos)
 }
 
 // UsageClient pushes usage records to the marketplace.
@@ -429,6 +412,16 @@ func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
 		if len(recs) == 0 {
 			return nil
 		}
+		full := len(recs) == MaxUsageRecordsPerPush
+		if recs, err = m.settleInvalidUsage(ctx, recs); err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			if full {
+				continue
+			}
+			return nil
+		}
 		res, err := m.usage.Push(ctx, recs)
 		if err != nil {
 			m.metrics.usagePush("error", len(recs))
@@ -468,10 +461,33 @@ func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
 		if retry > 0 {
 			return fmt.Errorf("usage push: %d record(s) refused for now; retrying", retry)
 		}
-		if len(recs) < MaxUsageRecordsPerPush {
+		if !full {
 			return nil
 		}
 	}
+}
+
+// settleInvalidUsage checks every record with kg.CheckRecord, the check the
+// marketplace's side applies, before it is sent: a record it refuses (only a
+// value stored before souk checked Double(12,4) can be) would be refused for
+// good, so it is marked rejected here, with an error log, and left out.
+func (m *Merchant) settleInvalidUsage(ctx context.Context, recs []wireUsage) ([]wireUsage, error) {
+	ok := recs[:0:0]
+	for i, r := range recs {
+		e := kg.CheckRecord(i, kg.UsageRecord{BeginTime: r.BeginTime, EndTime: r.EndTime, InstanceID: r.InstanceID, MeteringSN: r.MeteringSN,
+			RecordTime: r.RecordTime, RelatePkgInstance: r.RelatePkgInstance, UsageValue: r.UsageValue})
+		if e == nil {
+			ok = append(ok, r)
+			continue
+		}
+		m.log.Error("usage record not pushed: the marketplace would refuse it", "meteringSn", r.MeteringSN, "instanceId", r.InstanceID, "code", e.Code, "err", e.Msg)
+		if _, err := m.db.Exec(ctx, `UPDATE merchant_usage SET pushed_at = $2, push_result = $3 WHERE metering_sn = $1`,
+			r.MeteringSN, m.clock.Now().UnixMilli(), truncate("rejected by souk before sending "+e.Code+": "+e.Field+" "+e.Msg, 500)); err != nil {
+			return nil, fmt.Errorf("usage push: settle invalid record: %w", err)
+		}
+		m.metrics.usagePush("rejected", 1)
+	}
+	return ok, nil
 }
 
 func truncate(s string, n int) string {
