@@ -228,3 +228,53 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// statisticalTime is mandatory (yyyyMMddHHmmssSSS): usageInfo without it is
+// refused from the API and from the app, naming usageInfo[i].statisticalTime,
+// and queryInstance never answers it empty.
+func TestUsageInfoStatisticalTimeRequired(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.market.addOrder("ST1", "ST1-000001", ChargingOnDemand, "prod-od", "sku-od")
+	id := e.call(newInstanceBody("ST1", "ST1-000001", "biz-st1", false)).InstanceID
+	path := "/api/v1/instances/" + id + "/usage"
+	ok := map[string]any{"usageValue": 1, "statisticalTime": "20260101000000000"}
+	for _, st := range []any{nil, "", "   ", "2026", "20261301000000000", "2026010100000000x", "20260101000000"} {
+		second := map[string]any{"usageValue": 2}
+		if st != nil {
+			second["statisticalTime"] = st
+		}
+		body := map[string]any{"usageInfo": []any{ok, second}}
+		if code, resp := e.api("POST", path, body, testAdmin); code != 400 || resp["field"] != "usageInfo[1].statisticalTime" {
+			t.Fatalf("statisticalTime %v: %d %v, want 400 naming usageInfo[1].statisticalTime", st, code, resp)
+		}
+	}
+	if code, resp := e.api("POST", path, map[string]any{"usageInfo": []any{ok}}, testAdmin); code != 200 {
+		t.Fatalf("valid usageInfo: %d %v", code, resp)
+	}
+	// From the app: a failed delivery naming the field; nothing stored.
+	e.app.answers.Store(EventRenewed, `{"usageInfo":[{"usageValue":5}]}`)
+	if r := e.call(map[string]string{"activity": "refreshInstance", "instanceId": id, "orderId": "R-ST", "orderLineId": "R-ST-1", "scene": "RENEWAL", "expireTime": "20300101000000"}); r.ResultCode != kg.CodeSuccess {
+		t.Fatalf("refresh: %s %s", r.ResultCode, r.ResultMsg)
+	}
+	e.runJobs(time.Second)
+	evs, err := handoff.List(e.ctx, e.db, handoff.Filter{Type: EventRenewed, Limit: 10})
+	if err != nil || len(evs) != 1 || evs[0].State == handoff.StateDelivered || !strings.Contains(evs[0].LastError, "usageInfo[0].statisticalTime") {
+		t.Fatalf("app answer without statisticalTime: %+v %v", evs, err)
+	}
+	q := e.call(map[string]string{"activity": "queryInstance", "instanceId": id})
+	if u := q.Info[0].UsageInfo; len(u) != 1 || u[0].UsageValue != "1" || u[0].StatisticalTime != "20260101000000000" {
+		t.Fatalf("usageInfo after a refused answer: %s", q.raw)
+	}
+	// A usageInfo stored without it (before souk required it) goes out
+	// stamped, never "".
+	if _, err := e.db.Exec(e.ctx, `UPDATE merchant_instances SET usage_info = $2 WHERE instance_id = $1`, id, `[{"usageValue":"3","statisticalTime":""}]`); err != nil {
+		t.Fatal(err)
+	}
+	q = e.call(map[string]string{"activity": "queryInstance", "instanceId": id})
+	if u := q.Info[0].UsageInfo; len(u) != 1 || u[0].StatisticalTime != statisticalTime(e.clock.Now()) {
+		t.Fatalf("stored usageInfo without statisticalTime answered %s", q.raw)
+	}
+	if _, err := kg.DecodeQueryInstanceResponse(q.raw); err != nil {
+		t.Fatalf("kg refuses the answer: %v: %s", err, q.raw)
+	}
+}

@@ -309,20 +309,22 @@ func checkUsageInfos(u []UsageInfo) error {
 }
 
 // validateUsageInfo checks one entry with kg's rules: usageValue a
-// Double(12,4) ≥ 0 (kg.ParseUsageValue, written back normalised).
+// Double(12,4) ≥ 0 (kg.ParseUsageValue, written back normalised),
+// statisticalTime present and yyyyMMddHHmmssSSS.
 func validateUsageInfo(u *UsageInfo, prefix string) error {
 	v, err := kg.ParseUsageValue(string(u.UsageValue), false)
 	if err != nil {
 		return &kg.FieldError{Field: prefix + "usageValue", Reason: err.Error()}
 	}
 	u.UsageValue = json.Number(kg.FormatUsageValue(v))
-	if u.StatisticalTime != "" {
-		if len(u.StatisticalTime) != 17 {
-			return &kg.FieldError{Field: prefix + "statisticalTime", Reason: "must be yyyyMMddHHmmssSSS (17 digits)"}
-		}
-		if _, err := kg.ParseTime17(u.StatisticalTime); err != nil {
-			return &kg.FieldError{Field: prefix + "statisticalTime", Reason: "must be yyyyMMddHHmmssSSS (17 digits)"}
-		}
+	// statisticalTime is mandatory (saas-v2.md §4.2): the app or the API
+	// caller says when the value was measured; souk never sends "".
+	u.StatisticalTime = strings.TrimSpace(u.StatisticalTime)
+	if u.StatisticalTime == "" {
+		return &kg.FieldError{Field: prefix + "statisticalTime", Reason: "is required: when the value was measured, yyyyMMddHHmmssSSS (17 digits, UTC)"}
+	}
+	if _, err := kg.ParseTime17(u.StatisticalTime); err != nil {
+		return &kg.FieldError{Field: prefix + "statisticalTime", Reason: "must be yyyyMMddHHmmssSSS (17 digits, UTC): " + err.Error()}
 	}
 	if len(u.RelatedInstanceID) > 64 {
 		return &kg.FieldError{Field: prefix + "relatedInstanceId", Reason: "is longer than 64 characters"}

@@ -104,13 +104,20 @@ func (m *Merchant) wireAppInfo(a *AppInfo, encryptType string, keyIndex int) (*k
 
 // wireUsageInfo is the instance's usageInfo, or a zero usage now when the
 // app has reported none yet (pay-per-use instances must return usage).
+// statisticalTime is mandatory and never goes out empty: an entry stored
+// without a valid one (before souk required it) is stamped now, the time
+// souk last knew the value to hold.
 func wireUsageInfo(in *Instance, now time.Time) []kg.UsageInfo {
 	if len(in.UsageInfo) == 0 {
 		return []kg.UsageInfo{{UsageValue: "0", StatisticalTime: statisticalTime(now)}}
 	}
 	out := make([]kg.UsageInfo, len(in.UsageInfo))
 	for i, u := range in.UsageInfo {
-		out[i] = kg.UsageInfo{RelatedInstanceID: u.RelatedInstanceID, UsageValue: kg.Number(u.UsageValue), StatisticalTime: u.StatisticalTime, DashboardURL: u.DashboardURL}
+		st := u.StatisticalTime
+		if _, err := kg.ParseTime17(st); err != nil {
+			st = statisticalTime(now)
+		}
+		out[i] = kg.UsageInfo{RelatedInstanceID: u.RelatedInstanceID, UsageValue: kg.Number(u.UsageValue), StatisticalTime: st, DashboardURL: u.DashboardURL}
 	}
 	return out
 }
