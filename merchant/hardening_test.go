@@ -1,9 +1,14 @@
 package merchant
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -276,5 +281,82 @@ func TestUsageInfoStatisticalTimeRequired(t *testing.T) {
 	}
 	if _, err := kg.DecodeQueryInstanceResponse(q.raw); err != nil {
 		t.Fatalf("kg refuses the answer: %v: %s", err, q.raw)
+	}
+}
+
+// lockedBuffer collects log output written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The vendor app's refusal code reaches KooGallery, the audit log and the
+// metrics only when it is a refusal code (0001xx); anything else is answered
+// 000100 with a warning naming it (truncated). resultMsg is capped.
+func TestChangeCheckVerdictCodeBounded(t *testing.T) {
+	var logs lockedBuffer
+	e := newEnv(t, "sqlite", func(_ *Config, d *Deps) {
+		d.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	id := e.provisioned("VC1")
+	huge := strings.Repeat("7", 5000)
+	for _, tc := range []struct{ code, want string }{
+		{huge, "000100"}, {"000106", "000106"}, {"000150", "000150"}, {" 000103 ", "000103"}, {"", "000100"},
+		{"000000", "000100"}, {"000002", "000100"}, {"000005", "000100"},
+		{"123456", "000100"}, {"00010", "000100"}, {"0001x1", "000100"}, {"０００１０１", "000100"},
+	} {
+		ans, _ := json.Marshal(map[string]any{"allowed": false, "resultCode": tc.code, "resultMsg": "no: " + strings.Repeat("m", 1000)})
+		e.app.answers.Store(EventChangeCheck, string(ans))
+		r := e.call(`{"activity":"changeInstanceCheck","instanceId":"` + id + `","productInfo":{"productId":"p"}}`)
+		if r.ResultCode != tc.want {
+			t.Fatalf("app code %.20q: answered %s, want %s", tc.code, r.ResultCode, tc.want)
+		}
+		if n := len([]rune(r.ResultMsg)); n > 255 || !strings.HasPrefix(r.ResultMsg, "no: mmm") {
+			t.Fatalf("app code %.20q: resultMsg of %d characters: %.40q", tc.code, n, r.ResultMsg)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, `resultCode="\"7777777777`) || strings.Contains(l, strings.Repeat("7", 100)) || !strings.Contains(l, `\"123456\"`) {
+		t.Fatalf("warnings do not name the bad codes, truncated:\n%.2000s", l)
+	}
+	// The audit log and the metrics only ever see bounded codes.
+	if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE activity = 'changeInstanceCheck' AND result_code NOT IN ('000100', '000103', '000106', '000150')`); n != 0 {
+		t.Fatalf("%d audit rows with another code", n)
+	}
+	if n := e.count(`SELECT COUNT(*) FROM merchant_operations WHERE activity = 'changeInstanceCheck' AND (LENGTH(result) > 500)`); n != 0 {
+		t.Fatalf("%d stored verdicts over 500 bytes", n)
+	}
+	resp, err := http.Get(e.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	if strings.Contains(string(metrics), "7777777") || !strings.Contains(string(metrics), `souk_merchant_requests_total{activity="changeInstanceCheck",code="000100"} 9`) {
+		t.Fatalf("metrics:\n%s", metrics)
+	}
+	// The label is bounded whatever code comes: documented codes and 0001xx.
+	for code, want := range map[string]string{"000000": "000000", "000005": "000005", "000107": "000107", "000199": "000199", huge: "other", "000006": "other", "HTTP Not Found": "other"} {
+		if got := metricCode(code); got != want {
+			t.Errorf("metricCode(%.20q) = %q, want %q", code, got, want)
+		}
+	}
+	// An audit row's result_code is truncated like its other columns.
+	if err := insertAudits(e.ctx, e.db, []auditEntry{{At: e.clock.Now(), Source: "kg", Activity: "x-audit", ResultCode: huge, KeyIndex: -1}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(`SELECT LENGTH(result_code) FROM audit_log WHERE activity = 'x-audit'`); n > 32 {
+		t.Fatalf("audit result_code of %d characters", n)
 	}
 }

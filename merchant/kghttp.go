@@ -118,7 +118,7 @@ func (m *Merchant) serveKG(w http.ResponseWriter, r *http.Request) {
 	if rep != nil && rep.InstanceID != "" && e.InstanceID == "" {
 		e.InstanceID = rep.InstanceID
 	}
-	m.metrics.requests.WithLabelValues(e.Activity, code).Inc()
+	m.metrics.requests.WithLabelValues(e.Activity, metricCode(code)).Inc()
 	m.metrics.latency.WithLabelValues(e.Activity).Observe(time.Since(start).Seconds())
 	h := w.Header()
 	h.Set("Content-Type", "application/json;charset=UTF-8")

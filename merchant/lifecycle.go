@@ -375,8 +375,8 @@ func (m *Merchant) applyNotifyTx(ctx context.Context, tx *db.Tx, now time.Time, 
 // ChangeCheck asks the vendor app, within the budget, whether the instance
 // can change to the target product. The question is an instance.change_check
 // event (so it is recorded and audited like every other); its synchronous
-// answer decides: allowed → 000000, refused → the app's code (default
-// 000100), no answer in time → 000005.
+// answer decides: allowed → 000000, refused → the app's code when it is a
+// refusal code (refusalCode), else 000100; no answer in time → 000005.
 func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productInfo json.RawMessage, test bool) (*reply, error) {
 	// The budget bounds the wait for the vendor app, not the write.
 	bctx, cancel := context.WithTimeout(ctx, m.cfg.Budget)
@@ -424,15 +424,42 @@ func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productIn
 	if v.Allowed == nil || *v.Allowed {
 		return &reply{}, nil
 	}
-	code := v.ResultCode
-	if code == "" || code == kg.CodeSuccess {
+	code := strings.TrimSpace(v.ResultCode)
+	if !refusalCode(code) {
+		if code != "" {
+			m.log.Warn("change check: the vendor app refused with a resultCode that is not a refusal code (0001xx); answering 000100",
+				"instanceId", instanceID, "resultCode", fmt.Sprintf("%.32q", code))
+		}
 		code = kg.CodeNoResource
 	}
-	return nil, kg.NewResultError(code, v.ResultMsg)
+	return nil, kg.NewResultError(code, truncateRunes(strings.TrimSpace(v.ResultMsg), maxVerdictMsg))
 }
 
-// recordVerdictTx stores the app's answer to a change check.
+// maxVerdictMsg bounds the app's resultMsg: KooGallery's resultMsg is at most
+// 255 characters (saas-v2.md §4).
+const maxVerdictMsg = 255
+
+// refusalCode reports whether the vendor app's resultCode may refuse a change
+// check: six digits 0001xx, the module-specific codes (000100 no resource …
+// 000107, and the rest of that range for codes documented later). 000000 is
+// success, and 000001–000005 are the common codes of souk's own handling
+// (authentication, parameters, instance, in progress, internal error): none of
+// them says the change is refused, and anything else is not a SaaS code. An
+// answer with any other code is answered with the default 000100, so the
+// code that reaches KooGallery, the audit log and the metrics is always one of
+// a hundred known values.
+func refusalCode(code string) bool {
+	if len(code) != 6 || code[:4] != "0001" {
+		return false
+	}
+	return code[4] >= '0' && code[4] <= '9' && code[5] >= '0' && code[5] <= '9'
+}
+
+// recordVerdictTx stores the app's answer to a change check, bounded: the
+// verdict, resultCode (at most 64 characters, enough to name a bad one) and
+// resultMsg (at most maxVerdictMsg characters).
 func recordVerdictTx(ctx context.Context, tx *db.Tx, now time.Time, checkID string, a *Answer) error {
+	a = &Answer{Allowed: a.Allowed, ResultCode: truncateRunes(a.ResultCode, 64), ResultMsg: truncateRunes(a.ResultMsg, maxVerdictMsg)}
 	b, err := json.Marshal(a)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant/handoff"
 )
 
@@ -51,6 +52,16 @@ func newMetrics(reg *prometheus.Registry, m *Merchant) *metrics {
 	reg.MustRegister(x.requests, x.latency, x.variants, x.apiCalls, x.created, x.handoffs, x.swept, x.queryOrders, x.usage, backlog, dead,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return x
+}
+
+// metricCode is the code label of souk_merchant_requests_total: a
+// documented SaaS code or a refusal code (0001xx), else "other", so the
+// label's values stay bounded whatever code an answer carries.
+func metricCode(code string) string {
+	if _, ok := kg.CodeMessage(code); ok || refusalCode(code) {
+		return code
+	}
+	return "other"
 }
 
 func (m *Merchant) countEvents(state string) float64 {
