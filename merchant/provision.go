@@ -25,7 +25,8 @@ type Answer struct {
 	// UsageInfo replaces the usageInfo that queryInstance returns.
 	UsageInfo []UsageInfo `json:"usageInfo,omitempty"`
 	// Allowed answers instance.change_check; false refuses with ResultCode
-	// (default 000100) and ResultMsg.
+	// (a refusal code 0001xx; anything else, or none, is 000100) and
+	// ResultMsg (at most 255 characters kept).
 	Allowed *bool `json:"allowed,omitempty"`
 	// ResultCode and ResultMsg also answer instance.created: a
 	// create-instance code (000100–000107) refuses the create (phase failed;
