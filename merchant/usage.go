@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
@@ -105,7 +104,7 @@ func (m *Merchant) RecordUsage(ctx context.Context, instanceID string, recs []Us
 	if len(recs) > MaxUsageRecordsPerPush {
 		return 0, &kg.FieldError{Field: "records", Reason: fmt.Sprintf("at most %d per call", MaxUsageRecordsPerPush)}
 	}
-	if utf8.RuneCountInString(dashboardURL) > 512 {
+	if len(dashboardURL) > 512 { // as validateUsageInfo counts it
 		return 0, &kg.FieldError{Field: "dashboardUrl", Reason: "is longer than 512 characters"}
 	}
 	now := m.clock.Now()
