@@ -260,6 +260,10 @@ func DecodeRequest(body []byte) (Request, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeRequest(v)
+}
+
+func decodeRequest(v jvalue) (Request, error) {
 	av, ok := findMember(v.obj, fieldRule{name: "activity"})
 	if !ok || av.kind == 'z' {
 		return nil, &FieldError{Field: "activity", Reason: "is required"}

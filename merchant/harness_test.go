@@ -318,6 +318,7 @@ type callOpt struct {
 	method    string
 	url       string
 	path      string // default /koogallery
+	lowerSig  bool   // the hex signature in lower case (SignV2 writes upper)
 }
 
 func nonce() string {
@@ -348,6 +349,9 @@ func (e *env) call(body any, opts ...func(*callOpt)) kgResp {
 	sig := kg.SignV2(o.key, o.nonce, o.timestamp, raw)
 	if o.badSig {
 		sig = kg.SignV2("wrong-key", o.nonce, o.timestamp, raw)
+	}
+	if o.lowerSig {
+		sig = strings.ToLower(sig)
 	}
 	u := o.url + o.path + "?signature=" + sig + "&timestamp=" + o.timestamp + "&nonce=" + o.nonce
 	req, err := http.NewRequestWithContext(e.ctx, o.method, u, bytes.NewReader(raw))

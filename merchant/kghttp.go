@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -186,7 +187,7 @@ func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time,
 	// Decoded once: the key-kind check below reads the activity the request
 	// is dispatched on (a second reading of the body, with other rules for
 	// duplicate or differently cased keys, could be made to disagree).
-	req, decodeErr := kg.DecodeRequest(body)
+	req, variants, decodeErr := kg.DecodeRequestVariants(body)
 	if len(m.cfg.GeneralKeys) > 0 && decodeErr == nil {
 		// orderNotify is signed with a general key, the basic interfaces
 		// with an access key: a key of the other kind does not authenticate.
@@ -201,9 +202,11 @@ func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time,
 			return nil, &kg.AuthError{Reason: "signature does not match"}
 		}
 	}
+	hexCase := kg.SignatureHexCase(q.Get("signature"))
 	m.metrics.variants.WithLabelValues("timestamp_" + variant).Inc()
 	m.metrics.variants.WithLabelValues("key_" + strconv.Itoa(idx)).Inc()
-	m.log.Debug("request signature verified", "variant", variant, "keyIndex", idx)
+	m.metrics.variants.WithLabelValues("signature_" + hexCase).Inc()
+	m.log.Debug("request signature verified", "variant", variant, "keyIndex", idx, "hex", hexCase)
 	if len(nonce) > maxNonce {
 		return nil, &kg.AuthError{Reason: "nonce is too long"}
 	}
@@ -223,6 +226,13 @@ func (m *Merchant) handleKG(ctx context.Context, r *http.Request, now time.Time,
 	}
 	e.Activity = req.ActivityName()
 	e.TestFlag = req.IsTest()
+	// Which documented reading each open point arrived in (policy 7).
+	for _, v := range variants {
+		m.metrics.variants.WithLabelValues(v).Inc()
+	}
+	if m.log.Enabled(ctx, slog.LevelDebug) {
+		m.log.Debug("request variants accepted", "activity", e.Activity, "variants", variants)
+	}
 	switch x := req.(type) {
 	case *kg.NewInstanceRequest:
 		e.OrderID, e.OrderLineID, e.BusinessID = x.OrderID, x.OrderLineID, x.BusinessID

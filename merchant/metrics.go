@@ -14,7 +14,7 @@ import (
 type metrics struct {
 	requests    *prometheus.CounterVec   // activity, code
 	latency     *prometheus.HistogramVec // activity
-	variants    *prometheus.CounterVec   // variant: timestamp_*, key_N, productInfo_<form>
+	variants    *prometheus.CounterVec   // variant: timestamp_*, key_N, signature_<case>, productInfo_<form>, kg.DecodeRequestVariants's names
 	apiCalls    *prometheus.CounterVec   // route, status
 	created     prometheus.Counter
 	handoffs    *prometheus.CounterVec // type, outcome
@@ -31,7 +31,7 @@ func newMetrics(reg *prometheus.Registry, m *Merchant) *metrics {
 			Help:    "Basic-interface request latency by activity.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 3, 4, 5}}, []string{"activity"}),
 		variants: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_signature_variants_total",
-			Help: "Accepted protocol variants: verified request signatures (timestamp unit, key index) and the form of changeInstanceCheck's productInfo."}, []string{"variant"}),
+			Help: "Accepted protocol variants (README policy 7): verified request signatures (timestamp unit, key index, hex case), the form of changeInstanceCheck's productInfo, and the readings of the request body (testFlag sent or not, member name case, numbers for strings, expireTime digits, status case)."}, []string{"variant"}),
 		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "souk_merchant_api_requests_total",
 			Help: "Management API requests by route and HTTP status."}, []string{"route", "status"}),
 		created: prometheus.NewCounter(prometheus.CounterOpts{Name: "souk_merchant_instances_created_total",
