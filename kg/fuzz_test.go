@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,6 +45,15 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"activity":"updateInstanceStatus","instanceId":"i","status":"FREEZE","testFlag":1}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := DecodeRequest(body)
+		vreq, variants, verr := DecodeRequestVariants(body)
+		if (err == nil) != (verr == nil) || (err == nil && !reflect.DeepEqual(req, vreq)) {
+			t.Fatalf("DecodeRequestVariants disagrees with DecodeRequest: %v / %v", err, verr)
+		}
+		for _, v := range variants {
+			if v == "" || len(v) > 64 {
+				t.Fatalf("variant %q", v)
+			}
+		}
 		if err != nil {
 			mustFieldError(t, err)
 			return
