@@ -139,7 +139,7 @@ func FuzzVerifyKitSign(f *testing.F) {
 		if v, err := VerifyKitSign([]string{key}, KitSign(key, nonce, fresh, body), nonce, fresh, body, now, DefaultWindow); err != nil || v != KitVariantRaw {
 			t.Fatalf("raw round trip: %q %v", v, err)
 		}
-		if sorted, err := KitBody(body); err == nil {
+		if sorted, err := KitBody(body); err == nil && len(body) <= KitFallbackMaxBody {
 			if _, err := VerifyKitSign([]string{key}, KitSign(key, nonce, fresh, sorted), nonce, fresh, body, now, DefaultWindow); err != nil {
 				t.Fatalf("sorted round trip of %q: %v", body, err)
 			}

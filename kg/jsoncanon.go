@@ -291,29 +291,6 @@ func CanonicalJSON(data []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// kitSortedBody reproduces Huawei's kit sample canonicalisation: the body read
-// into a TreeMap (top-level keys sorted, null members dropped), written back
-// by Jackson (compact; nested members in received order unless deep).
-func kitSortedBody(data []byte, deep bool) ([]byte, error) {
-	v, err := parseJSON(data)
-	if err != nil {
-		return nil, err
-	}
-	if v.kind != 'o' {
-		return nil, errors.New("body is not a JSON object")
-	}
-	members := make([]jmember, 0, len(v.obj))
-	for _, m := range v.obj {
-		if m.val.kind != 'z' {
-			members = append(members, m)
-		}
-	}
-	v.obj = sortedMembers(members)
-	var buf bytes.Buffer
-	writeJSON(&buf, v, jsonStyle{sortNested: deep, java: true})
-	return buf.Bytes(), nil
-}
-
 // MarshalASCII marshals v like json.Marshal, without HTML escaping, and with
 // every non-ASCII character written as a \uXXXX escape (surrogate pairs above
 // U+FFFF), as the queryInstance memo requires (saas-v2.md §4.2). Use it for
