@@ -59,12 +59,36 @@ type Config struct {
 	PrivateKey *rsa.PrivateKey
 	// Window is the allowed distance of x-timestamp from now (default 60 s).
 	Window time.Duration
-	// MaxBody bounds a request body (default 4 MiB).
+	// MaxBody bounds a request body (default DefaultMaxBody); a larger one is
+	// answered 000002 unread beyond the bound.
 	MaxBody int64
+	// MaxFallbackBody bounds the body whose x-sign is also checked over the
+	// sorted re-serializations (README policy 2's fallback; default
+	// kg.KitFallbackMaxBody): a larger body must be signed over its raw bytes.
+	MaxFallbackBody int
 	// APIToken, when set, enables the vendor read API (APIHandler) for
 	// requests bearing "Authorization: Bearer <APIToken>".
 	APIToken string
 }
+
+// DefaultMaxBody is the default kit body cap, 2 MiB: the largest documented
+// kit body, an authSync of 500 users (joint-kit.md §4) with every field at
+// its documented maximum length, is 0.96 MB in UTF-8 and 1.8 MB with every
+// non-ASCII character \u-escaped; 2 MiB also holds an allOrgSync (whose size
+// is not documented) of about 30,000 departments of typical size (70 bytes).
+const DefaultMaxBody = 2 << 20
+
+// Fallback re-serializations (kg.VerifyKitSignWith) run at most
+// fallbackSlots at a time; a request finding none free within fallbackWait is
+// answered 000004 (busy), its nonce unconsumed, so a retry can succeed.
+const (
+	fallbackSlots = 2
+	fallbackWait  = time.Second
+)
+
+// errBusy answers a request whose signature could not be checked for want of
+// a fallback slot.
+var errBusy = &kg.ResultError{Code: kg.CodeInProgress, Msg: "busy: too many kit signatures being checked at once, retry later"}
 
 // Deps are the kit service's collaborators.
 type Deps struct {
@@ -91,6 +115,9 @@ type Service struct {
 
 	pruneMu   sync.Mutex
 	lastPrune time.Time
+
+	fallbacks    chan struct{} // semaphore of the sorted re-serializations
+	fallbackWait time.Duration
 }
 
 // New returns the kit service. Deps.DB and Config.PrivateKey are required;
@@ -100,7 +127,10 @@ func New(cfg Config, deps Deps) *Service {
 		cfg.Window = kg.DefaultWindow
 	}
 	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = 4 << 20
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.MaxFallbackBody <= 0 {
+		cfg.MaxFallbackBody = kg.KitFallbackMaxBody
 	}
 	keys := make([]string, 0, len(cfg.Keys))
 	for _, k := range cfg.Keys {
@@ -109,7 +139,8 @@ func New(cfg Config, deps Deps) *Service {
 		}
 	}
 	cfg.Keys = keys
-	s := &Service{cfg: cfg, db: deps.DB, clk: deps.Clock, log: deps.Logger, rnd: deps.Rand}
+	s := &Service{cfg: cfg, db: deps.DB, clk: deps.Clock, log: deps.Logger, rnd: deps.Rand,
+		fallbacks: make(chan struct{}, fallbackSlots), fallbackWait: fallbackWait}
 	if s.clk == nil {
 		s.clk = clock.Real{}
 	}
@@ -205,7 +236,8 @@ func (s *Service) serve(ctx context.Context, r *http.Request, op operation) erro
 	}
 	now := s.clk.Now()
 	nonce := r.Header.Get("x-nonce")
-	v, err := kg.VerifyKitSignDetail(s.cfg.Keys, r.Header.Get("x-sign"), nonce, r.Header.Get("x-timestamp"), body, now, s.cfg.Window)
+	opts := kg.KitVerifyOptions{MaxFallbackBody: s.cfg.MaxFallbackBody, Acquire: func() (func(), error) { return s.acquireFallback(ctx) }}
+	v, err := kg.VerifyKitSignWith(opts, s.cfg.Keys, r.Header.Get("x-sign"), nonce, r.Header.Get("x-timestamp"), body, now, s.cfg.Window)
 	if err != nil {
 		return err
 	}
@@ -218,6 +250,26 @@ func (s *Service) serve(ctx context.Context, r *http.Request, op operation) erro
 		return err
 	}
 	return op(ctx, body, now)
+}
+
+// acquireFallback takes a fallback slot, waiting up to fallbackWait.
+func (s *Service) acquireFallback(ctx context.Context) (func(), error) {
+	release := func() { <-s.fallbacks }
+	select {
+	case s.fallbacks <- struct{}{}:
+		return release, nil
+	default:
+	}
+	t := time.NewTimer(s.fallbackWait)
+	defer t.Stop()
+	select {
+	case s.fallbacks <- struct{}{}:
+		return release, nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	s.log.Warn("kit: no slot to check a signature over the sorted body; answered busy", "slots", cap(s.fallbacks))
+	return nil, errBusy
 }
 
 // recordNonce stores a verified request's nonce; a nonce already stored is a

@@ -1,0 +1,138 @@
+package kit
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/kg"
+)
+
+// bogusBody is the auditor's body, {"a":[0,0,0,…]}, of n bytes (n-1 if n is even).
+func bogusBody(n int) []byte {
+	b := make([]byte, 0, n)
+	b = append(b, `{"a":[0`...)
+	for len(b)+2 < n-1 {
+		b = append(b, ",0"...)
+	}
+	return append(b, "]}"...)
+}
+
+// serveDirect runs one request through h in this goroutine and returns the
+// response, its headers, its body and the bytes allocated meanwhile.
+func serveDirect(t *testing.T, h http.Handler, path string, body []byte, hdr map[string]string) (Response, http.Header, []byte, uint64) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	var a, b runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&a)
+	h.ServeHTTP(rec, req)
+	runtime.ReadMemStats(&b)
+	var r Response
+	if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+		t.Fatalf("response %q: %v", rec.Body.String(), err)
+	}
+	return r, rec.Header(), rec.Body.Bytes(), b.TotalAlloc - a.TotalAlloc
+}
+
+// The audit: a 4 MiB {"a":[0,0,…]} with a fresh x-timestamp and any x-sign
+// took 781 MB and 4.1 s before any signature was compared. An unauthenticated
+// body now costs about its own size: read, HMACed per key, and re-serialized
+// (no tree) only within the fallback bound.
+func TestBogusBodyIsCheap(t *testing.T) {
+	f := newFixture(t, "sqlite")
+	h := f.svc.Handler()
+	hdr := func(nonce string) map[string]string {
+		return map[string]string{
+			"x-timestamp": strconv.FormatInt(f.clk.Now().UnixMilli(), 10),
+			"x-sign":      strings.Repeat("ab", 32),
+			"x-nonce":     nonce,
+		}
+	}
+	// The bounds leave room for io.ReadAll's growth, which the race detector
+	// doubles; the tree parse they guard against allocated 300-700 times the body.
+	tests := []struct {
+		name     string
+		size     int
+		want     string
+		maxAlloc int // bytes
+	}{
+		// over the cap: read up to it, answered 000002
+		{"4 MiB", 4 << 20, kg.CodeBadParam, 6 * DefaultMaxBody},
+		// within the cap, over the fallback bound: read and HMACed only
+		{"just under the cap", DefaultMaxBody - 1, kg.CodeAuthFailed, 6 * DefaultMaxBody},
+		// within the fallback bound: read, HMACed, re-serialized twice (sorted, deep)
+		{"just under the fallback bound", kg.KitFallbackMaxBody - 1, kg.CodeAuthFailed, 10 * kg.KitFallbackMaxBody},
+	}
+	for i, tc := range tests {
+		start := time.Now()
+		r, _, _, n := serveDirect(t, h, "/produceAPI/v2/tenantSync", bogusBody(tc.size), hdr("bogus-"+strconv.Itoa(i)))
+		t.Logf("%s (%d bytes): %s in %v, %d bytes allocated", tc.name, tc.size, r.ResultCode, time.Since(start).Round(time.Millisecond), n)
+		if r.ResultCode != tc.want {
+			t.Errorf("%s: %s %q, want %s", tc.name, r.ResultCode, r.ResultMsg, tc.want)
+		}
+		if n > uint64(tc.maxAlloc) {
+			t.Errorf("%s: %d bytes allocated, want at most %d", tc.name, n, tc.maxAlloc)
+		}
+	}
+}
+
+// A body whose raw bytes are not what was signed needs a fallback slot; with
+// none free within the wait it is answered 000004 and its nonce stays unused.
+// A raw-signed body needs no slot.
+func TestFallbackSlotsBusy(t *testing.T) {
+	f := newFixture(t, "sqlite")
+	f.svc.fallbackWait = 20 * time.Millisecond
+	body := mustJSON(t, tenantBody(FlagAdd, "Acme", "https://acme.example.com"))
+	unsorted := bytes.Replace(body, []byte(`{"domainName"`), []byte(`{ "domainName"`), 1)
+	sorted, err := kg.KitBody(unsorted)
+	if err != nil || bytes.Equal(sorted, unsorted) {
+		t.Fatalf("KitBody: %s %v", sorted, err)
+	}
+	for range cap(f.svc.fallbacks) {
+		f.svc.fallbacks <- struct{}{}
+	}
+	r := f.code(kg.CodeInProgress, PathTenantSync, unsorted, signOpts{nonce: "n-busy", signBody: sorted})
+	if !strings.Contains(r.ResultMsg, "busy") {
+		t.Errorf("busy answer %q", r.ResultMsg)
+	}
+	f.code(kg.CodeSuccess, PathTenantSync, unsorted, signOpts{nonce: "n-raw"})
+	for range cap(f.svc.fallbacks) {
+		<-f.svc.fallbacks
+	}
+	f.code(kg.CodeSuccess, PathTenantSync, unsorted, signOpts{nonce: "n-busy", signBody: sorted})
+	if got := counterValue(t, f.svc.requests.WithLabelValues("tenantSync", kg.CodeInProgress)); got != 1 {
+		t.Errorf("busy answers counted %v, want 1", got)
+	}
+}
+
+// Config.MaxFallbackBody: beyond it only the raw reading authenticates.
+func TestMaxFallbackBody(t *testing.T) {
+	f := newFixture(t, "sqlite")
+	body := mustJSON(t, tenantBody(FlagAdd, "Acme", "https://acme.example.com"))
+	unsorted := append([]byte(" "), body...)
+	sorted, _ := kg.KitBody(unsorted)
+	svc := New(Config{Keys: []string{testKey}, PrivateKey: f.svc.cfg.PrivateKey, MaxFallbackBody: len(unsorted) - 1}, Deps{DB: f.db, Clock: f.clk})
+	call := func(nonce string, signed []byte) string {
+		ts := strconv.FormatInt(f.clk.Now().UnixMilli(), 10)
+		r, _, _, _ := serveDirect(t, svc.Handler(), PathTenantSync, unsorted,
+			map[string]string{"x-timestamp": ts, "x-nonce": nonce, "x-sign": kg.KitSign(testKey, nonce, ts, signed)})
+		return r.ResultCode
+	}
+	if got := call("n-sorted", sorted); got != kg.CodeAuthFailed {
+		t.Errorf("sorted-signed body over MaxFallbackBody: %s, want 000001", got)
+	}
+	if got := call("n-raw", unsorted); got != kg.CodeSuccess {
+		t.Errorf("raw-signed body over MaxFallbackBody: %s, want 000000", got)
+	}
+}
