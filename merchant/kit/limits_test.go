@@ -136,3 +136,64 @@ func TestMaxFallbackBody(t *testing.T) {
 		t.Errorf("raw-signed body over MaxFallbackBody: %s, want 000000", got)
 	}
 }
+
+// A response's x-sign is computed like a request's; replayed as a request
+// (its body, x-nonce, x-timestamp, x-sign) it must never authenticate.
+func TestResponseSignatureIsNoOracle(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		send := func(path string, body []byte, hdr http.Header) (Response, http.Header, []byte) {
+			t.Helper()
+			h := map[string]string{}
+			for _, k := range []string{"x-sign", "x-nonce", "x-timestamp"} {
+				h[k] = hdr.Get(k)
+			}
+			r, rh, rb, _ := serveDirect(t, f.srv.Config.Handler, "/isv"+path, body, h)
+			return r, rh, rb
+		}
+		body := mustJSON(t, tenantBody(FlagAdd, "Acme", "https://acme.example.com"))
+		r, resp := f.call(PathTenantSync, body, signOpts{nonce: "n-request"})
+		if r.ResultCode != kg.CodeSuccess {
+			t.Fatalf("%s %s", r.ResultCode, r.ResultMsg)
+		}
+		// the extension still verifies, now bound to the request's nonce
+		raw := mustJSON(t, r)
+		if resp.Header.Get("x-nonce") != "n-request" {
+			t.Errorf("response x-nonce %q, want the request's", resp.Header.Get("x-nonce"))
+		}
+		if _, err := kg.VerifyKitSign([]string{testKey}, resp.Header.Get("x-sign"), resp.Header.Get("x-nonce"), resp.Header.Get("x-timestamp"), raw, f.clk.Now(), kg.DefaultWindow); err != nil {
+			t.Errorf("response x-sign does not verify: %v", err)
+		}
+		// replayed as a request to every interface: 000001, within the window
+		for _, p := range []string{PathTenantSync, PathApplicationSync, PathAuthSync, PathSingleOrgSync, PathAllOrgSync} {
+			if rr, _, _ := send(p, raw, resp.Header); rr.ResultCode != kg.CodeAuthFailed {
+				t.Errorf("response replayed to %s: %s %q, want 000001", p, rr.ResultCode, rr.ResultMsg)
+			}
+		}
+		// answers to callers who did not authenticate carry no x-sign at all
+		unauth := []struct {
+			name, path string
+			hdr        http.Header
+		}{
+			{"bad signature", PathTenantSync, http.Header{"X-Sign": {strings.Repeat("00", 32)}, "X-Nonce": {"n-x"}, "X-Timestamp": {resp.Header.Get("x-timestamp")}}},
+			{"no interface", "/produceAPI/v2/nothing", http.Header{}},
+			{"unsigned", PathAuthSync, http.Header{}},
+		}
+		for _, u := range unauth {
+			rr, rh, rb := send(u.path, body, u.hdr)
+			if rr.ResultCode == kg.CodeSuccess || rh.Get("x-sign") != "" || rh.Get("x-nonce") != "" || rh.Get("x-timestamp") != "" {
+				t.Errorf("%s: %s, x-sign %q x-nonce %q", u.name, rr.ResultCode, rh.Get("x-sign"), rh.Get("x-nonce"))
+			}
+			if err := kg.VerifyBodySignHeader(testKey, rh.Get("Body-Sign"), rb); err != nil {
+				t.Errorf("%s: Body-Sign: %v", u.name, err)
+			}
+		}
+		// a replayed request's answer is signed (its nonce is recorded), and is no oracle either
+		r2, resp2 := f.call(PathTenantSync, body, signOpts{nonce: "n-request"})
+		if r2.ResultCode != kg.CodeAuthFailed || resp2.Header.Get("x-nonce") != "n-request" {
+			t.Fatalf("replayed request: %s, x-nonce %q", r2.ResultCode, resp2.Header.Get("x-nonce"))
+		}
+		if rr, _, _ := send(PathTenantSync, mustJSON(t, r2), resp2.Header); rr.ResultCode != kg.CodeAuthFailed {
+			t.Errorf("replay answer replayed: %s", rr.ResultCode)
+		}
+	})
+}

@@ -14,7 +14,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,7 +185,7 @@ func (s *Service) Handler() http.Handler {
 	// anything else below the production address still gets a kit answer (policy 7)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.requests.WithLabelValues("unknown", kg.CodeBadParam).Inc()
-		s.respond(w, Response{ResultCode: kg.CodeBadParam, ResultMsg: "invalid field path: no kit interface " + truncate(r.URL.Path, 80)})
+		s.respond(w, Response{ResultCode: kg.CodeBadParam, ResultMsg: "invalid field path: no kit interface " + truncate(r.URL.Path, 80)}, "")
 	})
 	return mux
 }
@@ -205,7 +204,7 @@ var errReplay = &kg.AuthError{Reason: "x-nonce was already used (replay)"}
 func (s *Service) endpoint(name string, op operation) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		err := s.serve(ctx, r, op)
+		nonce, err := s.serve(ctx, r, op)
 		code, msg := kg.CodeOf(err)
 		if code == kg.CodeSuccess {
 			msg = "Success"
@@ -218,38 +217,44 @@ func (s *Service) endpoint(name string, op operation) http.Handler {
 			s.log.Log(ctx, lvl, "kit request failed", "interface", name, "code", code, "err", err)
 		}
 		s.requests.WithLabelValues(name, code).Inc()
-		s.respond(w, Response{ResultCode: code, ResultMsg: msg})
+		s.respond(w, Response{ResultCode: code, ResultMsg: msg}, nonce)
 	})
 }
 
-func (s *Service) serve(ctx context.Context, r *http.Request, op operation) error {
+// serve authenticates and runs one kit request. recorded is the request's
+// x-nonce once it is in kit_nonces (a new nonce, or a replayed one), else "":
+// only such a nonce may sign the response (respond).
+func (s *Service) serve(ctx context.Context, r *http.Request, op operation) (recorded string, err error) {
 	if r.Method != http.MethodPost {
-		return &kg.FieldError{Field: "method", Reason: "must be POST"}
+		return "", &kg.FieldError{Field: "method", Reason: "must be POST"}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &kg.FieldError{Field: "body", Reason: fmt.Sprintf("larger than %d bytes", s.cfg.MaxBody)}
+			return "", &kg.FieldError{Field: "body", Reason: fmt.Sprintf("larger than %d bytes", s.cfg.MaxBody)}
 		}
-		return &kg.FieldError{Field: "body", Reason: "cannot be read"}
+		return "", &kg.FieldError{Field: "body", Reason: "cannot be read"}
 	}
 	now := s.clk.Now()
 	nonce := r.Header.Get("x-nonce")
 	opts := kg.KitVerifyOptions{MaxFallbackBody: s.cfg.MaxFallbackBody, Acquire: func() (func(), error) { return s.acquireFallback(ctx) }}
 	v, err := kg.VerifyKitSignWith(opts, s.cfg.Keys, r.Header.Get("x-sign"), nonce, r.Header.Get("x-timestamp"), body, now, s.cfg.Window)
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.signVariants.WithLabelValues(v.Variant, v.Timestamp).Inc()
 	s.log.Debug("kit signature verified", "variant", v.Variant, "timestamp", v.Timestamp, "key_index", v.KeyIndex)
 	if len(nonce) > 256 {
-		return &kg.AuthError{Reason: "x-nonce is longer than 256 characters"}
+		return "", &kg.AuthError{Reason: "x-nonce is longer than 256 characters"}
 	}
 	if err := s.recordNonce(ctx, nonce, now); err != nil {
-		return err
+		if err == errReplay {
+			return nonce, err
+		}
+		return "", err
 	}
-	return op(ctx, body, now)
+	return nonce, op(ctx, body, now)
 }
 
 // acquireFallback takes a fallback slot, waiting up to fallbackWait.
@@ -312,7 +317,13 @@ func (s *Service) pruneNonces(ctx context.Context, now time.Time) {
 // respond writes a kit response: HTTP 200, the JSON body, a Body-Sign header
 // (policy 3) and, as a souk extension a peer may check, x-sign/x-timestamp/
 // x-nonce computed like a request signature over the response body.
-func (s *Service) respond(w http.ResponseWriter, resp Response) {
+//
+// That signature reuses the request's own nonce, and only one already in
+// kit_nonces (recorded, from serve): replayed as a request, a response fails
+// as a replay (000001), so the responses are no signing oracle. A response
+// to a request that did not authenticate (or to no kit interface) carries no
+// x-sign: it answers a caller who may not hold the key.
+func (s *Service) respond(w http.ResponseWriter, resp Response, recorded string) {
 	body, err := json.Marshal(resp)
 	if err != nil { // cannot happen: two strings
 		body = []byte(`{"resultCode":"000005","resultMsg":"internal error"}`)
@@ -323,13 +334,11 @@ func (s *Service) respond(w http.ResponseWriter, resp Response) {
 	if len(s.cfg.Keys) > 0 {
 		key := s.cfg.Keys[0]
 		h.Set("Body-Sign", kg.BodySignHeader(key, body))
-		var nb [16]byte
-		if _, err := io.ReadFull(s.rnd, nb[:]); err == nil {
-			nonce := hex.EncodeToString(nb[:])
+		if recorded != "" {
 			ts := strconv.FormatInt(s.clk.Now().UnixMilli(), 10)
-			h.Set("x-nonce", nonce)
+			h.Set("x-nonce", recorded)
 			h.Set("x-timestamp", ts)
-			h.Set("x-sign", kg.KitSign(key, nonce, ts, body))
+			h.Set("x-sign", kg.KitSign(key, recorded, ts, body))
 		}
 	}
 	w.WriteHeader(http.StatusOK)
