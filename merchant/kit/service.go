@@ -62,8 +62,8 @@ type Config struct {
 	// answered 000002 unread beyond the bound.
 	MaxBody int64
 	// MaxFallbackBody bounds the body whose x-sign is also checked over the
-	// sorted re-serializations (README policy 2's fallback; default
-	// kg.KitFallbackMaxBody): a larger body must be signed over its raw bytes.
+	// sorted re-serializations (README policy 2's fallback; default MaxBody):
+	// a larger body must be signed over its raw bytes.
 	MaxFallbackBody int
 	// APIToken, when set, enables the vendor read API (APIHandler) for
 	// requests bearing "Authorization: Bearer <APIToken>".
@@ -129,7 +129,10 @@ func New(cfg Config, deps Deps) *Service {
 		cfg.MaxBody = DefaultMaxBody
 	}
 	if cfg.MaxFallbackBody <= 0 {
-		cfg.MaxFallbackBody = kg.KitFallbackMaxBody
+		// The whole cap: KooGallery's own sample signs the sorted form, so
+		// a large sync may well need the fallback, and the tree-less
+		// re-serialization costs about twice the body, two at a time.
+		cfg.MaxFallbackBody = int(cfg.MaxBody)
 	}
 	keys := make([]string, 0, len(cfg.Keys))
 	for _, k := range cfg.Keys {
