@@ -1,16 +1,15 @@
 package check_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/soukhq/souk/check"
 	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/internal/lockedbuf"
 	"github.com/soukhq/souk/merchant"
 	"github.com/soukhq/souk/merchant/handoff"
 )
@@ -42,7 +41,7 @@ func TestSoukMerchantPasses(t *testing.T) {
 			market := httptest.NewServer(stub)
 			defer market.Close()
 
-			logs := &lockedBuffer{}
+			logs := &lockedbuf.Buffer{}
 			defer func() {
 				if t.Failed() {
 					t.Logf("merchant errors:\n%s", logs.String())
@@ -116,22 +115,4 @@ func TestSoukMerchantPasses(t *testing.T) {
 			t.Logf("%d checks, %d calls, p95 %v", len(rep.Results), rep.Latency.Calls, rep.Latency.P95)
 		})
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

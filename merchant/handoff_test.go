@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/internal/lockedbuf"
 	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant/handoff"
 )
@@ -299,7 +300,7 @@ func TestWebhookSignature(t *testing.T) {
 // deliveredTo.
 func TestWebhookURLCredentialsHidden(t *testing.T) {
 	forBackends(t, func(t *testing.T, backend string) {
-		logs := &lockedBuffer{}
+		logs := &lockedbuf.Buffer{}
 		e := newEnv(t, backend, func(c *Config, d *Deps) {
 			c.WebhookURL = strings.Replace(c.WebhookURL, "http://", "http://hookuser:hookpass@", 1) + "?token=tok3n"
 			d.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -1,17 +1,16 @@
 package merchant
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/internal/lockedbuf"
 	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant/handoff"
 )
@@ -284,29 +283,11 @@ func TestUsageInfoStatisticalTimeRequired(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The vendor app's refusal code reaches KooGallery, the audit log and the
 // metrics only when it is a refusal code (0001xx); anything else is answered
 // 000100 with a warning naming it (truncated). resultMsg is capped.
 func TestChangeCheckVerdictCodeBounded(t *testing.T) {
-	var logs lockedBuffer
+	var logs lockedbuf.Buffer
 	e := newEnv(t, "sqlite", func(_ *Config, d *Deps) {
 		d.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	})

@@ -1,30 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/internal/lockedbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestMarketServe runs `souk market serve` on both backends and checks that
 // the whole wiring answers: core API, buyer center, seller tools, IdP, audit.
@@ -39,7 +25,7 @@ func TestMarketServe(t *testing.T) {
 			ln.Close()
 			env := map[string]string{"SOUK_MARKET_ADMIN_TOKEN": "serve-token", "SOUK_MARKET_DB": dbtest.DSN(t, backend),
 				"SOUK_MARKET_ADDR": addr, "SOUK_VIRTUAL_CLOCK": "2026-03-02T00:00:00Z", "SOUK_PUBLIC_URL": "https://market.example.test"}
-			var out, errOut syncBuffer
+			var out, errOut lockedbuf.Buffer
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan int, 1)
 			go func() {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
 	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant"
@@ -73,26 +74,7 @@ func TestVendorAppEndToEnd(t *testing.T) {
 		for _, async := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/async=%v", backend, async), func(t *testing.T) {
 				ctx := context.Background()
-				d := dbtest.Open(t, backend)
-				if err := merchant.Migrate(ctx, d); err != nil {
-					t.Fatal(err)
-				}
-				log := slog.New(slog.DiscardHandler)
-				var soukURL string
-				app := NewApp(Config{Secret: secret, Async: async, AdminToken: admin, AsyncDelay: 50 * time.Millisecond}, log)
-				vendor := httptest.NewServer(app)
-				t.Cleanup(vendor.Close)
-				m, err := merchant.New(merchant.Config{
-					AccessKeys: []string{key}, MarketURL: queryOrder(t).URL, MarketAK: ak, MarketSK: sk,
-					WebhookURL: vendor.URL + "/webhook", WebhookSecret: secret, AdminToken: admin, Budget: time.Second,
-				}, merchant.Deps{DB: d, Clock: clock.Real{}, Logger: log})
-				if err != nil {
-					t.Fatal(err)
-				}
-				souk := httptest.NewServer(m.Handler())
-				t.Cleanup(souk.Close)
-				soukURL = souk.URL
-				app.SetSoukURL(soukURL)
+				app, m, d, soukURL := startPair(t, backend, Config{Async: async})
 				rctx, cancel := context.WithCancel(ctx)
 				done := make(chan error, 1)
 				go func() { done <- m.Run(rctx) }()
@@ -194,38 +176,19 @@ func TestVendorAppRefusesASKU(t *testing.T) {
 	for _, backend := range dbtest.Backends() {
 		for _, async := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/async=%v", backend, async), func(t *testing.T) {
-				ctx := context.Background()
-				d := dbtest.Open(t, backend)
-				if err := merchant.Migrate(ctx, d); err != nil {
-					t.Fatal(err)
-				}
-				log := slog.New(slog.DiscardHandler)
-				app := NewApp(Config{Secret: secret, Async: async, AdminToken: admin, AsyncDelay: 50 * time.Millisecond,
-					Refuse: map[string]string{"basic": kg.CodeSoldOut}}, log)
-				vendor := httptest.NewServer(app)
-				t.Cleanup(vendor.Close)
-				m, err := merchant.New(merchant.Config{
-					AccessKeys: []string{key}, MarketURL: queryOrder(t).URL, MarketAK: ak, MarketSK: sk,
-					WebhookURL: vendor.URL + "/webhook", WebhookSecret: secret, AdminToken: admin, Budget: time.Second,
-				}, merchant.Deps{DB: d, Clock: clock.Real{}, Logger: log})
-				if err != nil {
-					t.Fatal(err)
-				}
-				souk := httptest.NewServer(m.Handler())
-				t.Cleanup(souk.Close)
-				app.SetSoukURL(souk.URL)
+				app, m, _, soukURL := startPair(t, backend, Config{Async: async, Refuse: map[string]string{"basic": kg.CodeSoldOut}})
 				t.Cleanup(func() { _ = m.Close() })
 
 				body := `{"activity":"newInstance","orderId":"REF1","orderLineId":"REF1-000001","businessId":"biz-ref"}`
-				r := call(t, souk.URL, body)
+				r := call(t, soukURL, body)
 				if async && r.ResultCode == kg.CodeInProgress {
 					app.Wait() // the refusal went through the API meanwhile; the marketplace retries
-					r = call(t, souk.URL, strings.Replace(body, "biz-ref", "biz-ref-2", 1))
+					r = call(t, soukURL, strings.Replace(body, "biz-ref", "biz-ref-2", 1))
 				}
 				if r.ResultCode != kg.CodeSoldOut || r.InstanceID != "biz-ref" {
 					t.Fatalf("newInstance of a refused SKU: %+v", r)
 				}
-				if q := call(t, souk.URL, `{"activity":"queryInstance","instanceId":"biz-ref"}`); q.ResultCode != kg.CodeSoldOut {
+				if q := call(t, soukURL, `{"activity":"queryInstance","instanceId":"biz-ref"}`); q.ResultCode != kg.CodeSoldOut {
 					t.Fatalf("queryInstance of a refused create: %+v", q)
 				}
 				if app.Tenant("biz-ref") != "refused" {
@@ -234,4 +197,32 @@ func TestVendorAppRefusesASKU(t *testing.T) {
 			})
 		}
 	}
+}
+
+// startPair starts this vendor app (cfg, with the test's secret and admin
+// token) and a souk merchant handing off to it, on a fresh database of
+// backend; it returns the app, the merchant (not running its jobs), its
+// database and its URL.
+func startPair(t *testing.T, backend string, cfg Config) (*App, *merchant.Merchant, *db.DB, string) {
+	t.Helper()
+	d := dbtest.Open(t, backend)
+	if err := merchant.Migrate(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	cfg.Secret, cfg.AdminToken, cfg.AsyncDelay = secret, admin, 50*time.Millisecond
+	app := NewApp(cfg, log)
+	vendor := httptest.NewServer(app)
+	t.Cleanup(vendor.Close)
+	m, err := merchant.New(merchant.Config{
+		AccessKeys: []string{key}, MarketURL: queryOrder(t).URL, MarketAK: ak, MarketSK: sk,
+		WebhookURL: vendor.URL + "/webhook", WebhookSecret: secret, AdminToken: admin, Budget: time.Second,
+	}, merchant.Deps{DB: d, Clock: clock.Real{}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	souk := httptest.NewServer(m.Handler())
+	t.Cleanup(souk.Close)
+	app.SetSoukURL(souk.URL)
+	return app, m, d, souk.URL
 }
