@@ -69,10 +69,10 @@ func TestBogusBodyIsCheap(t *testing.T) {
 	}{
 		// over the cap: read up to it, answered 000002
 		{"4 MiB", 4 << 20, kg.CodeBadParam, 6 * DefaultMaxBody},
-		// within the cap, over the fallback bound: read and HMACed only
-		{"just under the cap", DefaultMaxBody - 1, kg.CodeAuthFailed, 6 * DefaultMaxBody},
-		// within the fallback bound: read, HMACed, re-serialized twice (sorted, deep)
-		{"just under the fallback bound", kg.KitFallbackMaxBody - 1, kg.CodeAuthFailed, 10 * kg.KitFallbackMaxBody},
+		// within the cap, which is also the default fallback bound: read,
+		// HMACed, re-serialized twice (sorted, deep)
+		{"just under the cap", DefaultMaxBody - 1, kg.CodeAuthFailed, 10 * DefaultMaxBody},
+		{"1 MiB", 1 << 20, kg.CodeAuthFailed, 10 * (1 << 20)},
 	}
 	for i, tc := range tests {
 		start := time.Now()
