@@ -311,6 +311,10 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 		fmt.Fprintln(a.Stderr, "souk merchant: --tls-cert and --tls-key go together")
 		return 2
 	}
+	if joint.kitMaxBody < 1<<10 || joint.kitMaxBody > 64<<20 {
+		fmt.Fprintf(a.Stderr, "souk merchant: --kit-max-body %d: want 1024 to %d bytes\n", joint.kitMaxBody, 64<<20)
+		return 2
+	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant: configuration:", err)
 		return 2
@@ -550,6 +554,7 @@ func printEvents(w io.Writer, evs []handoff.Stored, asJSON bool) {
 type jointOptions struct {
 	kitKeys, kitPrivateKey, identityKeys, ssoBaseURL, ssoAppURL, ssoAppID string
 	ssoUnsolicited                                                        bool
+	kitMaxBody                                                            int
 }
 
 // declareKitPrivateKey declares the key pair option, shared by the server and
@@ -574,6 +579,7 @@ func kitKeyPair(pemText, dataDir string) (*rsa.PrivateKey, error) {
 func (o *jointOptions) declare(s *Settings) {
 	s.Secret(&o.kitKeys, "kit-key", "joint-operation kit key(s), comma-separated; set → serve the kit sync interfaces at <base-path>/produceAPI/v2/…")
 	declareKitPrivateKey(s, &o.kitPrivateKey)
+	s.Int(&o.kitMaxBody, "kit-max-body", kit.DefaultMaxBody, "maximum kit sync body in bytes (also the bound of the sorted-signature fallback; an allOrgSync of very many departments may need more)")
 	s.String(&o.ssoBaseURL, "sso-base-url", "", "public URL where souk serves /sso/… (set → single sign-on enabled)")
 	s.Secret(&o.identityKeys, "identity-key", "key(s) signing the identity tokens given to the vendor app (≥ 32 bytes each, comma-separated)")
 	s.String(&o.ssoAppURL, "sso-app-url", "", "where the browser lands after login (default <sso-base-url>/)")
@@ -595,7 +601,7 @@ func (o *jointOptions) mount(ctx context.Context, m *merchant.Merchant, d *db.DB
 	if err := kit.BindKey(ctx, d, clock.Real{}.Now(), priv); err != nil {
 		return err
 	}
-	k := kit.New(kit.Config{Keys: kit.ParseKeys(o.kitKeys), PrivateKey: priv, APIToken: cfg.AdminToken},
+	k := kit.New(kit.Config{Keys: kit.ParseKeys(o.kitKeys), PrivateKey: priv, APIToken: cfg.AdminToken, MaxBody: int64(o.kitMaxBody)},
 		kit.Deps{DB: d, Clock: clock.Real{}, Logger: log.With("component", "kit"), Registerer: m.Registry()})
 	base := strings.TrimRight(cfg.BasePath, "/")
 	if o.kitKeys != "" {

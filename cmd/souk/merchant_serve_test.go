@@ -432,3 +432,25 @@ func runningMerchant(t *testing.T, env map[string]string, health string, args ..
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// --kit-max-body bounds the kit sync bodies (before any signature work).
+func TestMerchantKitMaxBody(t *testing.T) {
+	addr := freePort(t)
+	runningMerchant(t, map[string]string{"SOUK_ACCESS_KEY": "k1", "SOUK_KIT_KEY": "kit-key-1"}, "http://"+addr+"/healthz",
+		"--listen", addr, "--data", t.TempDir(), "--kit-max-body", "2048")
+	for _, c := range []struct {
+		size int
+		want string
+	}{{1000, "000001"}, {3000, "000002"}} {
+		body := `{"tenantId":"` + strings.Repeat("t", c.size) + `"}`
+		resp, err := http.Post("http://"+addr+"/koogallery/produceAPI/v2/tenantSync", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `"resultCode":"`+c.want+`"`) {
+			t.Errorf("%d-byte body: %s, want %s", len(body), b, c.want)
+		}
+	}
+}

@@ -33,6 +33,7 @@ func TestMerchantCommandConfigErrors(t *testing.T) {
 		{"bad encrypt type", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--encrypt-type", "9"}, "encrypt type"},
 		{"tls half", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--tls-cert", "c.pem"}, "--tls-key"},
 		{"bad product encrypt", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--product-encrypt-types", "oops"}, "productId="},
+		{"kit body cap too small", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--kit-max-body", "10"}, "--kit-max-body 10"},
 		{"bad trusted proxy", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--trusted-proxies", "10.0.0.0/8,lb.internal"}, `"lb.internal" is neither an address nor a CIDR prefix`},
 	}
 	for _, c := range cases {
