@@ -355,3 +355,37 @@ func FuzzParseUsageValue(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeUsagePush(f *testing.F) {
+	f.Add([]byte(`{"usage_records":[{"begin_time":"20261122T100000Z","end_time":"20261122T110000Z","instance_id":"i","metering_sn":"sn","record_time":"20261122T110000Z","usage_value":"1.5"}]}`))
+	f.Add([]byte(`{"usage_records":[{"begin_time":"","end_time":"x","instance_id":"i","metering_sn":"","usage_value":123456789}]}`))
+	f.Add([]byte(`{"usage_records":"[{\"metering_sn\":\"a\"}]"}`))
+	f.Add([]byte(`{"usage_records":[]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, bad, err := DecodeUsagePush(body)
+		if err != nil {
+			mustFieldError(t, err)
+			return
+		}
+		wrong := map[int]bool{}
+		for _, e := range bad {
+			if e.Index < 0 || e.Index >= len(req.UsageRecords) || e.Code == "" || wrong[e.Index] {
+				t.Fatalf("record error %+v of %d records", e, len(req.UsageRecords))
+			}
+			wrong[e.Index] = true
+		}
+		// The records found well-formed encode: what the market accepts, a
+		// merchant could have sent.
+		var ok UsagePushRequest
+		for i, r := range req.UsageRecords {
+			if !wrong[i] {
+				ok.UsageRecords = append(ok.UsageRecords, r)
+			}
+		}
+		if len(ok.UsageRecords) > 0 {
+			if _, err := EncodeUsagePush(&ok); err != nil {
+				t.Fatalf("well-formed records do not encode: %v", err)
+			}
+		}
+	})
+}

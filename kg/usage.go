@@ -31,14 +31,18 @@ type UsagePushRequest struct {
 }
 
 // UsageRecord is one usage record (UsagePushData). Times are yyyyMMdd'T'HHmmss'Z'.
+// Its members are mandatory, but a missing or blank one is the record's own
+// error (per-record code: 002 for a time, 003 for the value, 004 for the
+// serial number, 001 for the instance, by the receiver), not the body's:
+// CheckRecord, not the decoder, refuses it.
 type UsageRecord struct {
-	BeginTime         string `json:"begin_time" kg:"req,max=17"`
-	EndTime           string `json:"end_time" kg:"req,max=17"`
-	InstanceID        string `json:"instance_id" kg:"req,max=64"`
+	BeginTime         string `json:"begin_time" kg:"max=17"`
+	EndTime           string `json:"end_time" kg:"max=17"`
+	InstanceID        string `json:"instance_id" kg:"max=64"`
 	MeteringSN        string `json:"metering_sn" kg:"max=64"`
-	RecordTime        string `json:"record_time" kg:"req,max=17"`
+	RecordTime        string `json:"record_time" kg:"max=17"`
 	RelatePkgInstance string `json:"relate_pkg_instance,omitempty" kg:"max=64"`
-	UsageValue        string `json:"usage_value" kg:"req,max=20"`
+	UsageValue        string `json:"usage_value" kg:"max=20"`
 }
 
 // UsagePushResponse is the usage-push answer.
