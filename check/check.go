@@ -68,6 +68,9 @@ type Config struct {
 	// (default 2 minutes); PollInterval is the pause between polls (default 2 s).
 	AsyncTimeout time.Duration
 	PollInterval time.Duration
+	// ReplayDelay is how long sec.nonce.replayDelayed waits before replaying
+	// a request (default 3 s; it must stay well inside the 60 s window).
+	ReplayDelay time.Duration
 	// Concurrency is the number of simultaneous newInstance retries in the
 	// concurrent idempotency check (default 8).
 	Concurrency int
@@ -119,6 +122,9 @@ func (c *Config) normalize() error {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 2 * time.Second
+	}
+	if c.ReplayDelay <= 0 {
+		c.ReplayDelay = 3 * time.Second
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8

@@ -32,6 +32,9 @@ type call struct {
 	signature string // use this signature instead of computing it
 	lowerHex  bool   // send the signature in lower-case hex
 	noAuth    bool   // send no signature/timestamp/nonce at all
+	omitSig   bool   // leave out only the signature parameter
+	omitTS    bool   // leave out only the timestamp parameter (the signature is computed over an empty one)
+	omitNonce bool   // leave out only the nonce parameter (the signature is computed over an empty one)
 	note      string // what is special about this call, for the report
 	noAudit   bool   // keep the answer out of the answer-format checks
 }
@@ -152,11 +155,11 @@ func (c *client) send(ctx context.Context, cl call) *exchange {
 	target := c.cfg.Target
 	if !cl.noAuth {
 		ts := cl.timestamp
-		if ts == "" {
+		if ts == "" && !cl.omitTS {
 			ts = c.nowMillis()
 		}
 		nonce := cl.nonce
-		if nonce == "" {
+		if nonce == "" && !cl.omitNonce {
 			nonce = newNonce()
 		}
 		x.Nonce = nonce
@@ -171,10 +174,22 @@ func (c *client) send(ctx context.Context, cl call) *exchange {
 				sig = strings.ToLower(sig)
 			}
 		}
-		q := "signature=" + url.QueryEscape(sig) + "&timestamp=" + url.QueryEscape(ts) + "&nonce=" + url.QueryEscape(nonce)
-		if strings.Contains(target, "?") {
+		var params []string
+		if !cl.omitSig {
+			params = append(params, "signature="+url.QueryEscape(sig))
+		}
+		if !cl.omitTS {
+			params = append(params, "timestamp="+url.QueryEscape(ts))
+		}
+		if !cl.omitNonce {
+			params = append(params, "nonce="+url.QueryEscape(nonce))
+		}
+		q := strings.Join(params, "&")
+		switch {
+		case q == "":
+		case strings.Contains(target, "?"):
 			target += "&" + q
-		} else {
+		default:
 			target += "?" + q
 		}
 	}

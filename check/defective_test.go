@@ -32,6 +32,9 @@ func runDefective(t *testing.T, mc defective.Config, cc check.Config) check.Repo
 		cc.AsyncTimeout = 3 * time.Second
 	}
 	cc.Concurrency = 6
+	if cc.ReplayDelay == 0 {
+		cc.ReplayDelay = 1500 * time.Millisecond
+	}
 	stub := check.NewMarketStub("seller-ak", "seller-sk", nil, nil)
 	cc.Orders = stub
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -107,6 +110,16 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.AcceptReplay, fails: []string{"sec.nonce.replay"}},
 		{defect: defective.FirstJSONValueOnly, fails: []string{"sec.body.tampered"}},
 		{defect: defective.ApplyBeforeAuth, fails: []string{"sec.signature.wrong", "sec.timestamp.stale", "sec.nonce.replay"}},
+		{defect: defective.NoAuthMutations, cc: period, fails: []string{"sec.auth.refreshInstance", "sec.auth.updateInstanceStatus", "sec.auth.upgradeInstance"}},
+		{defect: defective.NoAuthNewInstance, fails: []string{"sec.auth.newInstance"}},
+		{defect: defective.NoAuthTestFlag, cc: period, fails: []string{"sec.auth.newInstance", "sec.auth.queryInstance", "sec.auth.refreshInstance", "sec.auth.updateInstanceStatus", "sec.auth.releaseInstance", "sec.auth.upgradeInstance", "sec.auth.changeInstanceCheck", "sec.auth.orderNotify"}},
+		{defect: defective.NoAuthOrderNotify, cc: period, fails: []string{"sec.auth.orderNotify"}},
+		{defect: defective.SignatureOptional, fails: []string{"sec.signature.absent", "sec.auth.releaseInstance", "sec.auth.queryInstance"}},
+		{defect: defective.TimestampOptional, fails: []string{"sec.timestamp.missing"}},
+		{defect: defective.NonceOptional, fails: []string{"sec.nonce.missing"}},
+		{defect: defective.WideWindow, fails: []string{"sec.timestamp.stale", "sec.timestamp.future"}},
+		{defect: defective.SecondsNoWindow, fails: []string{"sec.timestamp.stale", "sec.timestamp.future"}},
+		{defect: defective.ShortNonceCache, fails: []string{"sec.nonce.replayDelayed"}},
 		{defect: defective.MillisOnly, warns: []string{"sec.timestamp.seconds"}},
 		{defect: defective.UpperHexOnly, warns: []string{"sec.signature.lowercase"}},
 		{defect: defective.WrongCodeBadParam, fails: []string{"input.missing", "input.oversized", "input.illTyped", "input.invalidValue", "input.activity"}},

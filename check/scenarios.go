@@ -83,33 +83,53 @@ func suite() []checkDef {
 		{Info{ID: "idem.upgradeInstance", Family: FamilyIdempotency, Title: "a repeated upgradeInstance (same orderId) is harmless and succeeds", Mandatory: true, Ref: refUpgrade + "; " + refIdem, Feature: FeatureUpgrade}, idemUpgrade},
 
 		// --- security: every forged request gets 000001 and changes nothing ---------------
-		{Info{ID: "sec.signature.missing", Family: FamilySecurity, Title: "a request without signature/timestamp/nonce is rejected", Mandatory: true, Ref: refSig + "; saas-v2.md §7 (000001)"}, secAttack("no signature, timestamp or nonce", func(s *session, inst *instance) call {
-			return call{body: releaseBody(inst.ID, false), noAuth: true, note: "unsigned"}
+		{Info{ID: "sec.signature.missing", Family: FamilySecurity, Title: "a request without signature/timestamp/nonce is rejected", Mandatory: true, Ref: refSig + "; saas-v2.md §7 (000001)"}, secAttack("no signature, timestamp or nonce", func(s *session, inst *instance) []call {
+			return []call{{body: releaseBody(inst.ID, false), noAuth: true, note: "unsigned"}}
 		})},
-		{Info{ID: "sec.signature.wrong", Family: FamilySecurity, Title: "a wrong signature is rejected", Mandatory: true, Ref: refSig}, secAttack("a random signature", func(s *session, inst *instance) call {
-			return call{body: releaseBody(inst.ID, false), signature: strings.ToUpper(randString(64, "0123456789abcdef")), note: "random signature"}
+		{Info{ID: "sec.signature.absent", Family: FamilySecurity, Title: "a request with timestamp and nonce but no signature is rejected", Mandatory: true, Ref: refSig + "; saas-v2.md §7 (000001)"}, secAttack("timestamp and nonce but no signature parameter", func(s *session, inst *instance) []call {
+			return []call{{body: releaseBody(inst.ID, false), omitSig: true, note: "signature parameter left out; timestamp and nonce sent"}}
 		})},
-		{Info{ID: "sec.signature.otherKey", Family: FamilySecurity, Title: "a signature made with another key is rejected", Mandatory: true, Ref: refSig}, secAttack("a signature made with another key", func(s *session, inst *instance) call {
-			return call{body: releaseBody(inst.ID, false), key: "souk-check-other-" + randString(16, alnum), note: "signed with another key"}
+		{Info{ID: "sec.timestamp.missing", Family: FamilySecurity, Title: "a signed request without timestamp is rejected", Mandatory: true, Ref: refSig + "; saas-v2.md §7 (000001)"}, secAttack("no timestamp parameter", func(s *session, inst *instance) []call {
+			return []call{{body: releaseBody(inst.ID, false), omitTS: true, note: "timestamp parameter left out; signed over an empty timestamp"}}
 		})},
-		{Info{ID: "sec.timestamp.stale", Family: FamilySecurity, Title: "a timestamp 10 minutes old is rejected", Mandatory: true, Ref: refSig + " (60 s window)"}, secAttack("a timestamp 10 minutes in the past", func(s *session, inst *instance) call {
-			ts := strconv.FormatInt(s.cfg.Clock.Now().Add(-10*time.Minute).UnixMilli(), 10)
-			return call{body: releaseBody(inst.ID, false), timestamp: ts, note: "timestamp 10 min old, correctly signed"}
+		{Info{ID: "sec.nonce.missing", Family: FamilySecurity, Title: "a signed request without nonce is rejected", Mandatory: true, Ref: refSig + "; saas-v2.md §7 (000001)"}, secAttack("no nonce parameter", func(s *session, inst *instance) []call {
+			return []call{{body: releaseBody(inst.ID, false), omitNonce: true, note: "nonce parameter left out; signed over an empty nonce"}}
 		})},
-		{Info{ID: "sec.timestamp.future", Family: FamilySecurity, Title: "a timestamp 10 minutes ahead is rejected", Mandatory: true, Ref: refSig + " (60 s window)"}, secAttack("a timestamp 10 minutes in the future", func(s *session, inst *instance) call {
-			ts := strconv.FormatInt(s.cfg.Clock.Now().Add(10*time.Minute).UnixMilli(), 10)
-			return call{body: releaseBody(inst.ID, false), timestamp: ts, note: "timestamp 10 min ahead, correctly signed"}
+		{Info{ID: "sec.signature.wrong", Family: FamilySecurity, Title: "a wrong signature is rejected", Mandatory: true, Ref: refSig}, secAttack("a random signature", func(s *session, inst *instance) []call {
+			return []call{{body: releaseBody(inst.ID, false), signature: strings.ToUpper(randString(64, "0123456789abcdef")), note: "random signature"}}
+		})},
+		{Info{ID: "sec.signature.otherKey", Family: FamilySecurity, Title: "a signature made with another key is rejected", Mandatory: true, Ref: refSig}, secAttack("a signature made with another key", func(s *session, inst *instance) []call {
+			return []call{{body: releaseBody(inst.ID, false), key: "souk-check-other-" + randString(16, alnum), note: "signed with another key"}}
+		})},
+		{Info{ID: "sec.timestamp.stale", Family: FamilySecurity, Title: "a timestamp 90 s old (13-digit ms and 10-digit s) is rejected", Mandatory: true, Ref: refSig + " (60 s window)"}, secAttack("a timestamp 90 s in the past", func(s *session, inst *instance) []call {
+			return skewed(s, inst, -90*time.Second)
+		})},
+		{Info{ID: "sec.timestamp.future", Family: FamilySecurity, Title: "a timestamp 90 s ahead (13-digit ms and 10-digit s) is rejected", Mandatory: true, Ref: refSig + " (60 s window)"}, secAttack("a timestamp 90 s in the future", func(s *session, inst *instance) []call {
+			return skewed(s, inst, 90*time.Second)
 		})},
 		{Info{ID: "sec.nonce.replay", Family: FamilySecurity, Title: "a replayed request and a reused nonce are rejected", Mandatory: true, Ref: refSig + " (nonce cache)"}, secReplay},
+		{Info{ID: "sec.nonce.replayDelayed", Family: FamilySecurity, Title: "a request replayed seconds later, still inside the 60 s window, is rejected", Mandatory: true, Ref: refSig + " (nonce cache kept as long as the window)"}, secReplayDelayed},
 		{Info{ID: "sec.body.tampered", Family: FamilySecurity, Title: "a body that differs from the signed one is rejected", Mandatory: true, Ref: refSig + " (raw body)"}, secTampered},
+		{Info{ID: "sec.auth.newInstance", Family: FamilySecurity, Title: "forged newInstance requests (testFlag 0 and 1) are rejected and create nothing", Mandatory: true, Ref: refSig + "; " + refNew}, secAuthActivity("newInstance")},
+		{Info{ID: "sec.auth.queryInstance", Family: FamilySecurity, Title: "forged queryInstance requests (testFlag 0 and 1) are rejected", Mandatory: true, Ref: refSig + "; " + refQuery}, secAuthActivity("queryInstance")},
+		{Info{ID: "sec.auth.refreshInstance", Family: FamilySecurity, Title: "forged refreshInstance requests (testFlag 0 and 1) are rejected and change nothing", Mandatory: true, Ref: refSig + "; " + refRefresh, Modes: periodic}, secAuthActivity("refreshInstance")},
+		{Info{ID: "sec.auth.updateInstanceStatus", Family: FamilySecurity, Title: "forged updateInstanceStatus requests (testFlag 0 and 1) are rejected and change nothing", Mandatory: true, Ref: refSig + "; " + refStatus, Modes: periodic}, secAuthActivity("updateInstanceStatus")},
+		{Info{ID: "sec.auth.releaseInstance", Family: FamilySecurity, Title: "forged releaseInstance requests (testFlag 0 and 1) are rejected and change nothing", Mandatory: true, Ref: refSig + "; " + refRelease}, secAuthActivity("releaseInstance")},
+		{Info{ID: "sec.auth.upgradeInstance", Family: FamilySecurity, Title: "forged upgradeInstance requests (testFlag 0 and 1) are rejected and change nothing", Mandatory: true, Ref: refSig + "; " + refUpgrade, Feature: FeatureUpgrade}, secAuthActivity("upgradeInstance")},
+		{Info{ID: "sec.auth.changeInstanceCheck", Family: FamilySecurity, Title: "forged changeInstanceCheck requests (testFlag 0 and 1) are rejected", Mandatory: true, Ref: refSig + "; " + refChange, Feature: FeatureChangeCheck}, secAuthActivity("changeInstanceCheck")},
+		{Info{ID: "sec.auth.orderNotify", Family: FamilySecurity, Title: "forged orderNotify requests (testFlag 0 and 1) are rejected", Mandatory: true, Ref: refSig + "; " + refNotify, Feature: FeatureOrderNotify}, secAuthActivity("orderNotify")},
 		{Info{ID: "sec.signature.lowercase", Family: FamilySecurity, Title: "a lower-case hex signature is accepted", Mandatory: false, Ref: refSig + " (examples in both cases)"}, secAccepted("lower-case hex signature", func(s *session, inst *instance) call {
 			return call{body: queryBody(inst.ID, false), lowerHex: true, note: "lower-case hex signature"}
 		})},
 		{Info{ID: "sec.timestamp.seconds", Family: FamilySecurity, Title: "a 10-digit (seconds) timestamp is accepted", Mandatory: false, Ref: "saas-v2.md §2.2 [UNCONFIRMED] unit; README.md policy 1"}, secAccepted("10-digit seconds timestamp", func(s *session, inst *instance) call {
 			return call{body: queryBody(inst.ID, false), timestamp: strconv.FormatInt(s.cfg.Clock.Now().Unix(), 10), note: "timestamp in seconds"}
 		})},
-		{Info{ID: "sec.timestamp.skew", Family: FamilySecurity, Title: "a timestamp 30 s old (inside the 60 s window) is accepted", Mandatory: false, Ref: refSig + " (60 s window)"}, secAccepted("timestamp 30 s old", func(s *session, inst *instance) call {
-			return call{body: queryBody(inst.ID, false), timestamp: strconv.FormatInt(s.cfg.Clock.Now().Add(-30*time.Second).UnixMilli(), 10), note: "timestamp 30 s old"}
+		{Info{ID: "sec.timestamp.skew", Family: FamilySecurity, Title: "timestamps 30 s old and 30 s ahead (inside the 60 s window) are accepted", Mandatory: true, Ref: refSig + " (60 s window)"}, secAcceptedAll("timestamp inside the 60 s window", func(s *session, inst *instance) []call {
+			now := s.cfg.Clock.Now()
+			return []call{
+				{body: queryBody(inst.ID, false), timestamp: strconv.FormatInt(now.Add(-30*time.Second).UnixMilli(), 10), note: "timestamp 30 s old"},
+				{body: queryBody(inst.ID, false), timestamp: strconv.FormatInt(now.Add(30*time.Second).UnixMilli(), 10), note: "timestamp 30 s ahead"},
+			}
 		})},
 
 		// --- bad input ---------------------------------------------------------------------
@@ -477,18 +497,160 @@ func idemUpgrade(ctx context.Context, s *session, t *T) {
 
 // --- security -----------------------------------------------------------------------------------
 
-// secAttack creates an instance, sends a forged releaseInstance for it and
-// expects 000001 and an instance that is still there.
-func secAttack(what string, forge func(*session, *instance) call) func(context.Context, *session, *T) {
+// secAttack creates an instance, sends each forged releaseInstance for it and
+// expects 000001 and an instance that is still there after each.
+func secAttack(what string, forge func(*session, *instance) []call) func(context.Context, *session, *T) {
 	return func(ctx context.Context, s *session, t *T) {
 		inst, ok := s.create(ctx, t, false)
 		if !ok {
 			return
 		}
-		x := s.c.send(ctx, forge(s, inst))
-		t.expect(x, "a releaseInstance with "+what+" was not rejected", refSig+"; saas-v2.md §7", kg.CodeAuthFailed)
-		s.stillThere(ctx, t, inst, x, refSig)
+		for _, c := range forge(s, inst) {
+			x := s.c.send(ctx, c)
+			t.expect(x, "a releaseInstance with "+what+" was not rejected", refSig+"; saas-v2.md §7", kg.CodeAuthFailed)
+			s.stillThere(ctx, t, inst, x, refSig)
+		}
 	}
+}
+
+// skewed returns correctly signed releases of inst whose timestamp is off by
+// d, in milliseconds and in seconds.
+func skewed(s *session, inst *instance, d time.Duration) []call {
+	at := s.cfg.Clock.Now().Add(d)
+	dir := "old"
+	if d > 0 {
+		dir = "ahead"
+	}
+	if d < 0 {
+		d = -d
+	}
+	return []call{
+		{body: releaseBody(inst.ID, false), timestamp: strconv.FormatInt(at.UnixMilli(), 10), note: fmt.Sprintf("timestamp %v %s (13-digit ms), correctly signed", d, dir)},
+		{body: releaseBody(inst.ID, false), timestamp: strconv.FormatInt(at.Unix(), 10), note: fmt.Sprintf("timestamp %v %s (10-digit s), correctly signed", d, dir)},
+	}
+}
+
+// secAcceptedAll is secAccepted for several variants.
+func secAcceptedAll(what string, mk func(*session, *instance) []call) func(context.Context, *session, *T) {
+	return func(ctx context.Context, s *session, t *T) {
+		inst, ok := s.create(ctx, t, false)
+		if !ok {
+			return
+		}
+		for _, c := range mk(s, inst) {
+			x := s.c.send(ctx, c)
+			if !listed(x, inst.ID) {
+				t.fail(Finding{What: "a correctly signed queryInstance with a " + what + " (" + c.note + ") was not answered: " + gotWhat(x), Sent: x.sent(), Got: x.got(), Want: "accept every timestamp within 60 s of the clock", Ref: refSig})
+			}
+		}
+	}
+}
+
+// forgeries are the forged variants sent to every activity: a wrong
+// signature, the signature parameter left out, a stale timestamp.
+func forgeries(s *session, body []byte) []call {
+	stale := strconv.FormatInt(s.cfg.Clock.Now().Add(-10*time.Minute).UnixMilli(), 10)
+	return []call{
+		{body: body, signature: strings.ToUpper(randString(64, "0123456789abcdef")), note: "forged: random signature"},
+		{body: body, omitSig: true, note: "forged: signature parameter left out (timestamp and nonce sent)"},
+		{body: body, timestamp: stale, note: "forged: timestamp 10 min old, correctly signed"},
+	}
+}
+
+// secAuthActivity sends the forged variants of one activity, with testFlag
+// "0" and "1": each must get 000001 and change nothing.
+func secAuthActivity(activity string) func(context.Context, *session, *T) {
+	return func(ctx context.Context, s *session, t *T) {
+		for _, test := range []bool{false, true} {
+			if !s.forgeActivity(ctx, t, activity, test) {
+				return
+			}
+		}
+	}
+}
+
+func (s *session) forgeActivity(ctx context.Context, t *T, activity string, test bool) bool {
+	flag := "0"
+	if test {
+		flag = "1"
+	}
+	ref := refSig + "; saas-v2.md §7 (000001)"
+	if activity == "newInstance" {
+		return s.forgeNew(ctx, t, test, flag, ref)
+	}
+	var inst *instance
+	if activity != "orderNotify" {
+		var ok bool
+		if inst, ok = s.create(ctx, t, test); !ok {
+			return false
+		}
+	}
+	var body []byte
+	switch activity {
+	case "queryInstance":
+		body = queryBody(inst.ID, test)
+	case "refreshInstance":
+		o, ok := s.publish(t, "RENEW")
+		if !ok {
+			return false
+		}
+		body = refreshBody(o, inst.ID, "RENEWAL", inst.nextExpire(), "", test)
+	case "updateInstanceStatus":
+		body = statusBody(inst.ID, "FREEZE", test)
+	case "releaseInstance":
+		body = releaseBody(inst.ID, test)
+	case "upgradeInstance":
+		o, ok := s.publish(t, "CHANGE")
+		if !ok {
+			return false
+		}
+		body = upgradeBody(o, inst.ID, test)
+	case "changeInstanceCheck":
+		pi := obj("productId", "OFFI"+randString(18, "0123456789"), "skuCode", uuid(), "linearValue", 20)
+		body = obj(withTestFlag(test, "activity", "changeInstanceCheck", "instanceId", inst.ID, "productInfo", json.RawMessage(pi))...)
+	case "orderNotify":
+		o, ok := s.publish(t, "NEW")
+		if !ok {
+			return false
+		}
+		body = obj("activity", "orderNotify", "orderId", o.OrderID, "orderLineId", o.OrderLine[0].OrderLineID, "testFlag", flag)
+	default:
+		panic("check: no forgery for " + activity)
+	}
+	for _, c := range forgeries(s, body) {
+		x := s.c.send(ctx, c)
+		t.expect(x, fmt.Sprintf("%s (testFlag %q) with %s was not rejected", activity, flag, strings.TrimPrefix(c.note, "forged: ")), ref, kg.CodeAuthFailed)
+		if inst != nil {
+			s.stillThere(ctx, t, inst, x, ref)
+		}
+	}
+	return true
+}
+
+// forgeNew sends forged newInstance requests for a fresh order and proves
+// they created nothing: the target must not have asked Query Order for the
+// order (a V2 merchant learns what was bought only from Query Order,
+// saas-v2.md §3 step 2, so a call shows the forged request was acted on), and
+// a genuine newInstance of the same order line afterwards must still succeed.
+func (s *session) forgeNew(ctx context.Context, t *T, test bool, flag, ref string) bool {
+	o, ok := s.publish(t, "NEW")
+	if !ok {
+		return false
+	}
+	var last *exchange
+	for _, c := range forgeries(s, newInstanceBody(o, uuid(), test)) {
+		last = s.c.send(ctx, c)
+		t.expect(last, fmt.Sprintf("newInstance (testFlag %q) with %s was not rejected", flag, strings.TrimPrefix(c.note, "forged: ")), ref, kg.CodeAuthFailed)
+	}
+	if qc, ok := s.cfg.Orders.(interface{ Queried(string) int }); ok {
+		if n := qc.Queried(o.OrderID); n > 0 {
+			t.fail(Finding{What: fmt.Sprintf("after only forged newInstance requests (testFlag %q) for order %s, the target called Query Order for it %d time(s): it acted on requests that failed authentication", flag, o.OrderID, n),
+				Sent: last.sent(), Got: last.got(), Want: "authenticate before anything else: a forged request creates nothing and fetches nothing", Ref: ref})
+		}
+	}
+	x := s.c.send(ctx, call{body: newInstanceBody(o, uuid(), test), note: "genuine newInstance of the order the forged requests named"})
+	t.expect(x, fmt.Sprintf("a genuine newInstance (testFlag %q) after forged ones for the same order line failed", flag), refNew+"; "+ref, kg.CodeSuccess, kg.CodeInProgress)
+	return true
 }
 
 // secAccepted sends a correctly signed query in a documented variant and
@@ -519,6 +681,33 @@ func secReplay(ctx context.Context, s *session, t *T) {
 	t.expect(r, "an identical replay (same URL, nonce and body) was not rejected", refSig+" (reject a nonce seen before)", kg.CodeAuthFailed)
 	x := s.c.send(ctx, call{body: releaseBody(inst.ID, false), nonce: q.Nonce, note: "correctly signed, but reusing the nonce " + clip(q.Nonce, 12)})
 	t.expect(x, "a releaseInstance reusing a nonce was not rejected", refSig+" (reject a nonce seen before)", kg.CodeAuthFailed)
+	s.stillThere(ctx, t, inst, x, refSig)
+}
+
+// secReplayDelayed sends a query stamped 30 s in the past and replays it a
+// few seconds later, still inside the 60 s window: a nonce cache that forgets
+// sooner than the window lets the replay through.
+func secReplayDelayed(ctx context.Context, s *session, t *T) {
+	inst, ok := s.create(ctx, t, false)
+	if !ok {
+		return
+	}
+	ts := strconv.FormatInt(s.cfg.Clock.Now().Add(-30*time.Second).UnixMilli(), 10)
+	q := s.c.send(ctx, call{body: queryBody(inst.ID, false), timestamp: ts, note: "original request, timestamp 30 s old"})
+	if !listed(q, inst.ID) {
+		t.fail(Finding{What: "the original queryInstance (timestamp 30 s old, inside the window) was not answered: " + gotWhat(q), Sent: q.sent(), Got: q.got(),
+			Want: "000000 listing the instance; the delayed replay could not be tried", Ref: refSig + " (60 s window)"})
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(s.cfg.ReplayDelay):
+	}
+	r := s.c.resend(ctx, q, fmt.Sprintf("identical replay %v later (the timestamp is still inside the 60 s window)", s.cfg.ReplayDelay))
+	t.expect(r, fmt.Sprintf("an identical replay %v after the original was not rejected", s.cfg.ReplayDelay), refSig+" (keep nonces at least as long as the 60 s window)", kg.CodeAuthFailed)
+	x := s.c.send(ctx, call{body: releaseBody(inst.ID, false), nonce: q.Nonce, note: fmt.Sprintf("correctly signed, reusing the nonce %s of a request %v earlier", clip(q.Nonce, 12), s.cfg.ReplayDelay)})
+	t.expect(x, fmt.Sprintf("a releaseInstance reusing a nonce seen %v earlier was not rejected", s.cfg.ReplayDelay), refSig+" (keep nonces at least as long as the 60 s window)", kg.CodeAuthFailed)
 	s.stillThere(ctx, t, inst, x, refSig)
 }
 

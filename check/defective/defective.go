@@ -50,6 +50,16 @@ const (
 	AcceptReplay       Defect = "accept-replay"        // no nonce cache
 	FirstJSONValueOnly Defect = "first-json-value"     // signs and reads only the first JSON value of the body
 	ApplyBeforeAuth    Defect = "apply-before-auth"    // releases before checking the signature (answers 000001 anyway)
+	NoAuthMutations    Defect = "noauth-mutations"     // refresh, status and upgrade skip authentication
+	NoAuthNewInstance  Defect = "noauth-new-instance"  // newInstance skips authentication
+	NoAuthTestFlag     Defect = "noauth-test-flag"     // any testFlag "1" request skips authentication
+	NoAuthOrderNotify  Defect = "noauth-order-notify"  // orderNotify skips authentication
+	SignatureOptional  Defect = "signature-optional"   // the signature is checked only when present
+	TimestampOptional  Defect = "timestamp-optional"   // a missing timestamp skips the window
+	NonceOptional      Defect = "nonce-optional"       // a missing nonce skips the nonce cache
+	WideWindow         Defect = "wide-window"          // a ±9-minute timestamp window instead of ±60 s
+	SecondsNoWindow    Defect = "seconds-no-window"    // 10-digit (seconds) timestamps skip the window
+	ShortNonceCache    Defect = "short-nonce-cache"    // nonces are forgotten after 1 s, long before the window ends
 	MillisOnly         Defect = "millis-only"          // refuses 10-digit (seconds) timestamps [warning only]
 	UpperHexOnly       Defect = "upper-hex-only"       // refuses lower-case hex signatures [warning only]
 
@@ -89,7 +99,8 @@ const (
 func Defects() []Defect {
 	return []Defect{NotIdempotent, RacyIdempotency, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
 		RefreshNotIdempotent, FreezeDeletes, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
-		FirstJSONValueOnly, ApplyBeforeAuth, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
+		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
+		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, NoUsageInfo,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
 		BadBodySign, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
@@ -293,7 +304,7 @@ func (m *Merchant) dispatch(r *http.Request, activityOut *string) answer {
 		activity, _ = str(fields["activity"])
 	}
 	*activityOut = activity
-	if msg, okAuth := m.authenticate(r, signed, activity); !okAuth {
+	if msg, okAuth := m.authenticate(r, signed, activity, fields); !okAuth {
 		return fail(kg.CodeAuthFailed, msg)
 	}
 	if fields == nil {
@@ -334,8 +345,15 @@ func (m *Merchant) dispatch(r *http.Request, activityOut *string) answer {
 }
 
 // authenticate verifies the V2 signature, the window and the nonce.
-func (m *Merchant) authenticate(r *http.Request, body []byte, activity string) (string, bool) {
+func (m *Merchant) authenticate(r *http.Request, body []byte, activity string, fields map[string]json.RawMessage) (string, bool) {
 	if m.has(AcceptBadSignature) {
+		return "", true
+	}
+	switch {
+	case m.has(NoAuthMutations) && (activity == "refreshInstance" || activity == "updateInstanceStatus" || activity == "upgradeInstance"),
+		m.has(NoAuthNewInstance) && activity == "newInstance",
+		m.has(NoAuthOrderNotify) && activity == "orderNotify",
+		m.has(NoAuthTestFlag) && string(fields["testFlag"]) == `"1"`:
 		return "", true
 	}
 	q := r.URL.Query()
@@ -346,18 +364,36 @@ func (m *Merchant) authenticate(r *http.Request, body []byte, activity string) (
 	}
 	now := m.cfg.Clock.Now()
 	window := kg.DefaultWindow
+	if m.has(WideWindow) {
+		window = 9 * time.Minute
+	}
 	if t, variant, err := kg.ParseTimestamp(ts); err == nil {
 		if m.has(MillisOnly) && variant != kg.VariantMillis {
 			return "timestamp must be milliseconds", false
 		}
-		if m.has(IgnoreTimestamp) || (m.has(AcceptFuture) && t.After(now)) {
+		if m.has(IgnoreTimestamp) || (m.has(AcceptFuture) && t.After(now)) || (m.has(SecondsNoWindow) && variant == kg.VariantSeconds) {
 			now = t
 		}
 	}
 	if m.has(UpperHexOnly) && sig != strings.ToUpper(sig) {
 		return "signature must be upper-case hex", false
 	}
-	if _, _, err := kg.VerifyV2([]string{key}, sig, nonce, ts, body, now, window); err != nil {
+	lax := (sig == "" && m.has(SignatureOptional)) || (ts == "" && m.has(TimestampOptional)) || (nonce == "" && m.has(NonceOptional))
+	if lax {
+		// The defects: a missing parameter skips its own check.
+		if sig != "" && !strings.EqualFold(sig, kg.SignV2(key, nonce, ts, body)) {
+			return "signature does not match", false
+		}
+		if ts != "" {
+			t, _, err := kg.ParseTimestamp(ts)
+			if err != nil || t.Sub(now) > window || now.Sub(t) > window {
+				return "timestamp outside the window", false
+			}
+		}
+		if nonce == "" {
+			return "", true
+		}
+	} else if _, _, err := kg.VerifyV2([]string{key}, sig, nonce, ts, body, now, window); err != nil {
 		return err.Error(), false
 	}
 	if m.has(AcceptReplay) {
@@ -365,7 +401,11 @@ func (m *Merchant) authenticate(r *http.Request, body []byte, activity string) (
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cutoff := m.cfg.Clock.Now().Add(-10 * time.Minute)
+	keep := 10 * time.Minute
+	if m.has(ShortNonceCache) {
+		keep = time.Second
+	}
+	cutoff := m.cfg.Clock.Now().Add(-keep)
 	for n, seen := range m.nonces {
 		if seen.Before(cutoff) {
 			delete(m.nonces, n)
