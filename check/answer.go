@@ -223,6 +223,9 @@ func (a *Answer) validateInfo(mode string) []Violation {
 			if json.Unmarshal(ur, &us) != nil {
 				vs = append(vs, Violation{Field: p + "usageInfo", Problem: "must be an array of UsageInfo", Ref: refQuery})
 			} else {
+				if len(us) == 0 && mode == ModeOnDemand {
+					vs = append(vs, Violation{Field: p + "usageInfo", Problem: "is empty: pay-per-use instances must report at least one usage entry", Ref: refQuery})
+				}
 				for j, u := range us {
 					up := fmt.Sprintf("%susageInfo[%d].", p, j)
 					var uf map[string]json.RawMessage

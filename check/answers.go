@@ -2,6 +2,10 @@ package check
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -71,6 +75,14 @@ func answerHTTP200(_ context.Context, s *session, t *T) {
 		}
 		f := Finding{What: fmt.Sprintf("%s answered HTTP %d", orDash(x.Activity), x.Status), Sent: x.sent(), Got: x.got(),
 			Want: "HTTP 200; the outcome is carried by resultCode (a non-200 answer counts as a failed call and is retried)", Ref: refHTTP}
+		if x.Status >= 300 && x.Status < 400 {
+			// Redirects are not followed: KooGallery does not either, as far
+			// as anything says, and counts the answer as a failed call.
+			f.What = fmt.Sprintf("%s answered HTTP %d, a redirect to %q (not followed)", orDash(x.Activity), x.Status, x.Header.Get("Location"))
+			f.Want = "HTTP 200 at the production address itself; a redirect is a non-200 answer, i.e. a failed call (configure the final URL)"
+			l.add(f)
+			continue
+		}
 		if x.Parsed != nil && x.Code() != "" && x.Code() != kg.CodeSuccess && x.Code() != kg.CodeInProgress {
 			// An error answer with an error status: the documents do not
 			// say which status an error carries (saas-v2.md §7 [inferred]).
@@ -101,6 +113,11 @@ func answerJSON(_ context.Context, s *session, t *T) {
 	ct := &limited{t: t, warn: true}
 	for _, x := range xs {
 		if x.Err != nil {
+			continue
+		}
+		if x.TooLarge {
+			l.add(Finding{What: fmt.Sprintf("the %s answer is larger than %d bytes; check read no further", orDash(x.Activity), maxAnswer), Sent: x.sent(), Got: x.got(),
+				Want: "a small JSON object with resultCode and resultMsg", Ref: refResponse})
 			continue
 		}
 		if x.Parsed == nil {
@@ -148,6 +165,8 @@ func answerBodySign(_ context.Context, s *session, t *T) {
 		return
 	}
 	l := &limited{t: t}
+	missing := &limited{t: t, warn: true}
+	unquoted := &limited{t: t, warn: true}
 	present, absent := 0, 0
 	for _, x := range xs {
 		if x.Err != nil {
@@ -156,9 +175,17 @@ func answerBodySign(_ context.Context, s *session, t *T) {
 		h := x.Header.Get("Body-Sign")
 		if h == "" {
 			absent++
+			missing.add(Finding{What: fmt.Sprintf("the %s answer has no Body-Sign header", orDash(x.Activity)), Sent: x.sent(), Got: x.got(),
+				Want: `Body-Sign: sign_type="HMAC-SHA256", signature= "<base64(HMAC-SHA256(access key, exact answer bytes))>" (V2 does not confirm it is checked)`,
+				Ref:  "saas-v2.md §2.3 [UNCONFIRMED]; README.md policy 3"})
 			continue
 		}
 		present++
+		if p := unquotedBodySignParam(h); p != "" {
+			unquoted.add(Finding{What: fmt.Sprintf("the %s answer's Body-Sign parameter %s is not quoted: %s", orDash(x.Activity), p, clip(h, 120)), Sent: x.sent(), Got: x.got(),
+				Want: `quoted values as in the sample: sign_type="HMAC-SHA256", signature= "<base64>" (a strict parser may reject unquoted ones)`,
+				Ref:  refBodySign})
+		}
 		// The key is the one bound to the interface; accept either key.
 		err := kg.VerifyBodySignHeader(s.cfg.AccessKey, h, x.Answer)
 		if err != nil && s.cfg.NotifyKey != s.cfg.AccessKey {
@@ -172,7 +199,26 @@ func answerBodySign(_ context.Context, s *session, t *T) {
 		}
 	}
 	l.done("invalid Body-Sign headers")
+	missing.done("answers without Body-Sign")
+	unquoted.done("unquoted Body-Sign headers")
 	t.note("Body-Sign present on %d answers, absent on %d (V2 does not confirm it is checked)", present, absent)
+}
+
+// unquotedBodySignParam returns the name of the first sign_type or signature
+// parameter of a Body-Sign header whose value is not in double quotes.
+func unquotedBodySignParam(h string) string {
+	for _, part := range strings.Split(h, ",") {
+		name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			continue
+		}
+		name = strings.ToLower(strings.TrimSpace(name))
+		value = strings.TrimSpace(value)
+		if (name == "sign_type" || name == "signature") && !(len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"') {
+			return name
+		}
+	}
+	return ""
 }
 
 func answerCredentials(_ context.Context, s *session, t *T) {
@@ -204,9 +250,13 @@ func answerCredentials(_ context.Context, s *session, t *T) {
 					continue
 				}
 				encrypted++
-				if _, err := kg.DecryptCredential(s.cfg.AccessKey, et, c.value); err != nil {
+				oddIV, err := decryptCredential(s.cfg.AccessKey, et, c.value)
+				if err != nil {
 					l.add(Finding{What: fmt.Sprintf("appInfo.%s does not decrypt with encryptType %s: %v", c.name, et, err), Sent: x.sent(), Got: x.got(),
 						Want: "iv (16 characters) + base64(AES-CBC-PKCS5(key derived from the access key with SHA1PRNG, plaintext))", Ref: refCred})
+				} else if oddIV {
+					l.add(Finding{Severity: Warn, What: fmt.Sprintf("appInfo.%s decrypts, but its iv %q has characters outside [A-Za-z0-9]", c.name, c.value[:16]), Sent: x.sent(), Got: x.got(),
+						Want: "a random 16-character iv; the sample code draws it from [A-Za-z0-9] (the documents say only \"random 16-character string\")", Ref: refCred + " (iv)"})
 				}
 			}
 		}
@@ -220,6 +270,52 @@ func answerCredentials(_ context.Context, s *session, t *T) {
 	default:
 		t.note("%d encrypted credential values checked", encrypted)
 	}
+}
+
+// decryptCredential decrypts an encrypted appInfo value (iv + base64
+// ciphertext) with the SHA1PRNG-derived key. Unlike kg.DecryptCredential it
+// takes any 16 bytes as the iv: the documents ask only for "a random
+// 16-character string". oddIV reports an iv outside the sample's [A-Za-z0-9].
+func decryptCredential(accessKey, encryptType, value string) (oddIV bool, err error) {
+	bits := 256
+	if encryptType == "2" {
+		bits = 128
+	}
+	key, err := kg.SHA1PRNGKey(accessKey, bits)
+	if err != nil {
+		return false, err
+	}
+	if len(value) < 16+24 {
+		return false, errors.New("too short for a 16-byte iv and one AES block")
+	}
+	iv := []byte(value[:16])
+	ct, err := base64.StdEncoding.DecodeString(value[16:])
+	if err != nil {
+		return false, errors.New("the part after the 16-byte iv is not base64")
+	}
+	if len(ct) == 0 || len(ct)%aes.BlockSize != 0 {
+		return false, errors.New("the ciphertext is not whole AES blocks")
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return false, err
+	}
+	cipher.NewCBCDecrypter(block, iv).CryptBlocks(ct, ct)
+	pad := int(ct[len(ct)-1])
+	if pad < 1 || pad > aes.BlockSize {
+		return false, errors.New("bad PKCS5 padding (wrong key?)")
+	}
+	for _, b := range ct[len(ct)-pad:] {
+		if int(b) != pad {
+			return false, errors.New("bad PKCS5 padding (wrong key?)")
+		}
+	}
+	for _, c := range iv {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func answerMemo(_ context.Context, s *session, t *T) {

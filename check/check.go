@@ -36,7 +36,7 @@ const (
 	FeatureOrderNotify = "orderNotify" // orderNotify (any mode)
 )
 
-// DefaultTimeout is how long KooGallery waits for an answer (saas-v2.md §0, §1).
+// DefaultTimeout is how long KooGallery waits for an answer (README.md policy 8).
 const DefaultTimeout = 5 * time.Second
 
 // Config says what to check and how.
@@ -78,7 +78,7 @@ type Config struct {
 	// one of these prefixes.
 	Only []string
 
-	HTTPClient *http.Client // default: a client without its own timeout (Timeout applies per call)
+	HTTPClient *http.Client // default: a client without its own timeout (Timeout applies per call); redirects are never followed
 	Clock      clock.Clock  // default clock.Real{}
 	Logger     *slog.Logger // default: discard
 	// Progress, when set, is called when each check starts (done=false) and
@@ -129,9 +129,15 @@ func (c *Config) normalize() error {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8
 	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{}
+	// Redirects are never followed: KooGallery counts any non-200 answer as a
+	// failed call (saas-v2.md §8.1), so a 3xx must be seen and reported.
+	hc := &http.Client{}
+	if c.HTTPClient != nil {
+		cp := *c.HTTPClient
+		hc = &cp
 	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.HTTPClient = hc
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}

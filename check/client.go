@@ -53,6 +53,7 @@ type exchange struct {
 	Latency  time.Duration
 	Err      error // transport error or timeout
 	TimedOut bool
+	TooLarge bool // the answer was longer than maxAnswer: Answer holds its start
 
 	// Parsed answer (when the body is a JSON object).
 	Parsed *Answer
@@ -83,6 +84,9 @@ func (x *exchange) got() string {
 			return "no answer within the timeout (" + fmtDur(x.Latency) + ")"
 		}
 		return "transport error: " + x.Err.Error()
+	}
+	if x.TooLarge {
+		return fmt.Sprintf("HTTP %d in %s, an answer larger than %d bytes (not read further): %s", x.Status, fmtDur(x.Latency), maxAnswer, clip(string(x.Answer), 200))
 	}
 	return fmt.Sprintf("HTTP %d in %s: %s", x.Status, fmtDur(x.Latency), clip(string(x.Answer), 400))
 }
@@ -237,7 +241,7 @@ func (c *client) do(ctx context.Context, x *exchange) {
 		return
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	x.Latency = time.Since(start)
 	if err != nil {
 		x.Err = fmt.Errorf("read answer: %w", err)
@@ -246,6 +250,11 @@ func (c *client) do(ctx context.Context, x *exchange) {
 	}
 	x.Status = resp.StatusCode
 	x.Header = resp.Header
+	if len(body) > maxAnswer {
+		x.TooLarge = true
+		x.Answer = body[:maxAnswer]
+		return
+	}
 	x.Answer = body
 	if a, err := ParseAnswer(body); err == nil {
 		x.Parsed = a

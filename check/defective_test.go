@@ -20,7 +20,8 @@ func runDefective(t *testing.T, mc defective.Config, cc check.Config) check.Repo
 	if mc.SlowDelay == 0 {
 		mc.SlowDelay = 2500 * time.Millisecond
 	}
-	srv := httptest.NewServer(defective.New(mc))
+	m := defective.New(mc)
+	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
 	cc.Target = srv.URL + "/saasproduce"
 	cc.AccessKey = testKey
@@ -37,6 +38,9 @@ func runDefective(t *testing.T, mc defective.Config, cc check.Config) check.Repo
 	}
 	stub := check.NewMarketStub("seller-ak", "seller-sk", nil, nil)
 	cc.Orders = stub
+	market := httptest.NewServer(stub)
+	t.Cleanup(market.Close)
+	m.SetMarket(market.URL, "seller-ak", "seller-sk")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	return check.Run(ctx, cc)
@@ -120,6 +124,15 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.WideWindow, fails: []string{"sec.timestamp.stale", "sec.timestamp.future"}},
 		{defect: defective.SecondsNoWindow, fails: []string{"sec.timestamp.stale", "sec.timestamp.future"}},
 		{defect: defective.ShortNonceCache, fails: []string{"sec.nonce.replayDelayed"}},
+		{defect: defective.EmptyUsageInfo, cc: check.Config{Mode: check.ModeOnDemand}, fails: []string{"answer.fields"}},
+		{defect: defective.ChangeCheck5, cc: period, fails: []string{"iface.changeInstanceCheck"}},
+		{defect: defective.NoQueryOrder, warns: []string{"iface.newInstance"}},
+		{defect: defective.StrictTrial},
+		{defect: defective.NoBodySign, warns: []string{"answer.bodySign"}},
+		{defect: defective.UnquotedBodySign, warns: []string{"answer.bodySign"}},
+		{defect: defective.Redirect, fails: []string{"answer.http200", "iface.newInstance"}},
+		{defect: defective.HugeQuery, fails: []string{"answer.json", "iface.queryInstance"}},
+		{defect: defective.IVSymbols, mc: defective.Config{EncryptType: "1"}, warns: []string{"answer.credentials"}},
 		{defect: defective.MillisOnly, warns: []string{"sec.timestamp.seconds"}},
 		{defect: defective.UpperHexOnly, warns: []string{"sec.signature.lowercase"}},
 		{defect: defective.WrongCodeBadParam, fails: []string{"input.missing", "input.oversized", "input.illTyped", "input.invalidValue", "input.activity"}},
@@ -194,6 +207,26 @@ func TestEachDefectIsReported(t *testing.T) {
 		if !covered[d] {
 			t.Errorf("defect %s has no case", d)
 		}
+	}
+}
+
+// An answer over 1 MiB is named as such, and no check accuses the merchant
+// of acting on a rejected request because the follow-up query was too large.
+func TestOversizedAnswerIsNamed(t *testing.T) {
+	rep := runDefective(t, defective.Config{Defects: []defective.Defect{defective.HugeQuery}}, check.Config{Only: []string{"sec.signature", "iface.queryInstance"}})
+	r, _ := rep.Result("answer.json")
+	if r.Status != check.Fail || !strings.Contains(r.Message, "larger than 1048576 bytes") {
+		t.Errorf("answer.json: %s %q, want FAIL naming the size", r.Status, r.Message)
+	}
+	for _, r := range rep.Results {
+		for _, f := range r.Findings {
+			if strings.Contains(f.What, "a rejected request changed the instance") {
+				t.Errorf("%s accuses: %s", r.ID, f.What)
+			}
+		}
+	}
+	if r, _ := rep.Result("sec.signature.wrong"); !strings.Contains(r.Message, "could not tell") {
+		t.Errorf("sec.signature.wrong: %s %q, want \"could not tell\"", r.Status, r.Message)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ProgressLine formats one finished check as a single line of the text report.
@@ -21,7 +22,7 @@ func ProgressLine(r Result) string {
 	}
 	line := fmt.Sprintf("%-4s %s %-44s %s", tag, mand, r.ID, r.Title)
 	if r.Status != Pass && r.Message != "" && r.Message != "skipped" {
-		line += "\n         → " + r.Message
+		line += "\n         → " + escapeControls(r.Message)
 	}
 	return line + "  (" + fmtDur(r.Duration) + ")"
 }
@@ -79,14 +80,14 @@ func WriteText(w io.Writer, rep Report, lines bool) error {
 				ew.printf("  (the documentation is silent or unconfirmed here: a deviation is a warning, not a failure)\n")
 			}
 			for i, f := range r.Findings {
-				ew.printf("  [%d] %s: %s\n", i+1, f.Severity, f.What)
+				ew.printf("  [%d] %s: %s\n", i+1, f.Severity, escapeControls(f.What))
 				writeField(ew, "sent", f.Sent)
 				writeField(ew, "got", f.Got)
 				writeField(ew, "want", f.Want)
 				writeField(ew, "rule", f.Ref+" (in docs/koogallery)")
 			}
 			for _, n := range r.Notes {
-				ew.printf("      note: %s\n", n)
+				ew.printf("      note: %s\n", escapeControls(n))
 			}
 		}
 	}
@@ -105,8 +106,33 @@ func writeField(ew *errWriter, name, v string) {
 	if v == "" {
 		return
 	}
-	v = strings.ReplaceAll(v, "\n", "\n            ")
+	v = strings.ReplaceAll(escapeControls(v), "\n", "\n            ")
 	ew.printf("      %-5s %s\n", name+":", v)
+}
+
+// escapeControls makes merchant-controlled text safe for a terminal: control
+// characters (ESC, CR, BEL, C1…) other than newline, and the bidirectional
+// overrides, are written as Go escapes (\x1b, \u202e), so an answer can
+// neither move the cursor, rewrite earlier lines nor reorder the text.
+func escapeControls(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\n':
+			b.WriteByte('\n')
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x2028, r == 0x2029:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 type errWriter struct {

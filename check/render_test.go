@@ -190,3 +190,29 @@ func TestUnreachableTargetFailsFast(t *testing.T) {
 		t.Errorf("answer.latency: %s, want FAIL", r.Status)
 	}
 }
+
+// Merchant-controlled text cannot drive the terminal: escape sequences,
+// carriage returns and bidi overrides in an answer are written escaped.
+func TestWriteTextEscapesControls(t *testing.T) {
+	rep := sampleReport()
+	evil := "x\x1b[1A\r\x1b[2KResult: PASS\x07\u202e\xff"
+	rep.Results[1].Message = evil
+	rep.Results[1].Findings[0].What = evil
+	rep.Results[1].Findings[0].Got = "HTTP 200: " + evil + "\nline two"
+	rep.Results[1].Notes = []string{evil}
+	var b bytes.Buffer
+	if err := WriteText(&b, rep, true); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, bad := range []string{"\x1b", "\r", "\x07", "\u202e", "\xff"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("text report contains raw %q:\n%q", bad, out)
+		}
+	}
+	for _, want := range []string{`x\x1b[1A\x0d`, `\u202e`, `\xff`, "line two"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text report lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -218,6 +218,8 @@ func gotWhat(x *exchange) string {
 		return "no answer within the timeout"
 	case x.Err != nil:
 		return "no answer (" + x.Err.Error() + ")"
+	case x.TooLarge:
+		return fmt.Sprintf("HTTP %d with an answer larger than %d bytes (not read further)", x.Status, maxAnswer)
 	case x.Parsed == nil:
 		return fmt.Sprintf("HTTP %d with a body that is not a JSON object", x.Status)
 	case x.Code() == "":
@@ -231,7 +233,13 @@ func gotWhat(x *exchange) string {
 // until the instance is ready. Problems are recorded on t; ok is false when
 // there is no usable instance.
 func (s *session) create(ctx context.Context, t *T, test bool) (*instance, bool) {
-	o, err := s.order("NEW")
+	return s.createFrom(ctx, t, test, "NEW")
+}
+
+// createFrom is create with an order of the given type (NEW, or TRIAL for a
+// trial order line).
+func (s *session) createFrom(ctx context.Context, t *T, test bool, orderType string) (*instance, bool) {
+	o, err := s.order(orderType)
 	if err != nil {
 		t.fail(Finding{What: err.Error()})
 		return nil, false
@@ -319,6 +327,18 @@ func (s *session) query(ctx context.Context, inst *instance, note string) *excha
 func (s *session) stillThere(ctx context.Context, t *T, inst *instance, after *exchange, ref string) {
 	q := s.query(ctx, inst, "follow-up query")
 	if listed(q, inst.ID) {
+		return
+	}
+	if !codeIn(q, kg.CodeSuccess, kg.CodeNoInstance) {
+		// No usable answer (too large, not JSON, another code): the answer
+		// checks judge it; whether the instance changed is unknown.
+		t.warn(Finding{
+			What: "could not tell whether the rejected request changed the instance: the follow-up queryInstance got " + gotWhat(q),
+			Sent: after.sent() + "\nthen " + q.sent(),
+			Got:  after.got() + "\nthen " + q.got(),
+			Want: "a follow-up queryInstance answering 000000 with the instance",
+			Ref:  ref,
+		})
 		return
 	}
 	t.fail(Finding{

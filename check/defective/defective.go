@@ -76,6 +76,10 @@ const (
 	NoRefresh      Defect = "no-refresh"       // refreshInstance not implemented (000002)
 	NoBatchQuery   Defect = "no-batch-query"   // comma-separated ids not split
 	NoUsageInfo    Defect = "no-usage-info"    // pay-per-use instances report no usageInfo
+	EmptyUsageInfo Defect = "empty-usage-info" // pay-per-use instances report usageInfo: []
+	ChangeCheck5   Defect = "change-check-5"   // changeInstanceCheck answers 000005 (not an allowed/refused answer)
+	NoQueryOrder   Defect = "no-query-order"   // newInstance never calls Query Order [warning only]
+	StrictTrial    Defect = "strict-trial"     // TRIAL_TO_FORMAL refused unless Query Order said trialFlag "1" (correct, not a defect: proves check creates a trial instance)
 
 	// asynchronous creation
 	AsyncNeverReady Defect = "async-never-ready" // 000004 and never ready
@@ -88,6 +92,11 @@ const (
 	NumericResultCode  Defect = "numeric-result-code"  // resultCode as a JSON number
 	LongResultMsg      Defect = "long-result-msg"      // resultMsg over 255 characters
 	BadBodySign        Defect = "bad-body-sign"        // Body-Sign computed with another key
+	NoBodySign         Defect = "no-body-sign"         // no Body-Sign header [warning only]
+	UnquotedBodySign   Defect = "unquoted-body-sign"   // Body-Sign parameters without quotes [warning only]
+	HugeQuery          Defect = "huge-query"           // queryInstance answers are padded past 1 MiB
+	IVSymbols          Defect = "iv-symbols"           // credential iv with characters outside [A-Za-z0-9] (allowed) [warning only]
+	Redirect           Defect = "redirect"             // every call is redirected (307) to another path that answers it
 	HTTP500OnError     Defect = "http-500-on-error"    // error answers with HTTP 500 [warning only]
 	HTTPAccepted       Defect = "http-202"             // every answer with HTTP 202
 	NonJSONQuery       Defect = "non-json-query"       // queryInstance answers plain text
@@ -102,6 +111,7 @@ func Defects() []Defect {
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, NoUsageInfo,
+		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
 		BadBodySign, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
 }
@@ -118,8 +128,11 @@ type Config struct {
 	// EncryptType "1" or "2" encrypts userName/password; "" returns them in plaintext.
 	EncryptType string
 	SlowDelay   time.Duration // SlowQuery's delay (default 6 s)
-	Clock       clock.Clock   // default clock.Real{}
-	Logger      *slog.Logger  // default: discard
+	// MarketURL, MarketAK and MarketSK: the Query Order endpoint newInstance
+	// asks for a new order (none when MarketURL is empty).
+	MarketURL, MarketAK, MarketSK string
+	Clock                         clock.Clock  // default clock.Real{}
+	Logger                        *slog.Logger // default: discard
 }
 
 type inst struct {
@@ -132,6 +145,7 @@ type inst struct {
 	upgrades map[string]bool
 	renewals map[string]bool
 	test     bool
+	trial    bool // Query Order said trialFlag "1"
 }
 
 // Merchant is the defective merchant; it implements http.Handler.
@@ -182,6 +196,10 @@ type answer struct {
 }
 
 func (m *Merchant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if m.has(Redirect) && !strings.HasSuffix(r.URL.Path, "/moved") {
+		http.Redirect(w, r, r.URL.Path+"/moved?"+r.URL.RawQuery, http.StatusTemporaryRedirect)
+		return
+	}
 	a, activity := m.handle(r)
 	body := a.raw
 	if body == nil {
@@ -194,7 +212,13 @@ func (m *Merchant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m.has(BadBodySign) {
 		key = "not-the-access-key"
 	}
-	w.Header().Set("Body-Sign", kg.BodySignHeader(key, body))
+	switch {
+	case m.has(NoBodySign):
+	case m.has(UnquotedBodySign):
+		w.Header().Set("Body-Sign", strings.ReplaceAll(strings.ReplaceAll(kg.BodySignHeader(key, body), `"`, ""), "= ", "="))
+	default:
+		w.Header().Set("Body-Sign", kg.BodySignHeader(key, body))
+	}
 	if a.raw != nil {
 		w.Header().Set("Content-Type", "text/plain")
 	} else {
@@ -538,6 +562,13 @@ func (m *Merchant) newInstance(req request) answer {
 	m.mu.Lock()
 	id, exists := m.byOrder[key]
 	m.mu.Unlock()
+	trial := false
+	if !exists && m.cfg.MarketURL != "" && !m.has(NoQueryOrder) {
+		var err error
+		if trial, err = m.queryOrder(req.orderID, req.orderLineID); err != nil {
+			return fail(kg.CodeInternal, "query order: "+err.Error())
+		}
+	}
 	if m.has(RacyIdempotency) {
 		time.Sleep(20 * time.Millisecond) // provisioning work between the check and the insert
 	}
@@ -548,7 +579,7 @@ func (m *Merchant) newInstance(req request) answer {
 		}
 		if !exists || m.has(NotIdempotent) {
 			id = m.newID()
-			m.instances[id] = &inst{id: id, order: key, upgrades: map[string]bool{}, renewals: map[string]bool{}, test: req.testFlag == "1"}
+			m.instances[id] = &inst{id: id, order: key, upgrades: map[string]bool{}, renewals: map[string]bool{}, test: req.testFlag == "1", trial: trial}
 			m.byOrder[key] = id
 		}
 	}
@@ -602,6 +633,9 @@ func (m *Merchant) queryInstance(req request) answer {
 		return m.noInstance()
 	}
 	a := ok("info", infos)
+	if m.has(HugeQuery) {
+		a.extra = append(a.extra, "padding", strings.Repeat("x", 1500000))
+	}
 	if m.cfg.EncryptType != "" {
 		a.extra = append([]any{"encryptType", m.cfg.EncryptType}, a.extra...)
 	}
@@ -623,7 +657,9 @@ func (m *Merchant) info(in *inst) map[string]any {
 			"memo":        "欢迎使用 souk (welcome)",
 		},
 	}
-	if !m.has(NoUsageInfo) {
+	if m.has(EmptyUsageInfo) {
+		info["usageInfo"] = []any{}
+	} else if !m.has(NoUsageInfo) {
 		info["usageInfo"] = []map[string]any{{"usageValue": 12.5, "statisticalTime": m.cfg.Clock.Now().UTC().Format("20060102150405") + "000"}}
 	}
 	return info
@@ -631,7 +667,7 @@ func (m *Merchant) info(in *inst) map[string]any {
 
 // encrypt produces iv + base64(AES-CBC) of plain, with the defects' twists.
 func (m *Merchant) encrypt(plain string, tooLong bool) string {
-	if !m.has(EncryptRawKey) && !tooLong {
+	if !m.has(EncryptRawKey) && !tooLong && !m.has(IVSymbols) {
 		v, err := kg.EncryptCredential(m.cfg.AccessKey, m.cfg.EncryptType, plain, rand.Reader)
 		if err != nil {
 			return "encryption-failed"
@@ -658,6 +694,9 @@ func (m *Merchant) encrypt(plain string, tooLong bool) string {
 		return "encryption-failed"
 	}
 	iv := "0123456789abcdef"
+	if m.has(IVSymbols) {
+		iv = "!@#$%^&*()_-=+[]" // a random 16-character string, not only [A-Za-z0-9]
+	}
 	pad := aes.BlockSize - len(plain)%aes.BlockSize
 	buf := append([]byte(plain), bytes.Repeat([]byte{byte(pad)}, pad)...)
 	cipher.NewCBCEncrypter(block, []byte(iv)).CryptBlocks(buf, buf)
@@ -679,6 +718,9 @@ func (m *Merchant) refreshInstance(req request) answer {
 	in := m.live(req.instanceID)
 	if in == nil {
 		return m.noInstance()
+	}
+	if m.has(StrictTrial) && req.scene == "TRIAL_TO_FORMAL" && !in.trial {
+		return m.badParam("the instance was not bought as a trial: nothing to convert")
 	}
 	if m.has(RefreshNotIdempotent) && in.renewals[req.orderID] {
 		return fail(kg.CodeInternal, "renewal already applied")
@@ -752,7 +794,55 @@ func (m *Merchant) changeCheck(req request) answer {
 	if json.Unmarshal(raw, &pi) != nil || pi.ProductID == "" {
 		return m.badParam("productInfo.productId is missing")
 	}
+	if m.has(ChangeCheck5) {
+		return fail(kg.CodeInternal, "changeInstanceCheck is not implemented")
+	}
 	return ok()
+}
+
+// queryOrder asks the Query Order open API for an order line and reports
+// whether it is a trial (saas-v2.md §5.1).
+func (m *Merchant) queryOrder(orderID, lineID string) (bool, error) {
+	q, err := kg.QueryOrderQuery(orderID, lineID)
+	if err != nil {
+		return false, err
+	}
+	req, err := http.NewRequest(http.MethodGet, strings.TrimRight(m.cfg.MarketURL, "/")+"/api/mkp-openapi-public/global/v1/order/query?"+q, nil)
+	if err != nil {
+		return false, err
+	}
+	if err := kg.SignAPIG(req, nil, m.cfg.MarketAK, m.cfg.MarketSK, m.cfg.Clock.Now()); err != nil {
+		return false, err
+	}
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return false, err
+	}
+	o, err := kg.DecodeQueryOrderResponse(body)
+	if err != nil {
+		return false, err
+	}
+	if o.ResultCode != kg.MKTSuccess || o.OrderInfo == nil {
+		return false, fmt.Errorf("query order answered %s %s", o.ResultCode, o.ResultMsg)
+	}
+	for _, l := range o.OrderInfo.OrderLine {
+		if l.OrderLineID == lineID {
+			return l.TrialFlag == "1", nil
+		}
+	}
+	return false, fmt.Errorf("order %s has no line %s", orderID, lineID)
+}
+
+// SetMarket points newInstance at a Query Order endpoint (before the first
+// request; for tests that start the endpoint after the merchant).
+func (m *Merchant) SetMarket(url, ak, sk string) {
+	m.cfg.MarketURL, m.cfg.MarketAK, m.cfg.MarketSK = url, ak, sk
 }
 
 // Instances reports how many instances exist (released ones included).
