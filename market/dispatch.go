@@ -170,6 +170,7 @@ type CallResult struct {
 	MessageID  int64         `json:"messageId"`
 	Attempt    int           `json:"attempt"`
 	RequestURL string        `json:"requestUrl"`
+	SentBody   []byte        `json:"-"` // the body of this attempt when it differs from the message's (a fresh businessId)
 	HTTPStatus int           `json:"httpStatus"`
 	Body       []byte        `json:"-"`
 	BodySign   string        `json:"bodySign"`
@@ -498,6 +499,16 @@ func (m *Market) handleDispatch(ctx context.Context, j *jobs.Job) error {
 		return nil // already done by an earlier run of this job
 	}
 	sentAt := m.clock.Now()
+	body := []byte(msg.Body)
+	if p.Attempt > 1 && msg.Activity == "newInstance" {
+		// saas-v2.md §4.1: businessId is different on every call, retries
+		// and manual restarts included; the rest of the body is unchanged.
+		id, err := m.newUUID()
+		if err != nil {
+			return err
+		}
+		body = withBusinessID(body, id)
+	}
 	var res CallResult
 	key, kerr := m.accessKey(ctx, msg.SellerID, msg.KeyType)
 	if kerr != nil {
@@ -507,8 +518,9 @@ func (m *Market) handleDispatch(ctx context.Context, j *jobs.Job) error {
 		}
 		res = CallResult{Verdict: VerdictFailure, BodySign: "absent", Error: kerr.Error(), RequestURL: msg.URL}
 	} else {
-		res = m.sendSigned(ctx, msg.Activity, msg.URL, msg.KeyType, key, msg.Body)
+		res = m.sendSigned(ctx, msg.Activity, msg.URL, msg.KeyType, key, body)
 	}
+	res.SentBody = body
 	if msg.Effect.Kind == "poll" && res.Verdict == VerdictSuccess && !hasInstance(res.Response, msg.Effect.InstanceID) {
 		res.Verdict, res.Error = VerdictFailure, "queryInstance does not return instance "+msg.Effect.InstanceID+" yet"
 	}
@@ -541,6 +553,10 @@ func (m *Market) record(ctx context.Context, tx *db.Tx, id int64, attempt int, s
 	if first.IsZero() {
 		first = sentAt
 	}
+	sent := res.SentBody
+	if sent == nil {
+		sent = msg.Body
+	}
 	state := "succeeded"
 	var next time.Time
 	switch res.Verdict {
@@ -556,7 +572,7 @@ func (m *Market) record(ctx context.Context, tx *db.Tx, id int64, attempt int, s
 	if _, err := tx.Exec(ctx, `INSERT INTO market_attempts (message_id, attempt, at, request_url, request_body, http_status, response_body,
 		body_sign, latency_ms, result_code, verdict, error, next_try_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
 		ON CONFLICT (message_id, attempt) DO NOTHING`,
-		id, attempt, db.Millis(sentAt), res.RequestURL, string(msg.Body), res.HTTPStatus, string(res.Body), res.BodySign,
+		id, attempt, db.Millis(sentAt), res.RequestURL, string(sent), res.HTTPStatus, string(res.Body), res.BodySign,
 		res.Latency.Milliseconds(), res.ResultCode, res.Verdict, res.Error, db.Millis(next)); err != nil {
 		return err
 	}
@@ -791,6 +807,31 @@ func (m *Market) ListMessages(ctx context.Context, f MessageFilter) ([]Message, 
 		out = append(out, msg)
 	}
 	return out, rows.Err()
+}
+
+// withBusinessID returns body with the value of its top-level string field
+// businessId replaced by id, every other byte unchanged. A body without one
+// (a seller tool's own body) is returned as is.
+func withBusinessID(body []byte, id string) []byte {
+	var v struct {
+		BusinessID *string `json:"businessId"`
+	}
+	if json.Unmarshal(body, &v) != nil || v.BusinessID == nil {
+		return body
+	}
+	old, _ := json.Marshal(*v.BusinessID)
+	for _, sep := range []string{":", ": "} {
+		pat := []byte(`"businessId"` + sep + string(old))
+		if i := bytes.Index(body, pat); i >= 0 {
+			nv, _ := json.Marshal(id)
+			out := make([]byte, 0, len(body)+len(nv))
+			out = append(out, body[:i]...)
+			out = append(out, `"businessId"`+sep...)
+			out = append(out, nv...)
+			return append(out, body[i+len(pat):]...)
+		}
+	}
+	return body
 }
 
 func hasInstance(r Response, id string) bool {

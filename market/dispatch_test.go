@@ -326,3 +326,68 @@ func TestRetriesSurviveRestart(t *testing.T) {
 		}
 	})
 }
+
+// Every newInstance attempt carries a fresh businessId (saas-v2.md §4.1),
+// recorded in the attempt log; the rest of the body is the same, so a
+// merchant keyed on orderId+orderLineId answers the retry idempotently.
+func TestNewInstanceRetryFreshBusinessID(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		e.fm.setFail("newInstance", "lost")
+		o, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		e.advance(time.Hour)
+		e.fm.setFail("newInstance", "")
+		e.advance(time.Hour)
+		calls := e.fm.received("newInstance")
+		if len(calls) != 3 {
+			t.Fatalf("%d newInstance calls, want 3", len(calls))
+		}
+		seen := map[string]bool{}
+		for i, c := range calls {
+			id := c.Body["businessId"]
+			if id == "" || seen[id] {
+				t.Fatalf("call %d businessId %q repeats an earlier one", i+1, id)
+			}
+			seen[id] = true
+			for _, k := range []string{"activity", "orderId", "orderLineId", "testFlag"} {
+				if c.Body[k] != calls[0].Body[k] {
+					t.Fatalf("call %d %s = %q, first call had %q", i+1, k, c.Body[k], calls[0].Body[k])
+				}
+			}
+			if len(c.Body) != len(calls[0].Body) {
+				t.Fatalf("call %d body %s, first %s", i+1, c.Raw, calls[0].Raw)
+			}
+		}
+		if calls[0].Body["businessId"] != s.BusinessID {
+			t.Fatalf("first businessId %q, subscription's %q", calls[0].Body["businessId"], s.BusinessID)
+		}
+		if s = e.sub(s.ID); s.Status != SubActive || s.InstanceID != calls[0].Body["businessId"] {
+			t.Fatalf("subscription = %+v; the merchant's instance is %s", s, calls[0].Body["businessId"])
+		}
+		msgs, err := e.m.ListMessages(e.ctx, MessageFilter{OrderID: o.OrderID, Activity: "newInstance"})
+		e.must(err)
+		full, err := e.m.GetMessage(e.ctx, msgs[0].ID, true)
+		e.must(err)
+		if len(full.AttemptLog) != 3 {
+			t.Fatalf("attempt log = %+v", full.AttemptLog)
+		}
+		for i, a := range full.AttemptLog {
+			if a.RequestBody != calls[i].Raw {
+				t.Fatalf("attempt %d logged body %s, sent %s", i+1, a.RequestBody, calls[i].Raw)
+			}
+		}
+	})
+}
+
+func TestWithBusinessID(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"activity":"newInstance","orderId":"CS1","businessId":"old","testFlag":"0"}`, `{"activity":"newInstance","orderId":"CS1","businessId":"new","testFlag":"0"}`},
+		{`{"businessId": "old", "x":"businessId"}`, `{"businessId": "new", "x":"businessId"}`},
+		{`{"activity":"newInstance"}`, `{"activity":"newInstance"}`},
+		{`{"businessId":7}`, `{"businessId":7}`},
+	} {
+		if got := string(withBusinessID([]byte(c.in), "new")); got != c.want {
+			t.Errorf("withBusinessID(%s) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}

@@ -50,7 +50,7 @@ type fakeMerchant struct {
 
 	mu         sync.Mutex
 	calls      []call
-	fail       map[string]string // activity → "code:000005" | "http500" | "hang" | "badsign"
+	fail       map[string]string // activity → "code:000005" | "http500" | "hang" | "badsign" | "lost" (done, answer lost)
 	async      int               // answer newInstance 000004, then queryInstance needs this many polls
 	polls      map[string]int
 	instances  map[string]string // orderId/orderLineId → instanceId
@@ -145,6 +145,12 @@ func (f *fakeMerchant) serve(w http.ResponseWriter, r *http.Request) {
 	f.calls = append(f.calls, call{At: f.clk.Now(), Activity: act, Body: body, Raw: string(raw)})
 	mode := f.fail[act]
 	f.mu.Unlock()
+	if mode == "lost" {
+		// The merchant does the work, but its answer is lost on the way.
+		orig := w
+		w = httptest.NewRecorder()
+		defer http.Error(orig, "bad gateway", http.StatusBadGateway)
+	}
 	switch {
 	case mode == "http500":
 		http.Error(w, "boom", http.StatusInternalServerError)
