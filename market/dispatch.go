@@ -685,9 +685,14 @@ func (m *Market) Restart(ctx context.Context, id int64) (Message, error) {
 		if msg.State != "failed" {
 			return conflict("message %d is %s; only a failed message can be restarted", id, msg.State)
 		}
-		if msg.Effect.Kind == "provision" || msg.Effect.Kind == "poll" {
+		switch msg.Effect.Kind {
+		case "provision", "poll", "upgrade":
 			var status string
 			if err := tx.QueryRow(ctx, `SELECT status FROM market_orders WHERE order_id = $1`, msg.Effect.OrderID).Scan(&status); err == nil && status == OrderRefunded {
+				if msg.Effect.Kind == "upgrade" {
+					// A success now would apply a spec the buyer was refunded for.
+					return refused("upgrade order %s was refunded when its retry window ended; the spec stays, the buyer must order the upgrade again", msg.Effect.OrderID)
+				}
 				return refused("order %s was unsubscribed and refunded when the create window ended; the buyer must order again", msg.Effect.OrderID)
 			}
 		}

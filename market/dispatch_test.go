@@ -157,6 +157,20 @@ func TestUpgradeFailureRefunds(t *testing.T) {
 		if s = e.sub(s.ID); s.SKUCode != "basic" || s.Status != SubActive {
 			t.Fatalf("subscription = %+v", s)
 		}
+		// Restarting the refunded upgrade would apply it for free: refused.
+		e.fm.setFail("upgradeInstance", "")
+		msgs, err := e.m.ListMessages(e.ctx, MessageFilter{OrderID: o.OrderID, Activity: "upgradeInstance"})
+		e.must(err)
+		if _, err := e.m.Restart(e.ctx, msgs[0].ID); !isCode(err, "refused") || !strings.Contains(err.Error(), "refunded") {
+			t.Fatalf("restart of a refunded upgrade: %v", err)
+		}
+		e.advance(time.Hour)
+		if s = e.sub(s.ID); s.SKUCode != "basic" || s.ProductCode != "P-BASIC-MONTH" {
+			t.Fatalf("subscription after the refused restart = %+v", s)
+		}
+		if o = e.order(o.OrderID); o.Status != OrderRefunded {
+			t.Fatalf("order after the refused restart = %+v", o)
+		}
 	})
 }
 
