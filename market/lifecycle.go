@@ -87,17 +87,26 @@ func (m *Market) handleExpire(ctx context.Context, j *jobs.Job) error {
 		if err != nil {
 			return err
 		}
-		if s.Status != SubActive || db.Millis(s.ExpireAt) != p.Expire {
+		if (s.Status != SubActive && s.Status != SubFrozen) || db.Millis(s.ExpireAt) != p.Expire {
 			return nil // renewed, released or unsubscribed meanwhile
 		}
 		releaseAt := s.ExpireAt.Add(m.retentionOf(prod))
-		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, frozen_at = $2, release_at = $3 WHERE id = $4`,
-			SubFrozen, db.Millis(now), db.Millis(releaseAt), s.ID); err != nil {
-			return err
-		}
-		if _, err := m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, Activity: "updateInstanceStatus", URL: url,
-			Body: subBody(s, "updateInstanceStatus", "status", "FREEZE"), Effect: Effect{Kind: "status", SubscriptionID: s.ID}}); err != nil {
-			return err
+		if s.Status == SubFrozen {
+			// Frozen by the admin (arrears, violation) before it expired: it
+			// stays frozen (the merchant already has FREEZE) and is released
+			// when the retention period after the expiry ends (§4.5).
+			if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET release_at = $1 WHERE id = $2`, db.Millis(releaseAt), s.ID); err != nil {
+				return err
+			}
+		} else {
+			if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1, frozen_at = $2, release_at = $3 WHERE id = $4`,
+				SubFrozen, db.Millis(now), db.Millis(releaseAt), s.ID); err != nil {
+				return err
+			}
+			if _, err := m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, Activity: "updateInstanceStatus", URL: url,
+				Body: subBody(s, "updateInstanceStatus", "status", "FREEZE"), Effect: Effect{Kind: "status", SubscriptionID: s.ID}}); err != nil {
+				return err
+			}
 		}
 		pl, _ := json.Marshal(timerPayload{Sub: s.ID, Expire: p.Expire})
 		_, _, err = jobs.Enqueue(ctx, tx, now, jobs.New{Kind: JobRelease, Key: "release:" + s.ID + ":" + strconv.FormatInt(p.Expire, 10),

@@ -481,3 +481,35 @@ func TestCancelRenewal(t *testing.T) {
 		}
 	})
 }
+
+// A subscription frozen by the admin that reaches its expiry stays frozen
+// and is released when the retention period after the expiry ends.
+func TestAdminFrozenExpiresAndIsReleased(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		_, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		expire := t0.AddDate(0, 1, 0)
+		e.advance(24 * time.Hour)
+		_, err := e.m.SetFrozen(e.ctx, s.ID, true)
+		e.must(err)
+		e.advanceTo(expire)
+		s = e.sub(s.ID)
+		if s.Status != SubFrozen || !s.ReleaseAt.Equal(expire.Add(DefaultRetention)) {
+			t.Fatalf("after expiry = %+v", s)
+		}
+		if st := e.fm.received("updateInstanceStatus"); len(st) != 1 || st[0].Body["status"] != "FREEZE" {
+			t.Fatalf("status calls = %+v", st)
+		}
+		e.advanceTo(s.ReleaseAt.Add(-time.Second))
+		if n := len(e.fm.received("releaseInstance")); n != 0 {
+			t.Fatal("released during the retention period")
+		}
+		e.advance(time.Second)
+		if rel := e.fm.received("releaseInstance"); len(rel) != 1 || !rel[0].At.Equal(s.ReleaseAt) || rel[0].Body["instanceId"] != s.InstanceID {
+			t.Fatalf("release calls = %+v", rel)
+		}
+		if s = e.sub(s.ID); s.Status != SubReleased {
+			t.Fatalf("after the retention period = %+v", s)
+		}
+	})
+}
