@@ -234,7 +234,9 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 			ProductCode: pl.ProductCode, SKUCode: pl.SKUCode, LinearValue: linear, ExpireAt: newExpire, AmountCents: amount}, now); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE market_order_lines SET prev_expire_at = $1 WHERE order_id = $2`, db.Millis(s.ExpireAt), orderID); err != nil {
+		prev, _ := json.Marshal(prevSpec{ProductCode: s.ProductCode, SKUCode: s.SKUCode, PeriodType: s.PeriodType, LinearValue: s.LinearValue})
+		if _, err := tx.Exec(ctx, `UPDATE market_order_lines SET prev_expire_at = $1, prev_spec = $2 WHERE order_id = $3`,
+			db.Millis(s.ExpireAt), string(prev), orderID); err != nil {
 			return err
 		}
 		if err := m.charge(ctx, tx, now, s.CustomerID, orderID, s.ID, "charge", orderID, amount*10000, "RENEW "+pl.ProductCode); err != nil {
@@ -812,6 +814,14 @@ func (m *Market) failAndRefund(ctx context.Context, tx *db.Tx, now time.Time, ms
 	return nil
 }
 
+// prevSpec is the spec a renewal replaced (market_order_lines.prev_spec).
+type prevSpec struct {
+	ProductCode string `json:"productCode"`
+	SKUCode     string `json:"skuCode"`
+	PeriodType  string `json:"periodType"`
+	LinearValue int64  `json:"linearValue"`
+}
+
 // CancelRenewal unsubscribes the latest renewal period of a subscription
 // before it has begun: the RENEW order is refunded in full (an UNSUBSCRIBE
 // order with rule renewal-cancel), the expiry goes back to what it was, and
@@ -839,12 +849,12 @@ func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error)
 		if s.Status != SubActive {
 			return refused("subscription %s is %s; only an active subscription's renewal can be cancelled", s.ID, s.Status)
 		}
-		var renewID string
+		var renewID, prevSpecJSON string
 		var amount, prev, until int64
-		err = tx.QueryRow(ctx, `SELECT o.order_id, o.amount_cents, l.prev_expire_at, l.expire_at FROM market_orders o
+		err = tx.QueryRow(ctx, `SELECT o.order_id, o.amount_cents, l.prev_expire_at, l.expire_at, l.prev_spec FROM market_orders o
 			JOIN market_order_lines l ON l.order_id = o.order_id
 			WHERE o.subscription_id = $1 AND o.order_type = 'RENEW' AND o.status IN ('PROCESSING', 'COMPLETED')
-			ORDER BY l.expire_at DESC, o.created_at DESC, o.order_id DESC LIMIT 1`, s.ID).Scan(&renewID, &amount, &prev, &until)
+			ORDER BY l.expire_at DESC, o.created_at DESC, o.order_id DESC LIMIT 1`, s.ID).Scan(&renewID, &amount, &prev, &until, &prevSpecJSON)
 		if errors.Is(err, sql.ErrNoRows) {
 			return refused("subscription %s has no renewal to cancel", s.ID)
 		}
@@ -876,14 +886,28 @@ func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error)
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET expire_at = $1 WHERE id = $2`, prev, s.ID); err != nil {
+		// The spec the renewal replaced comes back with the expiry (a
+		// RENEWAL_CHANGE renewal changed it; renewals stored before
+		// prev_spec existed keep the current one).
+		spec := prevSpec{ProductCode: s.ProductCode, SKUCode: s.SKUCode, PeriodType: s.PeriodType, LinearValue: s.LinearValue}
+		if prevSpecJSON != "" {
+			if err := json.Unmarshal([]byte(prevSpecJSON), &spec); err != nil {
+				return fmt.Errorf("renewal %s: stored previous spec: %w", renewID, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET expire_at = $1, product_code = $2, sku_code = $3, period_type = $4,
+			linear_value = $5 WHERE id = $6`, prev, spec.ProductCode, spec.SKUCode, spec.PeriodType, spec.LinearValue, s.ID); err != nil {
 			return err
 		}
 		if err := m.scheduleExpiry(ctx, tx, now, s.ID, db.FromMillis(prev)); err != nil {
 			return err
 		}
+		productID := "" // as on renewal: the productId goes with a change of plan
+		if spec.ProductCode != s.ProductCode {
+			productID = spec.ProductCode
+		}
 		body := activityBody("refreshInstance", s.TestFlag, "scene", "UNSUBSCRIBE_RENEWAL_PERIOD", "orderId", renewID,
-			"orderLineId", lineID(renewID), "instanceId", s.InstanceID, "expireTime", expireTime(db.FromMillis(prev)))
+			"orderLineId", lineID(renewID), "instanceId", s.InstanceID, "productId", productID, "expireTime", expireTime(db.FromMillis(prev)))
 		_, err = m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, OrderID: orderID, Activity: "refreshInstance",
 			URL: url, Body: body, Effect: Effect{Kind: "renew", OrderID: orderID, SubscriptionID: s.ID}})
 		return err

@@ -513,3 +513,47 @@ func TestAdminFrozenExpiresAndIsReleased(t *testing.T) {
 		}
 	})
 }
+
+// Cancelling a RENEWAL_CHANGE renewal restores the spec it replaced, not
+// only the expiry; the merchant hears the restored productId.
+func TestCancelRenewalChangeRestoresSpec(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		_, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		expire := s.ExpireAt
+		r, err := e.m.Renew(e.ctx, RenewInput{SubscriptionID: s.ID, PeriodNumber: 1, ProductCode: "P-PRO-MONTH"})
+		e.must(err)
+		e.settle()
+		if s = e.sub(s.ID); s.SKUCode != "pro" {
+			t.Fatalf("after the renewal change = %+v", s)
+		}
+		_, err = e.m.CancelRenewal(e.ctx, s.ID)
+		e.must(err)
+		e.settle()
+		s = e.sub(s.ID)
+		if s.ProductCode != "P-BASIC-MONTH" || s.SKUCode != "basic" || s.PeriodType != "month" || !s.ExpireAt.Equal(expire) {
+			t.Fatalf("after cancelling the renewal change = %+v", s)
+		}
+		ref := e.fm.received("refreshInstance")
+		last := ref[len(ref)-1]
+		if last.Body["scene"] != "UNSUBSCRIBE_RENEWAL_PERIOD" || last.Body["orderId"] != r.OrderID || last.Body["productId"] != "P-BASIC-MONTH" {
+			t.Fatalf("refresh = %s", last.Raw)
+		}
+		// A linear value changed on renewal comes back too.
+		ten := int64(10)
+		_, s2 := e.buy(BuyInput{ProductCode: "P-SEATS-MONTH", PeriodNumber: 1, LinearValue: 5})
+		_, err = e.m.Renew(e.ctx, RenewInput{SubscriptionID: s2.ID, PeriodNumber: 1, LinearValue: &ten})
+		e.must(err)
+		e.settle()
+		_, err = e.m.CancelRenewal(e.ctx, s2.ID)
+		e.must(err)
+		e.settle()
+		if s2 = e.sub(s2.ID); s2.LinearValue != 5 || s2.SKUCode != "seats" {
+			t.Fatalf("after cancelling the linear change = %+v", s2)
+		}
+		ref = e.fm.received("refreshInstance")
+		if last = ref[len(ref)-1]; last.Body["productId"] != "" {
+			t.Fatalf("refresh with the same plan carries productId: %s", last.Raw)
+		}
+	})
+}
