@@ -75,6 +75,7 @@ const ActivityPoll = "queryInstance.poll"
 func DefaultPolicies() map[string]Policy {
 	hourly3h := Policy{Interval: time.Hour, Window: 3 * time.Hour}
 	oneHour := Policy{Interval: 15 * time.Minute, Window: time.Hour}
+	licenseCode := Policy{Interval: 2 * time.Minute, Window: 118 * time.Minute}
 	return map[string]Policy{
 		"newInstance":          hourly3h,
 		"upgradeInstance":      hourly3h,
@@ -83,6 +84,11 @@ func DefaultPolicies() map[string]Policy {
 		"updateInstanceStatus": oneHour,
 		"releaseInstance":      oneHour,
 		ActivityPoll:           {Interval: time.Minute, Window: 3 * time.Hour},
+		// License 2.0 license-code callbacks: up to 60 calls, one every 2
+		// minutes (license-api-agents.md; README policy 8): 0, 2, …, 118 min.
+		"refreshLicenseCode":      licenseCode,
+		"updateLicenseCodeStatus": licenseCode,
+		"releaseLicenseCode":      licenseCode,
 		// queryInstance (buyer view), changeInstanceCheck and the kit syncs
 		// are not retried: a single attempt.
 	}

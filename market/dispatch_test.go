@@ -405,3 +405,29 @@ func TestWithBusinessID(t *testing.T) {
 		}
 	}
 }
+
+// License 2.0 callbacks are retried 60 times, every 2 minutes (README policy 8).
+func TestLicenseCodeCallbacksRetry60Times(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		for _, act := range []string{"refreshLicenseCode", "updateLicenseCodeStatus", "releaseLicenseCode"} {
+			e.fm.setFail(act, "code:000005")
+			id, err := e.m.Send(e.ctx, Outbound{SellerID: e.seller, Activity: act, URL: e.fmURL,
+				Body: []byte(`{"activity":"` + act + `","instanceId":"lic-1","testFlag":"1"}`)})
+			e.must(err)
+			e.advance(3 * time.Hour)
+			var want []time.Duration
+			for i := 0; i < 60; i++ {
+				want = append(want, time.Duration(2*i)*time.Minute)
+			}
+			if got := attemptTimes(e.fm.received(act)); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s attempts at %v, want 60 every 2 minutes", act, got)
+			}
+			msg, err := e.m.GetMessage(e.ctx, id, false)
+			e.must(err)
+			if msg.State != "failed" || msg.Attempts != 60 {
+				t.Fatalf("%s message = %+v", act, msg)
+			}
+		}
+	})
+}
