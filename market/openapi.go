@@ -243,6 +243,29 @@ func mockOrder(id string, now time.Time) *kg.OrderInfo {
 	}
 }
 
+// usageSellerByKey returns the seller, other than those already tried,
+// whose basic key verifies a usage push, or "".
+func (m *Market) usageSellerByKey(ctx context.Context, tried []string, signature, ts, nonce string, body []byte) (string, error) {
+	rows, err := m.db.Query(ctx, `SELECT seller_id, secret FROM market_access_keys WHERE key_type = $1 ORDER BY seller_id`, KeyBasic)
+	if err != nil {
+		return "", fmt.Errorf("market: usage push keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sid, key string
+		if err := rows.Scan(&sid, &key); err != nil {
+			return "", fmt.Errorf("market: usage push keys: %w", err)
+		}
+		if contains(tried, sid) {
+			continue
+		}
+		if _, err := kg.VerifyUsageSignature(key, signature, ts, nonce, body); err == nil {
+			return sid, nil
+		}
+	}
+	return "", rows.Err()
+}
+
 // UsageFailure is a usage record the market refused.
 type UsageFailure struct {
 	Index      int    `json:"index"`
@@ -337,11 +360,23 @@ func (m *Market) PushUsage(ctx context.Context, signature, ts, nonce string, bod
 			break
 		}
 	}
+	if sellerID == "" {
+		// None of the records names an instance of a seller whose key
+		// verifies the push (unknown instances, or only other sellers'): the
+		// push carries no AK or seller id (§5.2), so the key is found among
+		// every seller's basic key, and the records get their per-record
+		// codes (001, 009) instead of a signature error.
+		sid, err := m.usageSellerByKey(ctx, sellers, signature, ts, nonce, body)
+		if err != nil {
+			return nil, kg.MKTInternal, "System internal error."
+		}
+		sellerID = sid
+	}
 	if sellerID != "" {
 		noteAudit(ctx, "seller:"+sellerID, "", map[string]string{"seller": sellerID})
 	}
 	if sellerID == "" {
-		return nil, kg.MKTInvalidBodySign, "Invalid body signature: no seller's basic key owning these instances verifies it"
+		return nil, kg.MKTInvalidBodySign, "Invalid body signature: no seller's basic key verifies it"
 	}
 	badAt := map[int]*kg.UsageRecordError{}
 	for _, b := range bad {

@@ -275,3 +275,45 @@ func TestUsagePush(t *testing.T) {
 		}
 	})
 }
+
+// A validly signed push naming no instance of the signer is answered per
+// record (001 unknown, 009 another seller's), not as a bad signature.
+func TestUsagePushUnknownInstancesOnly(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		_, s := e.buy(BuyInput{ProductCode: "P-METERED"})
+		begin := t0.Add(-time.Hour)
+		status, ans := e.pushUsage([]usageRec{{"sn-u1", "no-such-instance", begin, "1"}}, nil)
+		if status != 500 || ans["resultCode"] != kg.MKTInvalidUsage {
+			t.Fatalf("unknown instance only: %d %v", status, ans)
+		}
+		failed := ans["extra_info"].(map[string]any)["failed"].([]any)
+		if len(failed) != 1 || failed[0].(map[string]any)["error_code"] != kg.UsageErrInstanceNotFound {
+			t.Fatalf("failed = %v", failed)
+		}
+		// Another seller signing a record of seller-1's instance: 009.
+		other, err := e.m.CreateSeller(e.ctx, "seller-2", "ISV Two")
+		e.must(err)
+		_, err = e.m.SetAccessKey(e.ctx, other.ID, KeyBasic, "OtherSellerKey456")
+		e.must(err)
+		status, ans = e.pushUsage([]usageRec{{"sn-u2", s.InstanceID, begin, "1"}}, func(r *http.Request, body []byte) []byte {
+			r.Header.Set("signature", kg.UsageSignature("OtherSellerKey456", r.Header.Get("ts"), r.Header.Get("nonce"), body))
+			return body
+		})
+		if status != 500 || ans["resultCode"] != kg.MKTInvalidUsage {
+			t.Fatalf("another seller's instance: %d %v", status, ans)
+		}
+		failed = ans["extra_info"].(map[string]any)["failed"].([]any)
+		if len(failed) != 1 || failed[0].(map[string]any)["error_code"] != kg.UsageErrNotSellers {
+			t.Fatalf("failed = %v", failed)
+		}
+		// A key no seller has is still a bad signature.
+		_, ans = e.pushUsage([]usageRec{{"sn-u3", "no-such-instance", begin, "1"}}, func(r *http.Request, body []byte) []byte {
+			r.Header.Set("signature", kg.UsageSignature("nobody's key", r.Header.Get("ts"), r.Header.Get("nonce"), body))
+			return body
+		})
+		if ans["resultCode"] != kg.MKTInvalidBodySign {
+			t.Fatalf("unknown key: %v", ans)
+		}
+	})
+}
