@@ -801,6 +801,13 @@ func (m *Market) failAndRefund(ctx context.Context, tx *db.Tx, now time.Time, ms
 	if _, err := tx.Exec(ctx, `UPDATE market_subscriptions SET status = $1 WHERE id = $2`, SubFailed, s.ID); err != nil {
 		return err
 	}
+	var notify int
+	if err := tx.QueryRow(ctx, `SELECT order_notify FROM market_products WHERE id = $1`, s.ProductID).Scan(&notify); err != nil {
+		return err
+	}
+	if err := m.notifyOrder(ctx, tx, now, Product{SellerID: s.SellerID, OrderNotify: notify == 1}, msg.URL, unsub, s.TestFlag); err != nil {
+		return err
+	}
 	if release && s.InstanceID != "" {
 		if _, err := tx.Exec(ctx, `UPDATE market_orders SET status = $1 WHERE order_id = $2`, OrderProcessing, unsub); err != nil {
 			return err
@@ -832,7 +839,7 @@ func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error)
 	if err != nil {
 		return Order{}, err
 	}
-	_, url, err := m.subURL(ctx, sub)
+	prod, url, err := m.subURL(ctx, sub)
 	if err != nil {
 		return Order{}, err
 	}
@@ -908,9 +915,11 @@ func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error)
 		}
 		body := activityBody("refreshInstance", s.TestFlag, "scene", "UNSUBSCRIBE_RENEWAL_PERIOD", "orderId", renewID,
 			"orderLineId", lineID(renewID), "instanceId", s.InstanceID, "productId", productID, "expireTime", expireTime(db.FromMillis(prev)))
-		_, err = m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, OrderID: orderID, Activity: "refreshInstance",
-			URL: url, Body: body, Effect: Effect{Kind: "renew", OrderID: orderID, SubscriptionID: s.ID}})
-		return err
+		if _, err := m.enqueue(ctx, tx, now, Outbound{SellerID: s.SellerID, SubscriptionID: s.ID, OrderID: orderID, Activity: "refreshInstance",
+			URL: url, Body: body, Effect: Effect{Kind: "renew", OrderID: orderID, SubscriptionID: s.ID}}); err != nil {
+			return err
+		}
+		return m.notifyOrder(ctx, tx, now, prod, url, orderID, s.TestFlag)
 	})
 	if err != nil {
 		return Order{}, m.wrap("cancel renewal", err)

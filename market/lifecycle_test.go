@@ -557,3 +557,38 @@ func TestCancelRenewalChangeRestoresSpec(t *testing.T) {
 		}
 	})
 }
+
+// orderNotify follows every order of a product that subscribed to it,
+// including the UNSUBSCRIBE orders of a cancelled renewal and of a failed create.
+func TestOrderNotifyForUnsubscribeOrders(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b, func(in *ProductInput) { in.OrderNotify = true })
+		notified := func(orderID string) bool {
+			t.Helper()
+			msgs, err := e.m.ListMessages(e.ctx, MessageFilter{OrderID: orderID, Activity: "orderNotify"})
+			e.must(err)
+			return len(msgs) == 1 && msgs[0].KeyType == KeyGeneral &&
+				strings.Contains(string(msgs[0].Body), `"orderId":"`+orderID+`"`)
+		}
+		_, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		_, err := e.m.Renew(e.ctx, RenewInput{SubscriptionID: s.ID, PeriodNumber: 1})
+		e.must(err)
+		e.settle()
+		c, err := e.m.CancelRenewal(e.ctx, s.ID)
+		e.must(err)
+		if !notified(c.OrderID) {
+			t.Fatalf("no orderNotify for the renewal-cancel order %s", c.OrderID)
+		}
+		e.fm.setFail("newInstance", "code:000005")
+		o, s2 := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		e.advance(4 * time.Hour)
+		orders, err := e.m.ListOrders(e.ctx, "", s2.ID, 0)
+		e.must(err)
+		if len(orders) != 2 || orders[0].OrderType != OrderUnsubscribe || orders[0].RelatedOrderID != o.OrderID {
+			t.Fatalf("orders = %+v", orders)
+		}
+		if !notified(orders[0].OrderID) {
+			t.Fatalf("no orderNotify for the create-failed order %s", orders[0].OrderID)
+		}
+	})
+}
