@@ -381,6 +381,9 @@ func (m *Market) sendSigned(ctx context.Context, activity, base, keyType, key st
 	return res
 }
 
+// MaxInstanceID is the documented maximum length of an instanceId (String 64).
+const MaxInstanceID = 64
+
 // verdict judges a well-formed answer.
 func verdict(activity string, r Response) (string, string) {
 	switch {
@@ -388,10 +391,16 @@ func verdict(activity string, r Response) (string, string) {
 		if activity == "newInstance" && r.InstanceID == "" {
 			return VerdictFailure, "resultCode 000000 without instanceId"
 		}
+		if activity == "newInstance" && len(r.InstanceID) > MaxInstanceID {
+			return VerdictFailure, fmt.Sprintf("resultCode 000000 with an instanceId of %d bytes (at most %d, saas-v2.md §4.1)", len(r.InstanceID), MaxInstanceID)
+		}
 		return VerdictSuccess, ""
 	case r.ResultCode == kg.CodeInProgress && activity == "newInstance":
 		if r.InstanceID == "" {
 			return VerdictFailure, "resultCode 000004 without instanceId"
+		}
+		if len(r.InstanceID) > MaxInstanceID {
+			return VerdictFailure, fmt.Sprintf("resultCode 000004 with an instanceId of %d bytes (at most %d, saas-v2.md §4.1)", len(r.InstanceID), MaxInstanceID)
 		}
 		return VerdictInProgress, ""
 	default:

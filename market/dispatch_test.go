@@ -431,3 +431,34 @@ func TestLicenseCodeCallbacksRetry60Times(t *testing.T) {
 		}
 	})
 }
+
+// A newInstance answer whose instanceId exceeds 64 characters is a failed
+// answer (saas-v2.md §4.1): the subscription does not become ACTIVE.
+func TestNewInstanceLongInstanceIDFails(t *testing.T) {
+	if v, msg := verdict("newInstance", Response{ResultCode: "000000", InstanceID: strings.Repeat("i", 64)}); v != VerdictSuccess {
+		t.Fatalf("64-character instanceId: %s %s", v, msg)
+	}
+	for _, code := range []string{"000000", "000004"} {
+		v, msg := verdict("newInstance", Response{ResultCode: code, InstanceID: strings.Repeat("i", 65)})
+		if v != VerdictFailure || !strings.Contains(msg, "at most 64") {
+			t.Fatalf("%s with a 65-character instanceId: %s %q", code, v, msg)
+		}
+	}
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		e.fm.setFail("newInstance", "longid")
+		o, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		if s.Status != SubProvisioning || s.InstanceID != "" {
+			t.Fatalf("subscription after a 300-character instanceId = %+v", s)
+		}
+		msgs, err := e.m.ListMessages(e.ctx, MessageFilter{OrderID: o.OrderID, Activity: "newInstance"})
+		e.must(err)
+		if len(msgs) != 1 || msgs[0].State != "pending" || !strings.Contains(msgs[0].LastError, "instanceId of 300 bytes (at most 64") {
+			t.Fatalf("message = %+v", msgs)
+		}
+		e.advance(4 * time.Hour)
+		if s = e.sub(s.ID); s.Status != SubFailed || e.order(o.OrderID).Status != OrderRefunded {
+			t.Fatalf("after the window = %+v", s)
+		}
+	})
+}

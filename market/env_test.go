@@ -169,6 +169,9 @@ func (f *fakeMerchant) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Body-Sign", kg.BodySignHeader("wrong-key", []byte("x")))
 		_, _ = w.Write([]byte(`{"resultCode":"000001","resultMsg":"signature does not match"}`))
 		return
+	case mode == "longid":
+		f.answer(w, map[string]string{"resultCode": kg.CodeSuccess, "resultMsg": "success", "instanceId": strings.Repeat("x", 300)})
+		return
 	case strings.HasPrefix(mode, "code:"):
 		f.answer(w, map[string]string{"resultCode": strings.TrimPrefix(mode, "code:"), "resultMsg": "told to fail"})
 		return
