@@ -243,6 +243,10 @@ func ParseResponse(body []byte) (Response, error) {
 	if err := d.Decode(&top); err != nil {
 		return Response{}, fmt.Errorf("response is not a JSON object: %w", err)
 	}
+	if _, err := d.Token(); err != io.EOF {
+		// json.Valid's rule: one value, then only white space.
+		return Response{}, fmt.Errorf("response is not valid JSON: bytes after the object at offset %d", d.InputOffset())
+	}
 	var r Response
 	r.ResultCode = lenientString(top["resultCode"])
 	r.ResultMsg = lenientString(top["resultMsg"])

@@ -462,3 +462,22 @@ func TestNewInstanceLongInstanceIDFails(t *testing.T) {
 		}
 	})
 }
+
+// An answer with bytes after the JSON object is not valid JSON.
+func TestParseResponseRefusesTrailingBytes(t *testing.T) {
+	for _, body := range []string{
+		`{"resultCode":"000000","instanceId":"i"}garbage`,
+		`{"resultCode":"000000","instanceId":"i"}{"resultCode":"000001"}`,
+		`{"resultCode":"000000","instanceId":"i"} 1`,
+		`{"resultCode":"000000","instanceId":"i"}}`,
+	} {
+		if _, err := ParseResponse([]byte(body)); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
+			t.Errorf("ParseResponse(%s) = %v, want invalid JSON", body, err)
+		}
+	}
+	for _, body := range []string{`{"resultCode":"000000","instanceId":"i"}`, "{\"resultCode\":\"000000\"}\r\n \t"} {
+		if _, err := ParseResponse([]byte(body)); err != nil {
+			t.Errorf("ParseResponse(%q) = %v", body, err)
+		}
+	}
+}
