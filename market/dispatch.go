@@ -517,6 +517,7 @@ func (m *Market) handleDispatch(ctx context.Context, j *jobs.Job) error {
 	if msg.State != "pending" || msg.Attempts >= p.Attempt {
 		return nil // already done by an earlier run of this job
 	}
+	wctx := context.WithoutCancel(ctx) // see below: a call in flight is finished and recorded
 	sentAt := m.clock.Now()
 	body := []byte(msg.Body)
 	if p.Attempt > 1 && msg.Activity == "newInstance" {
@@ -537,14 +538,18 @@ func (m *Market) handleDispatch(ctx context.Context, j *jobs.Job) error {
 		}
 		res = CallResult{Verdict: VerdictFailure, BodySign: "absent", Error: kerr.Error(), RequestURL: msg.URL}
 	} else {
-		res = m.sendSigned(ctx, msg.Activity, msg.URL, msg.KeyType, key, body)
+		res = m.sendSigned(wctx, msg.Activity, msg.URL, msg.KeyType, key, body)
 	}
 	res.SentBody = body
 	if msg.Effect.Kind == "poll" && res.Verdict == VerdictSuccess && !hasInstance(res.Response, msg.Effect.InstanceID) {
 		res.Verdict, res.Error = VerdictFailure, "queryInstance does not return instance "+msg.Effect.InstanceID+" yet"
 	}
 	res.MessageID, res.Attempt = msg.ID, p.Attempt
-	err = m.db.Tx(ctx, func(tx *db.Tx) error { return m.record(ctx, tx, msg.ID, p.Attempt, sentAt, res) })
+	// A call under way when the market stops runs to its answer or its 5 s
+	// timeout and is recorded (serve waits for the runner before closing the
+	// database): cutting it off would lose an answer the merchant gave and
+	// have the call made again at the next start.
+	err = m.db.Tx(wctx, func(tx *db.Tx) error { return m.record(wctx, tx, msg.ID, p.Attempt, sentAt, res) })
 	if err != nil {
 		return fmt.Errorf("market: record attempt %d of message %d: %w", p.Attempt, msg.ID, err)
 	}

@@ -50,7 +50,7 @@ type fakeMerchant struct {
 
 	mu         sync.Mutex
 	calls      []call
-	fail       map[string]string // activity → "code:000005" | "http500" | "hang" | "badsign" | "lost" (done, answer lost)
+	fail       map[string]string // activity → "code:000005" | "http500" | "hang" | "badsign" | "lost" (done, answer lost) | "slow" (answers after 0.5 s)
 	async      int               // answer newInstance 000004, then queryInstance needs this many polls
 	polls      map[string]int
 	instances  map[string]string // orderId/orderLineId → instanceId
@@ -145,6 +145,9 @@ func (f *fakeMerchant) serve(w http.ResponseWriter, r *http.Request) {
 	f.calls = append(f.calls, call{At: f.clk.Now(), Activity: act, Body: body, Raw: string(raw)})
 	mode := f.fail[act]
 	f.mu.Unlock()
+	if mode == "slow" {
+		time.Sleep(500 * time.Millisecond) // then answers normally, whatever the caller does meanwhile
+	}
 	if mode == "lost" {
 		// The merchant does the work, but its answer is lost on the way.
 		orig := w

@@ -79,3 +79,45 @@ func TestAdvanceIgnoresForeignJobs(t *testing.T) {
 		}
 	})
 }
+
+// A call under way when the market stops is finished and recorded before
+// Run returns: the merchant's answer is kept and the call is not made again.
+func TestStopFinishesTheCallInFlight(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		e.fm.setFail("newInstance", "slow")
+		o, err := e.m.Buy(e.ctx, BuyInput{CustomerID: e.customer.ID, ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		e.must(err)
+		ctx, cancel := context.WithCancel(e.ctx)
+		runDone := make(chan error, 1)
+		go func() { runDone <- e.m.Run(ctx) }()
+		for deadline := time.Now().Add(10 * time.Second); len(e.fm.received("newInstance")) == 0; {
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatal("the runner never called the merchant")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := e.m.ListMessages(e.ctx, MessageFilter{OrderID: o.OrderID, Activity: "newInstance"})
+		e.must(err)
+		if len(msgs) != 1 || msgs[0].State != "succeeded" || msgs[0].Attempts != 1 {
+			t.Fatalf("message after the stop = %+v", msgs)
+		}
+		var leased int
+		e.must(e.db.QueryRow(e.ctx, `SELECT COUNT(*) FROM jobs WHERE locked_by IS NOT NULL`).Scan(&leased))
+		if leased != 0 {
+			t.Fatalf("%d jobs still leased after the stop", leased)
+		}
+		if s := e.sub(o.SubscriptionID); s.Status != SubActive {
+			t.Fatalf("subscription after the stop = %+v", s)
+		}
+		e.settle()
+		if n := len(e.fm.received("newInstance")); n != 1 {
+			t.Fatalf("the merchant got %d newInstance calls", n)
+		}
+	})
+}

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/soukhq/souk/clock"
@@ -125,26 +126,46 @@ func marketServe(ctx context.Context, a *App, args []string) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 3)
-	go func() { done <- m.Run(ctx) }()
+	runDone := make(chan error, 1)
+	go func() { runDone <- m.Run(ctx) }()
 	app.Start(ctx)
-	go m.FollowClock(ctx, time.Second)
+	var follow sync.WaitGroup
+	follow.Go(func() { m.FollowClock(ctx, time.Second) })
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			done <- err
 		}
 	}()
 	log.Info("souk market: listening", "addr", ln.Addr().String(), "public_url", publicURL, "db", db.Redact(dsn), "virtual_clock", virtual != "", "now", clk.Now())
+	runExited := false
 	select {
 	case <-ctx.Done():
 	case err := <-done:
 		if err != nil {
 			log.Error("souk market: stopped", "err", err)
 		}
+	case err := <-runDone:
+		runExited = true
+		if err != nil {
+			log.Error("souk market: job runner stopped", "err", err)
+		}
 	}
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	_ = srv.Shutdown(sctx)
+	// The database closes (deferred) only after the job runner has returned:
+	// an interrupted call gives its job back and a received answer is
+	// recorded, instead of the job staying leased and the call being re-sent
+	// when the lease ends.
+	if !runExited {
+		select {
+		case <-runDone:
+		case <-sctx.Done():
+			log.Error("souk market: the job runner did not stop within 10 s; closing the database anyway")
+		}
+	}
+	follow.Wait()
 	return 0
 }
 
