@@ -33,16 +33,30 @@ func (m *Market) virtual() (*clock.Virtual, bool) {
 	return v, ok
 }
 
+// ErrVirtualDatabase means a market on the real clock was started on a
+// database that has run on a virtual clock.
+var ErrVirtualDatabase = errors.New("market: the database ran on a virtual clock")
+
 // LoadClock sets a virtual clock from the time stored in the database (the
 // virtual time survives restarts and is shared by replicas). It stores the
-// clock's time when none is stored yet.
+// clock's time when none is stored yet. A market on the real clock refuses a
+// database that stores a virtual time (ErrVirtualDatabase): switching it to
+// real time silently would fire or void every timer and retry set on the
+// virtual timeline at once.
 func (m *Market) LoadClock(ctx context.Context) error {
-	v, ok := m.virtual()
-	if !ok {
-		return nil
-	}
 	var now int64
 	err := m.db.QueryRow(ctx, `SELECT now_ms FROM market_clock WHERE id = 1`).Scan(&now)
+	v, ok := m.virtual()
+	if !ok {
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return fmt.Errorf("market: load clock: %w", err)
+		}
+		return fmt.Errorf("%w (virtual time %s); start with --virtual-clock (any time: the stored one is kept when later) or use another database",
+			ErrVirtualDatabase, db.FromMillis(now).UTC().Format(time.RFC3339))
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return m.saveClock(ctx, v.Now())
 	}

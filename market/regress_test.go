@@ -1,6 +1,8 @@
 package market
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +46,25 @@ func TestLaterStartTimeIsStored(t *testing.T) {
 		restart(later)
 		if got := restart(t0).Now(); !got.Equal(later) {
 			t.Fatalf("after restarting with an earlier start the clock is %s, want %s", got, later)
+		}
+	})
+}
+
+// A market on the real clock refuses a database that ran on a virtual clock
+// instead of switching it to real time; a fresh database is fine.
+func TestRealClockRefusesVirtualDatabase(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		e := newEnv(t, b)
+		real, err := New(Config{DB: e.db, Clock: clock.Real{}})
+		e.must(err)
+		e.must(real.LoadClock(e.ctx)) // nothing stored yet
+		clk := clock.NewVirtual(t0)
+		m, err := New(Config{DB: e.db, Clock: clk, WireClock: clk})
+		e.must(err)
+		e.must(m.LoadClock(e.ctx))
+		err = real.LoadClock(e.ctx)
+		if !errors.Is(err, ErrVirtualDatabase) || !strings.Contains(err.Error(), "--virtual-clock") {
+			t.Fatalf("real clock on a virtual database: %v", err)
 		}
 	})
 }

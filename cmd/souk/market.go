@@ -109,6 +109,9 @@ func marketServe(ctx context.Context, a *App, args []string) int {
 	}
 	if err := m.LoadClock(ctx); err != nil {
 		fmt.Fprintln(a.Stderr, "souk market serve:", err)
+		if errors.Is(err, market.ErrVirtualDatabase) {
+			return 2
+		}
 		return 1
 	}
 	app, err := marketsrv.Install(ctx, m, marketsrv.Options{AdminToken: token, PublicURL: publicURL, Logger: log,

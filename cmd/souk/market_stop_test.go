@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +125,35 @@ func TestMarketServeStopKeepsTheCallInFlight(t *testing.T) {
 				t.Fatalf("%d jobs left leased by the stopped serve", leased)
 			}
 		})
+	}
+}
+
+// `souk market serve` without --virtual-clock on a database that ran on a
+// virtual clock exits 2 naming the flag, instead of switching to real time.
+func TestMarketServeRefusesRealClockOnVirtualDatabase(t *testing.T) {
+	ctx := t.Context()
+	dsn := dbtest.DSN(t, "sqlite")
+	d, err := db.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := market.New(market.Config{DB: d, Clock: clock.NewVirtual(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadClock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	env := map[string]string{"SOUK_MARKET_ADMIN_TOKEN": "serve-token", "SOUK_MARKET_DB": dsn, "SOUK_MARKET_ADDR": "127.0.0.1:0"}
+	var out, errOut lockedbuf.Buffer
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a serve that starts anyway stops here
+	defer cancel()
+	code := runMarket(sctx, &App{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string { return env[k] }}, []string{"serve", "--log-level", "error"})
+	if code != 2 || !strings.Contains(errOut.String(), "--virtual-clock") || !strings.Contains(errOut.String(), "2026-03-02T00:00:00Z") {
+		t.Fatalf("serve exited %d:\n%s", code, errOut.String())
 	}
 }
