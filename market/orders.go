@@ -214,17 +214,29 @@ func (m *Market) newOrderID(now time.Time) (string, error) {
 
 func lineID(orderID string) string { return orderID + "-000001" }
 
-// addPeriod returns t plus n periods.
+// addPeriod returns t plus n periods. Months and years end on the same day
+// of the month, clamped to the last day of a shorter month (Jan 31 + 1 month =
+// Feb 28; Feb 29 + 1 year = Feb 28), as Java's LocalDate.plusMonths does —
+// not Go's AddDate, which normalises Jan 31 + 1 month to Mar 3.
 func addPeriod(t time.Time, periodType string, n int) time.Time {
 	switch periodType {
 	case "year":
-		return t.AddDate(n, 0, 0)
+		return addMonths(t, 12*n)
 	case "month":
-		return t.AddDate(0, n, 0)
+		return addMonths(t, n)
 	case "day":
 		return t.AddDate(0, 0, n)
 	}
 	return t
+}
+
+func addMonths(t time.Time, n int) time.Time {
+	y, mo, d := t.Date()
+	first := time.Date(y, mo+time.Month(n), 1, 0, 0, 0, 0, t.Location())
+	if last := first.AddDate(0, 1, -1).Day(); d > last {
+		d = last
+	}
+	return time.Date(first.Year(), first.Month(), d, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
 }
 
 func (m *Market) retentionOf(p Product) time.Duration {
