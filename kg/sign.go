@@ -316,17 +316,44 @@ func UsageSignature(accessKey, ts, nonce string, body []byte) string {
 // over the body re-serialized with sorted keys (CanonicalJSON). It returns the
 // variant that matched ("raw" or "sorted"). Timestamp checks are the caller's.
 func VerifyUsageSignature(accessKey, signature, ts, nonce string, body []byte) (variant string, err error) {
+	return NewUsageVerifier(signature, ts, nonce, body).Verify(accessKey)
+}
+
+// UsageVerifier checks one usage push against several candidate keys (the
+// push names no seller): the sorted re-serialization of the body, which
+// costs a parse, is made at most once, and only when a key fails the raw
+// reading.
+type UsageVerifier struct {
+	got             []byte
+	ts, nonce       string
+	body, canon     []byte
+	badSig, canoned bool
+}
+
+// NewUsageVerifier prepares the check of a push's signature header.
+func NewUsageVerifier(signature, ts, nonce string, body []byte) *UsageVerifier {
 	got, err := base64.StdEncoding.DecodeString(signature)
-	if err != nil || len(got) != sha256.Size {
+	return &UsageVerifier{got: got, badSig: err != nil || len(got) != sha256.Size, ts: ts, nonce: nonce, body: body}
+}
+
+// Verify checks the signature with accessKey, raw body first.
+func (v *UsageVerifier) Verify(accessKey string) (variant string, err error) {
+	if v.badSig {
 		return "", &AuthError{Reason: "signature is not base64 of 32 bytes"}
 	}
-	want, _ := base64.StdEncoding.DecodeString(UsageSignature(accessKey, ts, nonce, body))
-	if hmac.Equal(got, want) {
+	want, _ := base64.StdEncoding.DecodeString(UsageSignature(accessKey, v.ts, v.nonce, v.body))
+	if hmac.Equal(v.got, want) {
 		return KitVariantRaw, nil
 	}
-	if canon, cerr := CanonicalJSON(body); cerr == nil {
-		want, _ = base64.StdEncoding.DecodeString(UsageSignature(accessKey, ts, nonce, canon))
-		if hmac.Equal(got, want) {
+	if !v.canoned {
+		v.canoned = true
+		if c, err := CanonicalJSON(v.body); err == nil {
+			v.canon = c
+		}
+	}
+	if v.canon != nil {
+		want, _ = base64.StdEncoding.DecodeString(UsageSignature(accessKey, v.ts, v.nonce, v.canon))
+		if hmac.Equal(v.got, want) {
 			return KitVariantSorted, nil
 		}
 	}

@@ -23,3 +23,31 @@ func TestUsagePushBlankMembersArePerRecord(t *testing.T) {
 		}
 	}
 }
+
+// One verifier checks a push against several keys: the one that signed it,
+// over the raw or the sorted body, is found; a malformed header fails every key.
+func TestUsageVerifierManyKeys(t *testing.T) {
+	raw := []byte(`{"usage_records":[{"usage_value":"1","metering_sn":"a"}]}`)
+	canon, err := CanonicalJSON(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		signed []byte
+		want   string
+	}{{raw, KitVariantRaw}, {canon, KitVariantSorted}} {
+		v := NewUsageVerifier(UsageSignature("right", "1", "n", c.signed), "1", "n", raw)
+		for _, k := range []string{"wrong-1", "wrong-2"} {
+			if _, err := v.Verify(k); err == nil {
+				t.Fatalf("%s verified", k)
+			}
+		}
+		if got, err := v.Verify("right"); err != nil || got != c.want {
+			t.Fatalf("right key: %q %v, want %s", got, err, c.want)
+		}
+	}
+	v := NewUsageVerifier("not base64!", "1", "n", raw)
+	if _, err := v.Verify("right"); err == nil {
+		t.Fatal("malformed header verified")
+	}
+}

@@ -245,7 +245,7 @@ func mockOrder(id string, now time.Time) *kg.OrderInfo {
 
 // usageSellerByKey returns the seller, other than those already tried,
 // whose basic key verifies a usage push, or "".
-func (m *Market) usageSellerByKey(ctx context.Context, tried []string, signature, ts, nonce string, body []byte) (string, error) {
+func (m *Market) usageSellerByKey(ctx context.Context, tried []string, v *kg.UsageVerifier) (string, error) {
 	rows, err := m.db.Query(ctx, `SELECT seller_id, secret FROM market_access_keys WHERE key_type = $1 ORDER BY seller_id`, KeyBasic)
 	if err != nil {
 		return "", fmt.Errorf("market: usage push keys: %w", err)
@@ -259,7 +259,7 @@ func (m *Market) usageSellerByKey(ctx context.Context, tried []string, signature
 		if contains(tried, sid) {
 			continue
 		}
-		if _, err := kg.VerifyUsageSignature(key, signature, ts, nonce, body); err == nil {
+		if _, err := v.Verify(key); err == nil {
 			return sid, nil
 		}
 	}
@@ -281,6 +281,9 @@ type UsageResult struct {
 	Failed     []UsageFailure `json:"failed,omitempty"`
 }
 
+// maxUsagePush bounds a usage-push body.
+const maxUsagePush = 1 << 20
+
 // handleUsagePush serves POST /api/mkp-openapi-public/global/v1/isv/usage-data.
 func (m *Market) handleUsagePush(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -288,9 +291,11 @@ func (m *Market) handleUsagePush(w http.ResponseWriter, r *http.Request) {
 		auditMKT(w, r, kg.MKTInvalidParam, "Invalid parameter: method must be POST", nil)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20+1))
-	if err != nil || len(body) > 4<<20 {
-		auditMKT(w, r, kg.MKTParamError, "Request parameter error: body unreadable or larger than 4 MiB", nil)
+	// 1,000 records (the most one push may carry) with every member at its
+	// longest take about 370 KB; a larger body is parsed for nobody.
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxUsagePush+1))
+	if err != nil || len(body) > maxUsagePush {
+		auditMKT(w, r, kg.MKTParamError, "Request parameter error: body unreadable or larger than 1 MiB", nil)
 		return
 	}
 	res, code, msg := m.PushUsage(ctx, r.Header.Get("signature"), r.Header.Get("ts"), r.Header.Get("nonce"), body)
@@ -350,12 +355,13 @@ func (m *Market) PushUsage(ctx context.Context, signature, ts, nonce string, bod
 		}
 	}
 	sellerID := ""
+	verifier := kg.NewUsageVerifier(signature, ts, nonce, body)
 	for _, sid := range sellers {
 		key, err := m.accessKey(ctx, sid, KeyBasic)
 		if err != nil {
 			continue
 		}
-		if _, err := kg.VerifyUsageSignature(key, signature, ts, nonce, body); err == nil {
+		if _, err := verifier.Verify(key); err == nil {
 			sellerID = sid
 			break
 		}
@@ -366,7 +372,7 @@ func (m *Market) PushUsage(ctx context.Context, signature, ts, nonce string, bod
 		// push carries no AK or seller id (§5.2), so the key is found among
 		// every seller's basic key, and the records get their per-record
 		// codes (001, 009) instead of a signature error.
-		sid, err := m.usageSellerByKey(ctx, sellers, signature, ts, nonce, body)
+		sid, err := m.usageSellerByKey(ctx, sellers, verifier)
 		if err != nil {
 			return nil, kg.MKTInternal, "System internal error."
 		}

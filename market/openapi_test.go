@@ -317,3 +317,23 @@ func TestUsagePushUnknownInstancesOnly(t *testing.T) {
 		}
 	})
 }
+
+// A usage push over 1 MiB (a thousand records at their longest are about
+// 370 KB) is refused before it is parsed.
+func TestUsagePushBodyCap(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	body := `{"usage_records":[` + strings.Repeat("0,", 1<<19) + `0]}`
+	req, _ := http.NewRequest(http.MethodPost, e.api.URL+kg.UsagePushPath, strings.NewReader(body))
+	req.Header.Set("signature", strings.Repeat("A", 44))
+	req.Header.Set("ts", strconv.FormatInt(time.Now().UnixMilli(), 10))
+	req.Header.Set("nonce", "n")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), kg.MKTParamError) || !strings.Contains(string(b), "larger than 1 MiB") {
+		t.Fatalf("%d-byte push: %s", len(body), b)
+	}
+}
