@@ -85,23 +85,23 @@ func (n Number) Int64() (int64, error) {
 // Decimals returns the number of digits after the decimal point (exponent
 // notation is expanded).
 func (n Number) Decimals() int {
-	s := string(n)
-	mant, exp, hasExp := strings.Cut(strings.ToLower(s), "e")
-	dec := 0
-	if _, frac, ok := strings.Cut(mant, "."); ok {
-		dec = len(strings.TrimRight(frac, "0"))
+	s := strings.TrimPrefix(strings.ToLower(string(n)), "-")
+	mant, exp, hasExp := strings.Cut(s, "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := intPart + frac
+	sig := strings.TrimRight(digits, "0")
+	if strings.Trim(sig, "0") == "" {
+		return 0 // zero has no decimals, however it is written ("0E-7")
 	}
+	dec := len(frac) - (len(digits) - len(sig)) // decimals of the significant digits
 	if hasExp {
-		e, err := strconv.Atoi(exp)
+		e, err := strconv.Atoi(strings.TrimPrefix(exp, "+"))
 		if err != nil {
 			return dec
 		}
 		dec -= e
-		if dec < 0 {
-			dec = 0
-		}
 	}
-	return dec
+	return max(dec, 0)
 }
 
 func isJSONNumber(s string) bool {

@@ -442,6 +442,9 @@ func TestNumber(t *testing.T) {
 		{`5e30`, "5e30", 0, true, 0},
 		{`1e18`, "1e18", 1000000000000000000, false, 0},
 		{`0.00000000000000000000000000001e29`, "0.00000000000000000000000000001e29", 1, false, 0},
+		{`0E-0007`, "0E-0007", 0, false, 0}, // zero has no decimals however written
+		{`10E-5`, "10E-5", 0, true, 4},      // 0.0001
+		{`12.3400`, "12.3400", 0, true, 2},
 	}
 	for _, tc := range tests {
 		var n Number
