@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"strings"
 	"time"
@@ -158,16 +157,7 @@ func VerifyKitSignWith(o KitVerifyOptions, keys []string, sign, nonce, timestamp
 }
 
 // matchKitKey returns the index of the first key whose x-sign over body is
-// got, or -1. Every key is tried, each compared in constant time.
+// got, or -1 (matchKey).
 func matchKitKey(keys []string, got []byte, nonce, timestamp string, body []byte) int {
-	match := -1
-	for i, k := range keys {
-		if k == "" {
-			continue
-		}
-		if subtle.ConstantTimeCompare(kitMAC(k, nonce, timestamp, body), got) == 1 && match < 0 {
-			match = i
-		}
-	}
-	return match
+	return matchKey(keys, got, func(k string) []byte { return kitMAC(k, nonce, timestamp, body) })
 }

@@ -146,20 +146,27 @@ func VerifyV2(keys []string, signature, nonce, timestamp string, body []byte, no
 	if len(keys) == 0 {
 		return -1, "", &AuthError{Reason: "no access key configured"}
 	}
+	match := matchKey(keys, got, func(k string) []byte { return signV2(k, nonce, timestamp, body) })
+	if match < 0 {
+		return -1, "", &AuthError{Reason: "signature does not match"}
+	}
+	return match, variant, nil
+}
+
+// matchKey returns the index of the first non-empty key whose MAC (mac) is
+// got, or -1. Every key is tried, each compared in constant time, so the
+// time taken does not depend on which one matched (rotation: several keys).
+func matchKey(keys []string, got []byte, mac func(key string) []byte) int {
 	match := -1
 	for i, k := range keys {
 		if k == "" {
 			continue
 		}
-		// Check every key so the time taken does not depend on which one matched.
-		if subtle.ConstantTimeCompare(signV2(k, nonce, timestamp, body), got) == 1 && match < 0 {
+		if subtle.ConstantTimeCompare(mac(k), got) == 1 && match < 0 {
 			match = i
 		}
 	}
-	if match < 0 {
-		return -1, "", &AuthError{Reason: "signature does not match"}
-	}
-	return match, variant, nil
+	return match
 }
 
 // SignedURL returns the URL KooGallery POSTs a basic-interface call to: base
