@@ -104,8 +104,8 @@ func (a *AppInfo) Validate(prefix string) error {
 	}
 	// The memo goes out with non-ASCII written as \uXXXX: whether
 	// KooGallery counts its 1024 before or after decoding is not documented,
-	// so it must fit as sent (a CJK character takes six).
-	if n := escapedLen(a.Memo); n > 1024 {
+	// so it must fit as sent (a CJK character takes six, a quote two).
+	if n := sentLen(a.Memo); n > 1024 {
 		return &kg.FieldError{Field: prefix + "memo", Reason: fmt.Sprintf("is %d characters once non-ASCII is escaped as \\uXXXX (as sent); at most 1024", n)}
 	}
 	return nil
@@ -234,19 +234,13 @@ func statisticalTime(t time.Time) string {
 	return t.Format("20060102150405") + fmt.Sprintf("%03d", t.Nanosecond()/1e6)
 }
 
-// escapedLen is the length of s with every non-ASCII character written as
-// \uXXXX (a surrogate pair beyond the BMP).
-func escapedLen(s string) int {
-	n := 0
-	for _, r := range s {
-		switch {
-		case r < 0x80:
-			n++
-		case r > 0xFFFF:
-			n += 12
-		default:
-			n += 6
-		}
+// sentLen is the length of s as a JSON string on the wire, quotes left out:
+// kg's own encoder (non-ASCII as \uXXXX, surrogate pairs beyond the BMP,
+// JSON escapes such as \").
+func sentLen(s string) int {
+	b, err := kg.MarshalASCII(s)
+	if err != nil {
+		return len(s) * 12 // cannot happen for a string; never under the real length
 	}
-	return n
+	return len(b) - 2
 }
