@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/soukhq/souk/db/internal/sqltext"
+	"github.com/soukhq/souk/internal/redact"
 	"modernc.org/sqlite" // also registers the database/sql driver "sqlite"
 )
 
@@ -490,37 +491,12 @@ func IsUniqueViolation(err error) bool {
 // Redact returns dsn with any password masked, for logs.
 func Redact(dsn string) string {
 	if strings.Contains(dsn, "://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return "<unparseable DSN>"
-		}
-		if u.User != nil {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			}
-		}
-		q := u.Query()
-		changed := false
-		for k := range q {
-			if isSecretParam(k) {
-				q.Set(k, "xxxxx")
-				changed = true
-			}
-		}
-		if changed {
-			u.RawQuery = q.Encode()
-		}
-		return u.String()
+		return redact.URL(dsn) // the one URL redactor: user info and secret-named parameters
 	}
 	if isPostgresDSN(dsn) {
 		return redactKeyValue(dsn)
 	}
 	return dsn
-}
-
-func isSecretParam(k string) bool {
-	k = strings.ToLower(k)
-	return k == "password" || k == "sslpassword" || k == "passfile_password"
 }
 
 // redactKeyValue masks password=… in a libpq keyword/value string, honouring
@@ -568,7 +544,7 @@ func redactKeyValue(s string) string {
 				i++
 			}
 		}
-		if isSecretParam(key) {
+		if redact.SecretName(key) {
 			b.WriteString("xxxxx")
 		} else {
 			b.WriteString(s[start:i])

@@ -328,6 +328,8 @@ func TestRedact(t *testing.T) {
 		{"host=h user=u password=secret dbname=d", "host=h user=u password=xxxxx dbname=d"},
 		{"host=h password='se cret' dbname=d", "host=h password=xxxxx dbname=d"},
 		{"/var/lib/souk/souk.db", "/var/lib/souk/souk.db"},
+		{"postgres://u:S3cr%et@h/db", "<invalid URL>"},
+		{"host=h sslpassword=secret dbname=d", "host=h sslpassword=xxxxx dbname=d"},
 	} {
 		if got := db.Redact(tc.in); got != tc.want {
 			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
