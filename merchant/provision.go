@@ -234,17 +234,9 @@ var ErrAlreadyReady = errors.New("instance is already provisioned (phase ready)"
 // validateRefusal accepted. A ready instance is refused (ErrAlreadyReady); a
 // failed one takes the new code and message.
 func failTx(ctx context.Context, tx *db.Tx, now time.Time, instanceID, code, msg string) error {
-	inst, err := loadInstance(ctx, tx, instanceID)
-	if errors.Is(err, errNotFound) {
-		return errNoInstance(instanceID)
-	}
+	inst, err := activeInstance(ctx, tx, instanceID) // as setAppInfoTx: an alias refuses the instance it duplicates
 	if err != nil {
 		return err
-	}
-	if inst.AliasOf != "" {
-		if inst, err = loadInstance(ctx, tx, inst.AliasOf); err != nil {
-			return fmt.Errorf("instance %s: alias: %w", instanceID, err)
-		}
 	}
 	if inst.Phase == PhaseReady {
 		return fmt.Errorf("refuse instance %s: %w", inst.ID, ErrAlreadyReady)
