@@ -224,7 +224,7 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 		if s.Status != SubActive && s.Status != SubFrozen {
 			return refused("subscription %s is %s; only an active or frozen subscription can be renewed", s.ID, s.Status)
 		}
-		newExpire := addPeriod(s.ExpireAt, pl.PeriodType, in.PeriodNumber)
+		newExpire := AddPeriod(s.ExpireAt, pl.PeriodType, in.PeriodNumber)
 		if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
 			amount_cents, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$9)`,
 			orderID, OrderRenew, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, amount, db.Millis(now)); err != nil {
@@ -345,7 +345,7 @@ func (m *Market) ConvertTrial(ctx context.Context, in ConvertInput) (Order, erro
 		return Order{}, err
 	}
 	amount := price(pl, in.PeriodNumber, in.LinearValue)
-	newExpire := addPeriod(now, pl.PeriodType, in.PeriodNumber)
+	newExpire := AddPeriod(now, pl.PeriodType, in.PeriodNumber)
 	err = m.db.Tx(ctx, func(tx *db.Tx) error {
 		s, err := lockSub(ctx, tx, sub.ID, now)
 		if err != nil {
@@ -430,7 +430,7 @@ func (m *Market) Upgrade(ctx context.Context, in UpgradeInput) (Order, error) {
 	now := m.clock.Now().UTC()
 	// price difference of one period, prorated over what is left of it
 	diff := price(pl, 1, linear) - price(old, 1, sub.LinearValue)
-	start := addPeriod(sub.ExpireAt, sub.PeriodType, -1)
+	start := AddPeriod(sub.ExpireAt, sub.PeriodType, -1)
 	if total := sub.ExpireAt.Sub(start); total > 0 && diff > 0 {
 		left := sub.ExpireAt.Sub(now)
 		if left < 0 {

@@ -228,7 +228,7 @@ func mockOrder(id string, now time.Time) *kg.OrderInfo {
 	}
 	if n > 0 {
 		line.PeriodNumber = kg.Number(strconv.Itoa(n))
-		line.ExpireTime = kg.FormatTime14(addPeriod(now, period, n))
+		line.ExpireTime = kg.FormatTime14(AddPeriod(now, period, n))
 	}
 	if typ == kg.OrderTypeUnsubscribe {
 		line.ExpireTime = kg.FormatTime14(now)

@@ -214,11 +214,12 @@ func (m *Market) newOrderID(now time.Time) (string, error) {
 
 func lineID(orderID string) string { return orderID + "-000001" }
 
-// addPeriod returns t plus n periods. Months and years end on the same day
+// AddPeriod returns t plus n periods ("year", "month" or "day"; another
+// period type adds nothing). Months and years end on the same day
 // of the month, clamped to the last day of a shorter month (Jan 31 + 1 month =
 // Feb 28; Feb 29 + 1 year = Feb 28), as Java's LocalDate.plusMonths does —
 // not Go's AddDate, which normalises Jan 31 + 1 month to Mar 3.
-func addPeriod(t time.Time, periodType string, n int) time.Time {
+func AddPeriod(t time.Time, periodType string, n int) time.Time {
 	switch periodType {
 	case "year":
 		return addMonths(t, 12*n)
@@ -362,12 +363,12 @@ func (m *Market) Buy(ctx context.Context, in BuyInput) (Order, error) {
 			return Order{}, refused("customer %s has already tried product %s", cust.ID, prod.ID)
 		}
 		orderType, periodType, periods = OrderTrial, "day", prod.TrialDays
-		expire = addPeriod(now, "day", prod.TrialDays)
+		expire = AddPeriod(now, "day", prod.TrialDays)
 	case pl.ChargingMode == ModePeriod || pl.ChargingMode == ModeOnDemandPkg:
 		if periods < 1 || periods > 100 {
 			return Order{}, badField("periodNumber", "must be 1 to 100 for a %s plan", pl.ChargingMode)
 		}
-		expire = addPeriod(now, periodType, periods)
+		expire = AddPeriod(now, periodType, periods)
 		amount = price(pl, periods, in.LinearValue)
 	default:
 		if periods != 0 {

@@ -90,7 +90,7 @@ func TestAddPeriodClampsMonthEnd(t *testing.T) {
 		{d(2026, 3, 2), "month", 1, d(2026, 4, 2)},
 		{d(2026, 1, 31), "day", 1, d(2026, 2, 1)},
 	} {
-		if got := addPeriod(c.from, c.period, c.n); !got.Equal(c.want) {
+		if got := AddPeriod(c.from, c.period, c.n); !got.Equal(c.want) {
 			t.Errorf("%s + %d %s = %s, want %s", c.from.Format(time.DateOnly), c.n, c.period, got, c.want)
 		}
 	}

@@ -183,7 +183,7 @@ func (t *Tools) defaults(ctx context.Context, p market.Product, in Interface) (m
 		case "scene":
 			out[prm.Name] = "RENEWAL"
 		case "expireTime":
-			out[prm.Name] = kg.FormatTime14(t.clock.Now().AddDate(1, 0, 0))
+			out[prm.Name] = kg.FormatTime14(market.AddPeriod(t.clock.Now(), "year", 1)) // Feb 29 + 1 year = Feb 28, as the market renews
 		case "status":
 			out[prm.Name] = "FREEZE"
 		case "productInfo":

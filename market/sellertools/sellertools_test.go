@@ -317,6 +317,22 @@ var (
 	oneTimePlans = []market.Plan{{ProductCode: "P-ONCE", SKUCode: "once", ChargingMode: market.ModeOneTime, PriceCents: 100}}
 )
 
+// The debugging tool's default renewal expiry is a year from the (virtual)
+// clock's now, clamped as the market renews: Feb 29 + 1 year = Feb 28, not
+// Mar 1 as Go's AddDate would make it.
+func TestDebugDefaultExpireTimeClampsLeapDay(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		p := e.product("prod-1", periodPlans)
+		e.clk.Set(time.Date(2028, 2, 29, 12, 30, 0, 0, time.UTC))
+		var def map[string]string
+		e.do("GET", sellertools.APIPrefix+"/products/"+p.ID+"/defaults/refreshInstance", nil, &def)
+		if def["expireTime"] != "20290228123000" {
+			t.Fatalf("refreshInstance expireTime default = %q, want 20290228123000", def["expireTime"])
+		}
+	})
+}
+
 func TestDebugToolGenerateSendSave(t *testing.T) {
 	forBackends(t, func(t *testing.T, backend string) {
 		e := newEnv(t, backend)
