@@ -68,6 +68,11 @@ type Config struct {
 	NonceRetention time.Duration
 	// AuditRetention: audit_log rows older than this are pruned (0 = keep forever).
 	AuditRetention time.Duration
+	// AuditRetentionRejected: the audit_log rows of calls that were never
+	// authenticated (RejectedAudit) are pruned after this, when it is shorter
+	// than AuditRetention (0 = as AuditRetention). souk merchant's default is
+	// 30 days, so that a scanner's probes do not grow the store without end.
+	AuditRetentionRejected time.Duration
 
 	// TrustedProxies are the reverse proxies and load balancers in front of
 	// the merchant: a request from one of them is recorded with the client

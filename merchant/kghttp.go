@@ -40,6 +40,55 @@ func (m *Merchant) audit(ctx context.Context, e auditEntry) {
 	}
 }
 
+// RejectedAudit is the SQL condition on audit_log of the records of calls
+// that no credential authenticated: a basic-interface call no key verified
+// (key_index -1: bad or missing signature, stale, or refused before the
+// signature was checked), a kit sync call answered 000001, a management API
+// call answered 401 (bad token) or 503 (API disabled), and a call of a path
+// no route serves (source http). Config.AuditRetentionRejected prunes them.
+const RejectedAudit = `((source = 'kg' AND key_index = -1) OR (source = 'kit' AND result_code = '000001') OR
+	(source = 'api' AND result_code IN ('401', '503')) OR source = 'http')`
+
+// auditPruneChunk bounds the rows one pruning statement deletes, so that a
+// large backlog (a first pruning, or a flood of probes) never holds the
+// writer for long: the requests waiting for it get their turn between chunks.
+const auditPruneChunk = 5000
+
+// pruneAudit deletes the audit records past their retention, in chunks of
+// auditPruneChunk, and returns how many it deleted.
+func (m *Merchant) pruneAudit(ctx context.Context, now time.Time) (int64, error) {
+	var total int64
+	prune := func(retention time.Duration, cond string) error {
+		if retention <= 0 {
+			return nil
+		}
+		q := `DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1` + cond + ` ORDER BY at LIMIT ` + strconv.Itoa(auditPruneChunk) + `)`
+		for {
+			res, err := m.db.Exec(ctx, q, now.Add(-retention).UnixMilli())
+			if err != nil {
+				return fmt.Errorf("prune audit log: %w", err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("prune audit log: %w", err)
+			}
+			total += n
+			if n < auditPruneChunk || ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+	if err := prune(m.cfg.AuditRetention, ""); err != nil {
+		return total, err
+	}
+	if r := m.cfg.AuditRetentionRejected; r > 0 && (m.cfg.AuditRetention <= 0 || r < m.cfg.AuditRetention) {
+		if err := prune(r, " AND "+RejectedAudit); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
 func (m *Merchant) pruneNonces(ctx context.Context, now time.Time) (int64, error) {
 	res, err := m.db.Exec(ctx, `DELETE FROM merchant_nonces WHERE seen_at < $1`, now.Add(-m.cfg.NonceRetention).UnixMilli())
 	if err != nil {

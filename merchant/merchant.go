@@ -287,10 +287,13 @@ func (m *Merchant) housekeep(ctx context.Context) {
 	} else if n > 0 {
 		m.log.Debug("pruned nonces", "count", n)
 	}
-	if m.cfg.AuditRetention > 0 {
-		if _, err := m.db.Exec(ctx, `DELETE FROM audit_log WHERE at < $1`, now.Add(-m.cfg.AuditRetention).UnixMilli()); err != nil {
-			m.log.Error("prune audit log", "err", err)
+	if n, err := m.pruneAudit(ctx, now); err != nil {
+		if ctx.Err() != nil {
+			return
 		}
+		m.log.Error("prune audit log", "err", err)
+	} else if n > 0 {
+		m.log.Debug("pruned audit records", "count", n)
 	}
 }
 
