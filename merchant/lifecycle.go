@@ -24,8 +24,6 @@ func errNoInstance(id string) error {
 	return kg.NewResultError(kg.CodeNoInstance, "instance "+id+" does not exist")
 }
 
-// activeInstance loads an instance for a lifecycle change: unknown → 000003;
-// an alias resolves to the instance it duplicates.
 // sandboxOnly refuses a debugging request (testFlag "1") that names a real
 // instance: debug cases and the dial tests that replay them twice a day act on
 // sandbox data only and never reach a real tenant (policy 6). From the
@@ -39,6 +37,8 @@ func sandboxOnly(inst *Instance, test bool, id string) error {
 	return nil
 }
 
+// activeInstance loads an instance for a lifecycle change: unknown → 000003;
+// an alias resolves to the instance it duplicates.
 func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error) {
 	inst, err := loadInstance(ctx, tx, id)
 	if errors.Is(err, errNotFound) {
@@ -64,6 +64,32 @@ func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error
 			return nil, fmt.Errorf("instance %s: revive sandbox instance: %w", inst.ID, err)
 		}
 		inst.Status = StatusNormal
+	}
+	return inst, nil
+}
+
+// callInstance loads the instance a lifecycle call names (activeInstance)
+// and refuses a real one to a debugging call (sandboxOnly).
+func callInstance(ctx context.Context, tx *db.Tx, id string, test bool) (*Instance, error) {
+	inst, err := activeInstance(ctx, tx, id)
+	if err == nil {
+		err = sandboxOnly(inst, test, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+// liveInstance is callInstance for a call that acts on an unreleased
+// instance: a released one is 000003.
+func liveInstance(ctx context.Context, tx *db.Tx, id string, test bool) (*Instance, error) {
+	inst, err := callInstance(ctx, tx, id, test)
+	if err != nil {
+		return nil, err
+	}
+	if inst.Status == StatusReleased {
+		return nil, kg.NewResultError(kg.CodeNoInstance, "instance "+id+" is released")
 	}
 	return inst, nil
 }
@@ -107,15 +133,9 @@ func (m *Merchant) Refresh(ctx context.Context, in RefreshInput) (*reply, error)
 	renewOrder := m.renewalOrder(ctx, key, in)
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
-		inst, err := activeInstance(ctx, tx, in.InstanceID)
-		if err == nil {
-			err = sandboxOnly(inst, in.TestFlag, in.InstanceID)
-		}
+		inst, err := liveInstance(ctx, tx, in.InstanceID, in.TestFlag)
 		if err != nil {
 			return err
-		}
-		if inst.Status == StatusReleased {
-			return kg.NewResultError(kg.CodeNoInstance, "instance "+in.InstanceID+" is released")
 		}
 		fresh, err := insertOp(ctx, tx, now, key, "refreshInstance", inst.ID, in.OrderID, in.OrderLineID, in.TestFlag, opDone, in)
 		if err != nil {
@@ -193,15 +213,9 @@ func (m *Merchant) UpdateStatus(ctx context.Context, instanceID, status string, 
 	}
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
-		inst, err := activeInstance(ctx, tx, instanceID)
-		if err == nil {
-			err = sandboxOnly(inst, test, instanceID)
-		}
+		inst, err := liveInstance(ctx, tx, instanceID, test)
 		if err != nil {
 			return err
-		}
-		if inst.Status == StatusReleased {
-			return kg.NewResultError(kg.CodeNoInstance, "instance "+instanceID+" is released")
 		}
 		if inst.Status == target {
 			return nil
@@ -225,10 +239,7 @@ func (m *Merchant) UpdateStatus(ctx context.Context, instanceID, status string, 
 func (m *Merchant) Release(ctx context.Context, instanceID, orderID, orderLineID string, test bool) (*reply, error) {
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
-		inst, err := activeInstance(ctx, tx, instanceID)
-		if err == nil {
-			err = sandboxOnly(inst, test, instanceID)
-		}
+		inst, err := callInstance(ctx, tx, instanceID, test)
 		if err != nil {
 			return err
 		}
@@ -261,15 +272,9 @@ func (m *Merchant) Upgrade(ctx context.Context, instanceID, orderID, orderLineID
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		var err error
-		inst, err = activeInstance(ctx, tx, instanceID)
-		if err == nil {
-			err = sandboxOnly(inst, test, instanceID)
-		}
+		inst, err = liveInstance(ctx, tx, instanceID, test)
 		if err != nil {
 			return err
-		}
-		if inst.Status == StatusReleased {
-			return kg.NewResultError(kg.CodeNoInstance, "instance "+instanceID+" is released")
 		}
 		fresh, err = insertOp(ctx, tx, now, key, "upgradeInstance", inst.ID, orderID, orderLineID, test, opAwaitingOrder,
 			map[string]any{"instanceId": instanceID, "orderId": orderID, "orderLineId": orderLineID})
@@ -384,15 +389,9 @@ func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productIn
 	var eventID, key string
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
-		inst, err := activeInstance(ctx, tx, instanceID)
-		if err == nil {
-			err = sandboxOnly(inst, test, instanceID)
-		}
+		inst, err := liveInstance(ctx, tx, instanceID, test)
 		if err != nil {
 			return err
-		}
-		if inst.Status == StatusReleased {
-			return kg.NewResultError(kg.CodeNoInstance, "instance "+instanceID+" is released")
 		}
 		key = "check|" + newUUID(m.rand)
 		if _, err := insertOp(ctx, tx, now, key, "changeInstanceCheck", inst.ID, "", "", test, opAwaitingOrder,
