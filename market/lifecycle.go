@@ -216,7 +216,7 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 		return Order{}, err
 	}
 	amount := price(pl, in.PeriodNumber, linear)
-	err = m.db.Tx(ctx, func(tx *db.Tx) error {
+	return m.placeOrder(ctx, "renew", orderID, func(tx *db.Tx) error {
 		s, err := lockSub(ctx, tx, sub.ID, now)
 		if err != nil {
 			return err
@@ -256,11 +256,6 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 		}
 		return m.refreshed(ctx, tx, now, s, prod, url, orderID, scene, productID, newExpire)
 	})
-	if err != nil {
-		return Order{}, m.wrap("renew", err)
-	}
-	m.Wake()
-	return m.GetOrder(ctx, orderID)
 }
 
 // refreshed queues, in the transaction that renewed or converted s, the
@@ -346,7 +341,7 @@ func (m *Market) ConvertTrial(ctx context.Context, in ConvertInput) (Order, erro
 	}
 	amount := price(pl, in.PeriodNumber, in.LinearValue)
 	newExpire := AddPeriod(now, pl.PeriodType, in.PeriodNumber)
-	err = m.db.Tx(ctx, func(tx *db.Tx) error {
+	return m.placeOrder(ctx, "convert trial", orderID, func(tx *db.Tx) error {
 		s, err := lockSub(ctx, tx, sub.ID, now)
 		if err != nil {
 			return err
@@ -376,11 +371,6 @@ func (m *Market) ConvertTrial(ctx context.Context, in ConvertInput) (Order, erro
 		}
 		return m.refreshed(ctx, tx, now, s, prod, url, orderID, "TRIAL_TO_FORMAL", pl.ProductCode, newExpire)
 	})
-	if err != nil {
-		return Order{}, m.wrap("convert trial", err)
-	}
-	m.Wake()
-	return m.GetOrder(ctx, orderID)
 }
 
 // UpgradeInput changes the spec of an active subscription.
@@ -445,7 +435,7 @@ func (m *Market) Upgrade(ctx context.Context, in UpgradeInput) (Order, error) {
 	if err != nil {
 		return Order{}, err
 	}
-	err = m.db.Tx(ctx, func(tx *db.Tx) error {
+	return m.placeOrder(ctx, "upgrade", orderID, func(tx *db.Tx) error {
 		s, err := lockSub(ctx, tx, sub.ID, now)
 		if err != nil {
 			return err
@@ -481,11 +471,6 @@ func (m *Market) Upgrade(ctx context.Context, in UpgradeInput) (Order, error) {
 		}
 		return m.notifyOrder(ctx, tx, now, prod, url, orderID, s.TestFlag)
 	})
-	if err != nil {
-		return Order{}, m.wrap("upgrade", err)
-	}
-	m.Wake()
-	return m.GetOrder(ctx, orderID)
 }
 
 // UnsubscribeInput ends a subscription early.
@@ -519,7 +504,7 @@ func (m *Market) Unsubscribe(ctx context.Context, in UnsubscribeInput) (Order, e
 	if err != nil {
 		return Order{}, err
 	}
-	err = m.db.Tx(ctx, func(tx *db.Tx) error {
+	return m.placeOrder(ctx, "unsubscribe", orderID, func(tx *db.Tx) error {
 		s, err := lockSub(ctx, tx, sub.ID, now)
 		if err != nil {
 			return err
@@ -566,11 +551,6 @@ func (m *Market) Unsubscribe(ctx context.Context, in UnsubscribeInput) (Order, e
 		}
 		return m.notifyOrder(ctx, tx, now, prod, url, orderID, s.TestFlag)
 	})
-	if err != nil {
-		return Order{}, m.wrap("unsubscribe", err)
-	}
-	m.Wake()
-	return m.GetOrder(ctx, orderID)
 }
 
 // refundRule decides the refund of an unsubscription: the rule applied, the
@@ -848,7 +828,7 @@ func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error)
 	if err != nil {
 		return Order{}, err
 	}
-	err = m.db.Tx(ctx, func(tx *db.Tx) error {
+	return m.placeOrder(ctx, "cancel renewal", orderID, func(tx *db.Tx) error {
 		s, err := lockSub(ctx, tx, subID, now)
 		if err != nil {
 			return err
@@ -921,9 +901,4 @@ func (m *Market) CancelRenewal(ctx context.Context, subID string) (Order, error)
 		}
 		return m.notifyOrder(ctx, tx, now, prod, url, orderID, s.TestFlag)
 	})
-	if err != nil {
-		return Order{}, m.wrap("cancel renewal", err)
-	}
-	m.Wake()
-	return m.GetOrder(ctx, orderID)
 }

@@ -393,7 +393,7 @@ func (m *Market) Buy(ctx context.Context, in BuyInput) (Order, error) {
 	if in.IdempotencyKey != "" {
 		key = in.IdempotencyKey
 	}
-	err = m.db.Tx(ctx, func(tx *db.Tx) error {
+	o, err := m.placeOrder(ctx, "buy", orderID, func(tx *db.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO market_subscriptions (id, customer_id, seller_id, product_id, product_code, sku_code, charging_mode,
 			period_type, linear_value, trial, test_flag, status, origin_order, expire_at, business_id, created_at, updated_at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$16)`,
@@ -425,14 +425,9 @@ func (m *Market) Buy(ctx context.Context, in BuyInput) (Order, error) {
 		return m.notifyOrder(ctx, tx, now, prod, url, orderID, in.TestFlag)
 	})
 	if errors.Is(err, errDuplicateKey) {
-		o, _, err := m.orderByKey(ctx, in.IdempotencyKey)
-		return o, err
+		o, _, err = m.orderByKey(ctx, in.IdempotencyKey)
 	}
-	if err != nil {
-		return Order{}, m.wrap("buy", err)
-	}
-	m.Wake()
-	return m.GetOrder(ctx, orderID)
+	return o, err
 }
 
 var errDuplicateKey = errors.New("market: duplicate idempotency key")
@@ -442,6 +437,16 @@ func nonNil(p []ExtendParam) []ExtendParam {
 		return []ExtendParam{}
 	}
 	return p
+}
+
+// placeOrder runs place, the transaction that places orderID and queues its
+// calls, then wakes the dispatcher and returns the order.
+func (m *Market) placeOrder(ctx context.Context, op, orderID string, place func(tx *db.Tx) error) (Order, error) {
+	if err := m.db.Tx(ctx, place); err != nil {
+		return Order{}, m.wrap(op, err)
+	}
+	m.Wake()
+	return m.GetOrder(ctx, orderID)
 }
 
 func (m *Market) wrap(op string, err error) error {
