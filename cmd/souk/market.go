@@ -421,22 +421,8 @@ func coreCommands() map[string]clientCmd {
 		"orders":         {"[--customer C]", 0, query("/orders", "customer", "customerId")},
 		"order":          {"ORDER", 1, getf("/orders/%s")},
 		"messages": {"[--seller S --state queued|pending|succeeded|failed --activity A --subscription ID --order ID --limit N]", 0,
-			func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
-				keys := map[string]string{"seller": "sellerId", "state": "state", "activity": "activity", "subscription": "subscriptionId", "order": "orderId", "limit": "limit"}
-				vals := map[string]*string{}
-				for k := range keys {
-					vals[k] = str(fs, k, "filter on "+keys[k])
-				}
-				return func([]string) (string, string, any, error) {
-					q := url.Values{}
-					for k, v := range vals {
-						if *v != "" {
-							q.Set(keys[k], *v)
-						}
-					}
-					return "GET", "/messages?" + q.Encode(), nil, nil
-				}
-			}},
+			filters("/messages", map[string]string{"seller": "sellerId", "state": "state", "activity": "activity", "subscription": "subscriptionId",
+				"order": "orderId", "limit": "limit"})},
 		"message": {"ID (with every attempt)", 1, getf("/messages/%s")},
 		"restart": {"ID (restart a failed message once)", 1, postf("/messages/%s/restart")},
 		"send": {"--seller S --url URL --body JSON [--key-type T] [--sync]", 0, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
@@ -458,22 +444,8 @@ func coreCommands() map[string]clientCmd {
 			}
 		}},
 		"jobs": {"(job counts by state)", 0, get("/jobs")},
-		"audit": {"[--limit N --kind admin|openapi --actor A --before ID]  (audit log, newest first)", 0, func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
-			keys := map[string]string{"limit": "limit", "kind": "kind", "actor": "actor", "before": "before"}
-			vals := map[string]*string{}
-			for k := range keys {
-				vals[k] = str(fs, k, "filter on "+keys[k])
-			}
-			return func([]string) (string, string, any, error) {
-				q := url.Values{}
-				for k, v := range vals {
-					if *v != "" {
-						q.Set(keys[k], *v)
-					}
-				}
-				return "GET", "/audit?" + q.Encode(), nil, nil
-			}
-		}},
+		"audit": {"[--limit N --kind admin|openapi --actor A --before ID]  (audit log, newest first)", 0,
+			filters("/audit", map[string]string{"limit": "limit", "kind": "kind", "actor": "actor", "before": "before"})},
 	}
 }
 
@@ -507,6 +479,26 @@ func query(path, flagName, param string) func(*flag.FlagSet) func([]string) (str
 				return "GET", path, nil, nil
 			}
 			return "GET", path + "?" + param + "=" + url.QueryEscape(*v), nil, nil
+		}
+	}
+}
+
+// filters reads a string flag per key of params, each sent (when set) as the
+// query parameter params names: GET path?….
+func filters(path string, params map[string]string) func(*flag.FlagSet) func([]string) (string, string, any, error) {
+	return func(fs *flag.FlagSet) func([]string) (string, string, any, error) {
+		vals := map[string]*string{}
+		for k, param := range params {
+			vals[k] = str(fs, k, "filter on "+param)
+		}
+		return func([]string) (string, string, any, error) {
+			q := url.Values{}
+			for k, v := range vals {
+				if *v != "" {
+					q.Set(params[k], *v)
+				}
+			}
+			return "GET", path + "?" + q.Encode(), nil, nil
 		}
 	}
 }
