@@ -54,7 +54,7 @@ func (m *Market) Handler(adminToken string) *Router {
 	p := APIPrefix
 	a("POST "+p+"/sellers", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var in struct{ ID, Name string }
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		return m.CreateSeller(r.Context(), in.ID, in.Name)
@@ -67,7 +67,7 @@ func (m *Market) Handler(adminToken string) *Router {
 		var in struct {
 			URL string `json:"url"`
 		}
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		return m.AddAddress(r.Context(), r.PathValue("id"), in.URL)
@@ -82,7 +82,7 @@ func (m *Market) Handler(adminToken string) *Router {
 		var in struct {
 			Secret string `json:"secret"`
 		}
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		return m.SetAccessKey(r.Context(), r.PathValue("id"), r.PathValue("type"), in.Secret)
@@ -92,14 +92,14 @@ func (m *Market) Handler(adminToken string) *Router {
 	})
 	a("POST "+p+"/sellers/{id}/credentials", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var in struct{ AK, SK string }
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		return m.CreateCredential(r.Context(), r.PathValue("id"), in.AK, in.SK)
 	})
 	a("POST "+p+"/products", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var in ProductInput
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		return m.CreateProduct(r.Context(), in)
@@ -115,7 +115,7 @@ func (m *Market) Handler(adminToken string) *Router {
 	})
 	a("POST "+p+"/customers", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var in Customer
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		return m.CreateCustomer(r.Context(), in)
@@ -134,7 +134,7 @@ func (m *Market) Handler(adminToken string) *Router {
 	})
 	a("POST "+p+"/orders", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var in BuyInput
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		return m.Buy(r.Context(), in)
@@ -158,7 +158,7 @@ func (m *Market) Handler(adminToken string) *Router {
 	})
 	a("POST "+p+"/subscriptions/{id}/renew", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var in RenewInput
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		in.SubscriptionID = r.PathValue("id")
@@ -166,7 +166,7 @@ func (m *Market) Handler(adminToken string) *Router {
 	})
 	a("POST "+p+"/subscriptions/{id}/convert", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var in ConvertInput
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		in.SubscriptionID = r.PathValue("id")
@@ -174,7 +174,7 @@ func (m *Market) Handler(adminToken string) *Router {
 	})
 	a("POST "+p+"/subscriptions/{id}/upgrade", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var in UpgradeInput
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		in.SubscriptionID = r.PathValue("id")
@@ -182,7 +182,7 @@ func (m *Market) Handler(adminToken string) *Router {
 	})
 	a("POST "+p+"/subscriptions/{id}/unsubscribe", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var in UnsubscribeInput
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		in.SubscriptionID = r.PathValue("id")
@@ -225,7 +225,7 @@ func (m *Market) Handler(adminToken string) *Router {
 			Body     json.RawMessage `json:"body"`
 			Sync     bool            `json:"sync"`
 		}
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		var head struct {
@@ -266,7 +266,7 @@ func (m *Market) Handler(adminToken string) *Router {
 		var in struct {
 			Duration string `json:"duration"`
 		}
-		if err := decode(r, &in); err != nil {
+		if err := DecodeJSON(r, &in); err != nil {
 			return nil, err
 		}
 		d, err := ParseDuration(in.Duration)
@@ -347,8 +347,11 @@ func orEmpty[T any](v []T, err error) (any, error) {
 	return v, nil
 }
 
-// decode reads a JSON body strictly; errors name the field.
-func decode(r *http.Request, v any) error {
+// DecodeJSON reads an admin API request body as the market's handlers do
+// (seller tools' too): strictly (an unknown field is an error), at most 1 MiB,
+// an empty body as {}. Errors are *Error naming the field; one a custom
+// UnmarshalJSON returns as an *Error is kept as it is.
+func DecodeJSON(r *http.Request, v any) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
 	if err != nil {
 		return badField("body", "unreadable: %v", err)
@@ -362,6 +365,10 @@ func decode(r *http.Request, v any) error {
 	d := json.NewDecoder(strings.NewReader(string(body)))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
+		var me *Error
+		if errors.As(err, &me) {
+			return err
+		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return badField(te.Field, "must be a JSON %s", te.Type.String())

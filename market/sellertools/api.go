@@ -3,10 +3,8 @@ package sellertools
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/soukhq/souk/market"
 )
@@ -63,7 +61,7 @@ func (t *Tools) Mount(rt *market.Router) {
 	debug := func(fn func(*http.Request, DebugInput) (any, error)) func(r *http.Request) (int, any, error) {
 		return func(r *http.Request) (int, any, error) {
 			var in DebugInput
-			if err := decode(r, &in); err != nil {
+			if err := market.DecodeJSON(r, &in); err != nil {
 				return 0, nil, err
 			}
 			return ok(fn(r, in))
@@ -115,7 +113,7 @@ func (t *Tools) Mount(rt *market.Router) {
 		var in struct {
 			Note string `json:"note"`
 		}
-		if err := decode(r, &in); err != nil {
+		if err := market.DecodeJSON(r, &in); err != nil {
 			return 0, nil, err
 		}
 		return ok(t.TakeOffSale(r.Context(), r.PathValue("id"), in.Note))
@@ -171,35 +169,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
-}
-
-// decode reads a JSON body strictly; errors name the field.
-func decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
-	if err != nil {
-		return badField("body", "unreadable: %v", err)
-	}
-	if len(body) > 1<<20 {
-		return badField("body", "is larger than 1 MiB")
-	}
-	if strings.TrimSpace(string(body)) == "" {
-		body = []byte("{}")
-	}
-	d := json.NewDecoder(strings.NewReader(string(body)))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		var me *market.Error
-		if errors.As(err, &me) {
-			return err
-		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return badField(te.Field, "must be a JSON %s", te.Type.String())
-		}
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return badField(strings.Trim(f, `"`), "is not a known field")
-		}
-		return badField("body", "is not valid JSON: %v", err)
-	}
-	return nil
 }
