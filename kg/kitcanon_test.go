@@ -3,10 +3,11 @@ package kg
 import (
 	"bytes"
 	"errors"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/soukhq/souk/internal/bogus"
 )
 
 // kitSortedBodyTree is the tree-based reading kitSortedBody replaced (parseJSON
@@ -76,26 +77,6 @@ func FuzzKitSortedBody(f *testing.F) {
 	})
 }
 
-// bogusKitBody is the auditor's body: {"a":[0,0,0,…]} of n bytes (n-1 if n is even).
-func bogusKitBody(n int) []byte {
-	b := make([]byte, 0, n)
-	b = append(b, `{"a":[0`...)
-	for len(b)+2 < n-1 {
-		b = append(b, ",0"...)
-	}
-	return append(b, "]}"...)
-}
-
-// allocated returns the bytes f allocates (the test runs alone: no parallel tests in kg).
-func allocated(f func()) uint64 {
-	var a, b runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&a)
-	f()
-	runtime.ReadMemStats(&b)
-	return b.TotalAlloc - a.TotalAlloc
-}
-
 // An unauthenticated caller chooses the body: a large one of tiny values must
 // cost an HMAC per key, never a parse; one within the fallback bound is
 // re-serialized once, in memory proportional to its size.
@@ -108,9 +89,9 @@ func TestVerifyKitSignBoundsFallback(t *testing.T) {
 	kitFallbackHook = func([]byte) { parses++ }
 	defer func() { kitFallbackHook = nil }()
 
-	big := bogusKitBody(4 << 20)
+	big := bogus.Body(4 << 20)
 	var err error
-	n := allocated(func() { _, err = VerifyKitSign(keys, bogusSig, "n1", ts, big, now, DefaultWindow) })
+	n := bogus.Allocated(func() { _, err = VerifyKitSign(keys, bogusSig, "n1", ts, big, now, DefaultWindow) })
 	if !isAuthErr(err) || parses != 0 {
 		t.Fatalf("4 MiB bogus body: %v, %d parses; want an auth error and none", err, parses)
 	}
@@ -119,8 +100,8 @@ func TestVerifyKitSignBoundsFallback(t *testing.T) {
 		t.Errorf("4 MiB bogus body allocated %d bytes; want < 64 KiB (the tree parse took ~3 GB)", n)
 	}
 
-	fits := bogusKitBody(KitFallbackMaxBody - 1)
-	n = allocated(func() { _, err = VerifyKitSign(keys, bogusSig, "n1", ts, fits, now, DefaultWindow) })
+	fits := bogus.Body(KitFallbackMaxBody - 1)
+	n = bogus.Allocated(func() { _, err = VerifyKitSign(keys, bogusSig, "n1", ts, fits, now, DefaultWindow) })
 	if !isAuthErr(err) || parses != 1 {
 		t.Fatalf("bogus body within the bound: %v, %d parses; want an auth error after one", err, parses)
 	}
