@@ -6,13 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/auth/signer"
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/request"
+	"github.com/soukhq/souk/internal/apigsdk"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -78,33 +76,8 @@ var sdkCases = []sdkCase{
 // returns the *http.Request the SDK would send.
 func sdkSign(t *testing.T, endpoint string, tc sdkCase, date time.Time) *http.Request {
 	t.Helper()
-	host := strings.TrimPrefix(strings.TrimPrefix(endpoint, "https://"), "http://")
-	b := request.NewHttpRequestBuilder().WithMethod(tc.method).WithEndpoint(endpoint).WithPath(tc.path)
-	if tc.body != "" {
-		b.WithBody("body", tc.body)
-	}
-	for k, v := range tc.query {
-		b.AddQueryParam(k, reflect.ValueOf(v))
-	}
-	for k, v := range tc.headers {
-		b.AddHeaderParam(k, v)
-	}
-	b.AddHeaderParam("Host", host)
-	b.AddHeaderParam("X-Sdk-Date", date.UTC().Format(kg.APIGDateFormat))
-	req := b.Build()
-	add, err := signer.Signer{}.Sign(req, sdkAK, sdkSK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hr, err := req.ConvertRequest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range add {
-		hr.Header.Set(k, v)
-	}
-	hr.Header.Del("Host")
-	return hr
+	return apigsdk.Sign(t, apigsdk.Call{Method: tc.method, Endpoint: endpoint, Path: tc.path, Query: tc.query, Headers: tc.headers, Body: tc.body},
+		sdkAK, sdkSK, date)
 }
 
 func lookupSDK(ak string) (string, bool) {

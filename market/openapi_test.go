@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/auth/signer"
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/request"
+	"github.com/soukhq/souk/internal/apigsdk"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -20,28 +19,12 @@ import (
 // official Go SDK signer.
 func sdkQueryOrder(t *testing.T, endpoint, ak, sk string, query map[string]string, date time.Time) *http.Request {
 	t.Helper()
-	host := strings.TrimPrefix(strings.TrimPrefix(endpoint, "https://"), "http://")
-	b := request.NewHttpRequestBuilder().WithMethod("GET").WithEndpoint(endpoint).WithPath(kg.QueryOrderPath)
+	q := make(map[string]any, len(query))
 	for k, v := range query {
-		b.AddQueryParam(k, reflect.ValueOf(v))
+		q[k] = v
 	}
-	b.AddHeaderParam("Content-Type", "application/json")
-	b.AddHeaderParam("Host", host)
-	b.AddHeaderParam("X-Sdk-Date", date.UTC().Format(kg.APIGDateFormat))
-	req := b.Build()
-	add, err := signer.Signer{}.Sign(req, ak, sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hr, err := req.ConvertRequest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range add {
-		hr.Header.Set(k, v)
-	}
-	hr.Header.Del("Host")
-	return hr
+	return apigsdk.Sign(t, apigsdk.Call{Method: "GET", Endpoint: endpoint, Path: kg.QueryOrderPath, Query: q,
+		Headers: map[string]string{"Content-Type": "application/json"}}, ak, sk, date)
 }
 
 func doJSON(t *testing.T, req *http.Request) (int, map[string]any) {
