@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/market"
 	"github.com/soukhq/souk/market/idp"
@@ -27,13 +26,7 @@ func TestMarketBuyerCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	m, err := market.New(market.Config{DB: d, Clock: clock.NewVirtual(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m := newVirtualMarket(t, d)
 	s, err := marketsrv.Install(ctx, m, marketsrv.Options{AdminToken: "tok", PublicURL: "http://127.0.0.1:1",
 		Password: idp.PasswordParams{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
 	if err != nil {

@@ -137,13 +137,7 @@ func TestMarketServeRefusesRealClockOnVirtualDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := market.New(market.Config{DB: d, Clock: clock.NewVirtual(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m := newVirtualMarket(t, d)
 	if err := m.LoadClock(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,20 @@ func TestDemoWalksThroughTheLifecycle(t *testing.T) {
 	}
 }
 
+// newVirtualMarket is a market on d, migrated, on a virtual clock at
+// 2026-03-02 00:00 UTC.
+func newVirtualMarket(t *testing.T, d *db.DB) *market.Market {
+	t.Helper()
+	m, err := market.New(market.Config{DB: d, Clock: clock.NewVirtual(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestMarketCLI(t *testing.T) {
 	ctx := t.Context()
 	d, err := db.Open(ctx, filepath.Join(t.TempDir(), "m.db"))
@@ -35,13 +49,7 @@ func TestMarketCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	m, err := market.New(market.Config{DB: d, Clock: clock.NewVirtual(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m := newVirtualMarket(t, d)
 	srv := httptest.NewServer(m.Handler("tok"))
 	defer srv.Close()
 	env := map[string]string{"SOUK_MARKET_URL": srv.URL, "SOUK_MARKET_ADMIN_TOKEN": "tok"}
