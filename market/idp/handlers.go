@@ -195,7 +195,8 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 		fail("Enter the enterprise, the user name and the password.")
 		return
 	}
-	if until, err := p.lockedUntil(ctx, view.TenantCode, view.UserName); err != nil {
+	// Counted as a failure until it succeeds: see countAttempt.
+	if until, err := p.countAttempt(ctx, view.TenantCode, view.UserName); err != nil {
 		p.internal(w, r, "login: lockout", err)
 		return
 	} else if !until.IsZero() {
@@ -203,13 +204,6 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 		view.Error = fmt.Sprintf("Too many failed sign-ins. Try again after %s.", until.UTC().Format("15:04 UTC"))
 		p.loginPage(w, r, http.StatusTooManyRequests, view)
 		return
-	}
-	failed := func(msg string) {
-		if err := p.recordFailure(ctx, view.TenantCode, view.UserName); err != nil {
-			p.internal(w, r, "login: failure", err)
-			return
-		}
-		fail(msg)
 	}
 	tenantID, err := p.dir.TenantByCode(ctx, view.TenantCode)
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -227,7 +221,7 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if err != nil || acc.PasswordHash == "" {
 		_ = VerifyPassword(p.dummyHash, password) // same cost as a real check
 		p.log.InfoContext(ctx, "idp: login failed", "tenant", view.TenantCode, "user", view.UserName, "reason", "unknown user")
-		failed("Wrong enterprise, user name or password.")
+		fail("Wrong enterprise, user name or password.")
 		return
 	}
 	if err := VerifyPassword(acc.PasswordHash, password); err != nil {
@@ -235,7 +229,7 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 			p.log.ErrorContext(ctx, "idp: unusable password hash", "member", acc.ID, "err", err)
 		}
 		p.log.InfoContext(ctx, "idp: login failed", "tenant", view.TenantCode, "user", view.UserName, "reason", "password")
-		failed("Wrong enterprise, user name or password.")
+		fail("Wrong enterprise, user name or password.")
 		return
 	}
 	if !acc.Enabled {

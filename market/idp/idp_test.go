@@ -3,6 +3,7 @@ package idp_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"html"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,10 +11,12 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/soukhq/souk/clock"
+	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
 	"github.com/soukhq/souk/market/buyer"
 	"github.com/soukhq/souk/market/buyer/buyertest"
@@ -25,6 +28,7 @@ const callback = "https://app.example.test/sso/callback"
 var testPassword = idp.PasswordParams{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
 type env struct {
+	db       *db.DB
 	clk      *clock.Virtual
 	c        *buyer.Center
 	idp      *idp.IdP
@@ -45,7 +49,7 @@ func setup(t *testing.T, backend string) *env {
 	cat := &buyertest.Catalog{}
 	cat.Put(buyer.App{InstanceID: "inst-1", OrderID: "CS1", AppID: "app-1", Endpoint: m.URL, KitKey: "kit-key", PublicKey: m.PublicKey(t),
 		RedirectURIs: []string{callback, "https://app.example.test/other"}})
-	e := &env{clk: clk, merchant: m, members: map[string]string{}}
+	e := &env{db: d, clk: clk, merchant: m, members: map[string]string{}}
 	mux := http.NewServeMux()
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
@@ -588,5 +592,68 @@ func TestPurge(t *testing.T) {
 			t.Fatalf("purge: %d, %v; want 4", n, err)
 		}
 		wantGrantError(t, e.refresh(t, refresh), "Invalid refresh token")
+	})
+}
+
+// gatedDirectory holds every Account lookup until n lookups wait or the
+// deadline passes, so that concurrent sign-ins overlap for certain.
+type gatedDirectory struct {
+	idp.Directory
+	mu      sync.Mutex
+	waiting int
+	n       int
+	all     chan struct{}
+}
+
+func (g *gatedDirectory) Account(ctx context.Context, tenantID, userName string) (idp.Account, error) {
+	g.mu.Lock()
+	g.waiting++
+	if g.waiting == g.n {
+		close(g.all)
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.all:
+	case <-time.After(time.Second):
+	}
+	return g.Directory.Account(ctx, tenantID, userName)
+}
+
+// TestLoginLockoutConcurrent: guesses sent at once are counted before any
+// password is checked, so no more than MaxLoginFailures are checked per
+// window however many arrive together.
+func TestLoginLockoutConcurrent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		const guesses = 16
+		gd := &gatedDirectory{Directory: e.c.Directory(), n: guesses, all: make(chan struct{})}
+		p, err := idp.New(idp.Config{DB: e.db, Clock: e.clk, Directory: gd, Password: testPassword, MaxLoginFailures: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		p.Register(mux)
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		e2 := *e
+		e2.srv = srv
+		cl := e2.browser(t)
+		_, page := buyertest.Get(t, cl, e2.authorizeURL(callback, "s"))
+		statuses := make(chan int, guesses)
+		var wg sync.WaitGroup
+		for i := range guesses {
+			wg.Go(func() {
+				resp, _ := e2.submitLogin(t, cl, page, "", "alice", fmt.Sprintf("guess-%d", i))
+				statuses <- resp.StatusCode
+			})
+		}
+		wg.Wait()
+		close(statuses)
+		got := map[int]int{}
+		for s := range statuses {
+			got[s]++
+		}
+		if got[http.StatusUnauthorized] != 5 || got[http.StatusTooManyRequests] != guesses-5 {
+			t.Errorf("concurrent guesses answered %v; want 5 checked (401) and %d refused (429)", got, guesses-5)
+		}
 	})
 }

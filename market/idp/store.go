@@ -160,38 +160,30 @@ func failureKey(tenantCode, userName string) (string, string) {
 	return tc, un
 }
 
-// lockedUntil reports until when sign-ins of the user name are refused (zero: not locked).
-func (p *IdP) lockedUntil(ctx context.Context, tenantCode, userName string) (time.Time, error) {
-	tc, un := failureKey(tenantCode, userName)
-	var n int
-	var start int64
-	err := p.db.QueryRow(ctx, `SELECT failures, window_start FROM idp_login_failures WHERE tenant_code = $1 AND user_name = $2`, tc, un).Scan(&n, &start)
-	if errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, nil
-	}
-	if err != nil {
-		return time.Time{}, fmt.Errorf("idp: login failures: %w", err)
-	}
-	end := time.UnixMilli(start).Add(p.failureWindow)
-	if n >= p.maxFailures && p.clock.Now().Before(end) {
-		return end, nil
-	}
-	return time.Time{}, nil
-}
-
-// recordFailure counts a failed sign-in (a new window once the last one is over).
-func (p *IdP) recordFailure(ctx context.Context, tenantCode, userName string) error {
+// countAttempt counts a sign-in attempt of the user name before its password
+// is checked (a new window once the last one is over) and reports until when
+// the attempt is refused (zero: it may go on). Counting first, in one
+// statement, is what bounds the guesses: attempts sent at once cannot all
+// pass a check made before any of them is counted. A successful sign-in
+// clears the count (clearFailures).
+func (p *IdP) countAttempt(ctx context.Context, tenantCode, userName string) (time.Time, error) {
 	tc, un := failureKey(tenantCode, userName)
 	now := p.clock.Now()
-	_, err := p.db.Exec(ctx, `INSERT INTO idp_login_failures (tenant_code, user_name, failures, window_start) VALUES ($1, $2, 1, $3)
+	var n int
+	var start int64
+	err := p.db.QueryRow(ctx, `INSERT INTO idp_login_failures (tenant_code, user_name, failures, window_start) VALUES ($1, $2, 1, $3)
 		ON CONFLICT (tenant_code, user_name) DO UPDATE SET
 		failures = CASE WHEN idp_login_failures.window_start < $4 THEN 1 ELSE idp_login_failures.failures + 1 END,
-		window_start = CASE WHEN idp_login_failures.window_start < $4 THEN $3 ELSE idp_login_failures.window_start END`,
-		tc, un, db.Millis(now), db.Millis(now.Add(-p.failureWindow)))
+		window_start = CASE WHEN idp_login_failures.window_start < $4 THEN $3 ELSE idp_login_failures.window_start END
+		RETURNING failures, window_start`,
+		tc, un, db.Millis(now), db.Millis(now.Add(-p.failureWindow))).Scan(&n, &start)
 	if err != nil {
-		return fmt.Errorf("idp: record login failure: %w", err)
+		return time.Time{}, fmt.Errorf("idp: count sign-in attempt: %w", err)
 	}
-	return nil
+	if n > p.maxFailures {
+		return time.UnixMilli(start).Add(p.failureWindow), nil
+	}
+	return time.Time{}, nil
 }
 
 func (p *IdP) clearFailures(ctx context.Context, tenantCode, userName string) error {
