@@ -657,3 +657,32 @@ func TestLoginLockoutConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// TestPurgeLoginFailures: the failure counts of windows that ended are
+// purged too; every user name tried (existing or not) leaves one.
+func TestPurgeLoginFailures(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		cl := e.browser(t)
+		_, page := buyertest.Get(t, cl, e.authorizeURL(callback, "s"))
+		for _, user := range []string{"alice", "no-such-user"} {
+			if resp, _ := e.submitLogin(t, cl, page, "", user, "wrong"); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("%s: %d", user, resp.StatusCode)
+			}
+		}
+		count := func() int {
+			var n int
+			if err := e.db.QueryRow(ctx, `SELECT COUNT(*) FROM idp_login_failures`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n, err := e.idp.Purge(ctx, 0); err != nil || n != 0 || count() != 2 {
+			t.Fatalf("purge within the window: %d, %v; %d rows left, want 2", n, err, count())
+		}
+		e.clk.Advance(15*time.Minute + time.Second)
+		if n, err := e.idp.Purge(ctx, 0); err != nil || n != 2 || count() != 0 {
+			t.Fatalf("purge after the window: %d, %v; %d rows left, want 0", n, err, count())
+		}
+	})
+}

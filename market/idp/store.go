@@ -210,18 +210,23 @@ func (p *IdP) RevokeMember(ctx context.Context, memberID string) error {
 	})
 }
 
-// Purge deletes sessions, codes and tokens that expired before the clock's
-// now minus keep (keep > 0 leaves recently expired rows for inspection).
-// It returns how many rows it removed.
+// Purge deletes sessions, codes and tokens that expired, and the sign-in
+// failure counts of windows that ended, before the clock's now minus keep
+// (keep > 0 leaves recently expired rows for inspection). It returns how many
+// rows it removed.
 func (p *IdP) Purge(ctx context.Context, keep time.Duration) (int64, error) {
-	cut := db.Millis(p.clock.Now().Add(-keep))
+	cut := p.clock.Now().Add(-keep)
 	var n int64
-	for _, q := range []string{
-		`DELETE FROM idp_sessions WHERE expires_at < $1`,
-		`DELETE FROM idp_codes WHERE expires_at < $1`,
-		`DELETE FROM idp_tokens WHERE expires_at < $1`,
+	for _, q := range []struct {
+		sql string
+		cut time.Time
+	}{
+		{`DELETE FROM idp_sessions WHERE expires_at < $1`, cut},
+		{`DELETE FROM idp_codes WHERE expires_at < $1`, cut},
+		{`DELETE FROM idp_tokens WHERE expires_at < $1`, cut},
+		{`DELETE FROM idp_login_failures WHERE window_start < $1`, cut.Add(-p.failureWindow)},
 	} {
-		res, err := p.db.Exec(ctx, q, cut)
+		res, err := p.db.Exec(ctx, q.sql, db.Millis(q.cut))
 		if err != nil {
 			return n, fmt.Errorf("idp: purge: %w", err)
 		}
