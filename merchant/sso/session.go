@@ -182,13 +182,17 @@ func (s *Service) refresh(ctx context.Context, t *kit.Tenant, sess *session, now
 	if err != nil {
 		return nil, err
 	}
-	refreshSealed := sess.refreshSealed
+	// the refresh token, new or kept, is sealed again: under the current
+	// identity key, so that an old key can be dropped after a rotation
 	refreshExp := sess.refreshExp
+	newRT := rt
 	if tok.RefreshToken != "" && tok.RefreshToken != rt {
-		if refreshSealed, err = s.seal(tok.RefreshToken, sess.idHash); err != nil {
-			return nil, err
-		}
+		newRT = tok.RefreshToken
 		refreshExp = now.Add(DefaultRefreshTTL)
+	}
+	refreshSealed, err := s.seal(newRT, sess.idHash)
+	if err != nil {
+		return nil, err
 	}
 	accessExp, _ := tokenExpiries(tok, now)
 	res, err := s.db.Exec(ctx, `UPDATE sso_sessions SET access_token = $1, refresh_token = $2, access_expires_at = $3, refresh_expires_at = $4,

@@ -119,7 +119,7 @@ type Service struct {
 	clk   clock.Clock
 	log   *slog.Logger
 	rnd   io.Reader
-	aead  cipher.AEAD
+	aeads []cipher.AEAD // the first seals; any opens (one per identity key)
 	httpc *http.Client
 
 	logins    *prometheus.CounterVec
@@ -211,15 +211,21 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			}
 		}
 	}
-	// tokens at rest are sealed with a key derived from the identity key
-	m := hmac.New(sha256.New, cfg.IdentityKeys[0])
-	m.Write([]byte("souk-sso token encryption v1"))
-	block, err := aes.NewCipher(m.Sum(nil))
-	if err != nil {
-		return nil, fmt.Errorf("sso: %w", err)
-	}
-	if s.aead, err = cipher.NewGCM(block); err != nil {
-		return nil, fmt.Errorf("sso: %w", err)
+	// tokens at rest are sealed with a key derived from the first identity
+	// key, and opened with the one derived from any: rotating the identity
+	// key (new,old) keeps the sessions
+	for _, k := range cfg.IdentityKeys {
+		m := hmac.New(sha256.New, k)
+		m.Write([]byte("souk-sso token encryption v1"))
+		block, err := aes.NewCipher(m.Sum(nil))
+		if err != nil {
+			return nil, fmt.Errorf("sso: %w", err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("sso: %w", err)
+		}
+		s.aeads = append(s.aeads, aead)
 	}
 	return s, nil
 }
@@ -250,33 +256,37 @@ func hashToken(v string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// seal encrypts a token for storage, bound to the row it belongs to.
+// seal encrypts a token for storage, bound to the row it belongs to, with
+// the key of the first identity key.
 func (s *Service) seal(plain, bind string) (string, error) {
 	if plain == "" {
 		return "", nil
 	}
-	nonce := make([]byte, s.aead.NonceSize())
+	aead := s.aeads[0]
+	nonce := make([]byte, aead.NonceSize())
 	if _, err := io.ReadFull(s.rnd, nonce); err != nil {
 		return "", fmt.Errorf("sso: random: %w", err)
 	}
-	ct := s.aead.Seal(nonce, nonce, []byte(plain), []byte(bind))
+	ct := aead.Seal(nonce, nonce, []byte(plain), []byte(bind))
 	return base64.RawStdEncoding.EncodeToString(ct), nil
 }
 
+// open decrypts a sealed token with the key of any identity key.
 func (s *Service) open(sealed, bind string) (string, error) {
 	if sealed == "" {
 		return "", nil
 	}
 	ct, err := base64.RawStdEncoding.DecodeString(sealed)
-	if err != nil || len(ct) < s.aead.NonceSize() {
+	if err != nil || len(ct) < s.aeads[0].NonceSize() {
 		return "", errors.New("sso: stored token is corrupt")
 	}
-	n := s.aead.NonceSize()
-	pt, err := s.aead.Open(nil, ct[:n], ct[n:], []byte(bind))
-	if err != nil {
-		return "", errors.New("sso: stored token cannot be decrypted (was the identity key changed?)")
+	for _, aead := range s.aeads {
+		n := aead.NonceSize()
+		if pt, err := aead.Open(nil, ct[:n], ct[n:], []byte(bind)); err == nil {
+			return string(pt), nil
+		}
 	}
-	return string(pt), nil
+	return "", errors.New("sso: stored token cannot be decrypted (was the identity key replaced rather than rotated?)")
 }
 
 func (s *Service) setCookie(w http.ResponseWriter, name, value, path string, expires time.Time) {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,9 @@ type fixture struct {
 	ts   int // authSync currentSyncTime counter
 	seen []*Identity
 	mu   sync.Mutex
+	cfg  Config
+	// handler serves f.srv
+	handler atomic.Pointer[http.ServeMux]
 }
 
 func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
@@ -56,35 +60,19 @@ func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
 	f.kit = kit.New(kit.Config{Keys: []string{"k"}, PrivateKey: testkeys.RSA3072(t)}, kit.Deps{DB: d, Clock: f.clk})
 	f.idp = newFakeIdP(t, f.clk, tenantID, clientID, clientSecret)
 
-	var handler http.Handler
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.handler.Load().ServeHTTP(w, r) }))
 	t.Cleanup(f.srv.Close)
 	cfg := Config{BaseURL: f.srv.URL, AppURL: f.srv.URL + "/app", PostLogoutURL: f.srv.URL + "/bye",
 		IdentityKeys: [][]byte{identityKey}, InsecureCookies: true}
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	f.cfg = cfg
 	svc, err := New(cfg, Deps{DB: d, Directory: f.kit, Clock: f.clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.sso = svc
-	mux := http.NewServeMux()
-	mux.Handle("/sso/", svc.Handler())
-	// the vendor app: verifies the assertion it is redirected with
-	mux.HandleFunc("/app/", f.app)
-	mux.HandleFunc("/app", f.app)
-	mux.Handle("/protected/", svc.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := VerifyIdentity([][]byte{identityKey}, r.Header.Get(IdentityHeader), f.clk.Now())
-		ctxID, ok := IdentityFromContext(r.Context())
-		if err != nil || !ok || ctxID.UserName != id.UserName {
-			http.Error(w, "bad identity header", http.StatusTeapot)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(id)
-	})))
-	mux.HandleFunc("/bye", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "signed out") })
-	handler = mux
+	f.serve(svc)
 
 	// the directory, as the kit interfaces would build it
 	now := f.clk.Now()
@@ -112,6 +100,28 @@ func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
 		f.idp.addUser(idpUser{UserName: u, Name: strings.ToUpper(u[:1]) + u[1:], Role: "user", Org: "d1"})
 	}
 	return f
+}
+
+// serve makes svc the SSO service behind the fixture's server (a restart,
+// e.g. with other keys, on the same database).
+func (f *fixture) serve(svc *Service) {
+	f.sso = svc
+	mux := http.NewServeMux()
+	mux.Handle("/sso/", svc.Handler())
+	// the vendor app: verifies the assertion it is redirected with
+	mux.HandleFunc("/app/", f.app)
+	mux.HandleFunc("/app", f.app)
+	mux.Handle("/protected/", svc.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := VerifyIdentity([][]byte{identityKey}, r.Header.Get(IdentityHeader), f.clk.Now())
+		ctxID, ok := IdentityFromContext(r.Context())
+		if err != nil || !ok || ctxID.UserName != id.UserName {
+			http.Error(w, "bad identity header", http.StatusTeapot)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(id)
+	})))
+	mux.HandleFunc("/bye", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "signed out") })
+	f.handler.Store(mux)
 }
 
 func (f *fixture) authSync(flag int, u kit.SyncUser) {
@@ -618,4 +628,41 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestIdentityKeyRotation: rotating the identity key (SOUK_IDENTITY_KEY=new,old)
+// keeps the sessions: tokens sealed under the old key are still opened, and
+// new ones are sealed under the new key.
+func TestIdentityKeyRotation(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		c := f.browser()
+		if code, body := f.login(c, "alice"); code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		newKey := []byte("a-new-identity-key-0123456789abcdef")
+		cfg := f.cfg
+		cfg.IdentityKeys = [][]byte{newKey, identityKey}
+		svc, err := New(cfg, Deps{DB: f.db, Directory: f.kit, Clock: f.clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.serve(svc)
+		f.clk.Advance(2 * time.Hour) // the access token is refreshed with the sealed refresh token
+		if code, _ := f.me(c); code != http.StatusOK {
+			t.Fatalf("after rotating the identity key: %d, want the session kept", code)
+		}
+		if _, r, _, _ := f.idp.stats(); r != 1 {
+			t.Fatalf("refreshes at the IdP %d, want 1", r)
+		}
+		// the refreshed tokens are sealed under the new key alone
+		cfg.IdentityKeys = [][]byte{newKey}
+		if svc, err = New(cfg, Deps{DB: f.db, Directory: f.kit, Clock: f.clk}); err != nil {
+			t.Fatal(err)
+		}
+		f.serve(svc)
+		f.clk.Advance(2 * time.Hour)
+		if code, _ := f.me(c); code != http.StatusOK {
+			t.Fatalf("after dropping the old key: %d", code)
+		}
+	})
 }
