@@ -219,12 +219,19 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil || acc.PasswordHash == "" {
-		_ = VerifyPassword(p.dummyHash, password) // same cost as a real check
+		if err := p.checkPassword(ctx, p.dummyHash, password); ctx.Err() != nil { // same cost as a real check
+			p.internal(w, r, "login: password check", err)
+			return
+		}
 		p.log.InfoContext(ctx, "idp: login failed", "tenant", view.TenantCode, "user", view.UserName, "reason", "unknown user")
 		fail("Wrong enterprise, user name or password.")
 		return
 	}
-	if err := VerifyPassword(acc.PasswordHash, password); err != nil {
+	if err := p.checkPassword(ctx, acc.PasswordHash, password); err != nil {
+		if ctx.Err() != nil {
+			p.internal(w, r, "login: password check", err)
+			return
+		}
 		if !errors.Is(err, ErrPasswordMismatch) {
 			p.log.ErrorContext(ctx, "idp: unusable password hash", "member", acc.ID, "err", err)
 		}

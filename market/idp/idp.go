@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"time"
 
 	"github.com/soukhq/souk/clock"
@@ -127,6 +128,10 @@ type Config struct {
 	// DefaultPasswordParams); the IdP spends as much on unknown user names.
 	Password PasswordParams
 
+	// MaxPasswordChecks bounds the password checks running at once (default
+	// GOMAXPROCS); each takes the hash's memory (64 MiB by default).
+	MaxPasswordChecks int
+
 	// SecureCookies marks cookies Secure (set it when the market is served over HTTPS).
 	SecureCookies bool
 
@@ -154,6 +159,23 @@ type IdP struct {
 	failureWindow                              time.Duration
 
 	dummyHash string // verified against when a user does not exist, to equalize timing
+
+	verifyPassword func(hash, password string) error // VerifyPassword; replaced in tests
+	checks         chan struct{}                     // a slot per password check running (MaxPasswordChecks)
+}
+
+// checkPassword runs verifyPassword when a slot is free: argon2id takes the
+// hash's memory (64 MiB by default) for each check, so sign-ins sent at once
+// (under many user names, each within its lockout) queue rather than exhaust
+// the memory. A request that goes away while queued gets its context's error.
+func (p *IdP) checkPassword(ctx context.Context, hash, password string) error {
+	select {
+	case p.checks <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.checks }()
+	return p.verifyPassword(hash, password)
 }
 
 // Defaults of Config.
@@ -176,6 +198,11 @@ func New(cfg Config) (*IdP, error) {
 		accessTTL: cfg.AccessTTL, refreshTTL: cfg.RefreshTTL, codeTTL: cfg.CodeTTL, sessionTTL: cfg.SessionTTL,
 		maxFailures: cfg.MaxLoginFailures, failureWindow: cfg.LoginFailureWindow,
 	}
+	checks := cfg.MaxPasswordChecks
+	if checks <= 0 {
+		checks = runtime.GOMAXPROCS(0)
+	}
+	p.checks = make(chan struct{}, checks)
 	if p.maxFailures <= 0 {
 		p.maxFailures = 10
 	}
@@ -208,6 +235,7 @@ func New(cfg Config) (*IdP, error) {
 		return nil, fmt.Errorf("idp: %w", err)
 	}
 	p.dummyHash = h
+	p.verifyPassword = VerifyPassword
 	return p, nil
 }
 

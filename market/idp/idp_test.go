@@ -686,3 +686,48 @@ func TestPurgeLoginFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestPasswordChecksBounded: sign-ins of many names at once do not run more
+// argon2id checks at a time than MaxPasswordChecks (each takes the hash's
+// memory, 64 MiB by default).
+func TestPasswordChecksBounded(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		p, err := idp.New(idp.Config{DB: e.db, Clock: e.clk, Directory: e.c.Directory(), Password: testPassword, MaxPasswordChecks: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		running, peak := 0, 0
+		idp.SetVerifyPassword(p, func(hash, password string) error {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return idp.VerifyPassword(hash, password)
+		})
+		mux := http.NewServeMux()
+		p.Register(mux)
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		e2 := *e
+		e2.srv = srv
+		cl := e2.browser(t)
+		_, page := buyertest.Get(t, cl, e2.authorizeURL(callback, "s"))
+		var wg sync.WaitGroup
+		for i := range 12 {
+			wg.Go(func() {
+				if resp, _ := e2.submitLogin(t, cl, page, "", fmt.Sprintf("user-%d", i), "guess"); resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("user-%d: %d", i, resp.StatusCode)
+				}
+			})
+		}
+		wg.Wait()
+		if peak > 2 || peak == 0 {
+			t.Errorf("%d password checks ran at once, want at most 2", peak)
+		}
+	})
+}
