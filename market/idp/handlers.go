@@ -248,6 +248,14 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 		p.internal(w, r, "login: clear failures", err)
 		return
 	}
+	// the session this browser had (another member, another enterprise) ends
+	// server-side, not only by losing its cookie
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+		if err := p.revokeSession(ctx, HashSecret(c.Value)); err != nil {
+			p.internal(w, r, "login: end previous session", err)
+			return
+		}
+	}
 	tok, err := p.createSession(ctx, acc.TenantID, acc.ID, acc.Epoch)
 	if err != nil {
 		p.internal(w, r, "login: session", err)

@@ -731,3 +731,41 @@ func TestPasswordChecksBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestLoginEndsPreviousSession: signing in again in a browser ends the IdP
+// session that browser had, server-side, not only by replacing the cookie.
+func TestLoginEndsPreviousSession(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		cl := e.browser(t)
+		e.login(t, cl, "alice", "alice-password")
+		u, _ := url.Parse(e.srv.URL + "/")
+		var old *http.Cookie
+		for _, c := range cl.Jar.Cookies(u) {
+			if c.Name == "souk_idp_session" {
+				old = c
+			}
+		}
+		if old == nil {
+			t.Fatal("no IdP session cookie")
+		}
+		// bob signs in in the same browser (its form, CSRF cookie and all)
+		lu, _ := url.Parse(e.srv.URL + idp.PathLoginForm)
+		csrf := ""
+		for _, c := range cl.Jar.Cookies(lu) {
+			if c.Name == "souk_idp_csrf" {
+				csrf = c.Value
+			}
+		}
+		resp, page := buyertest.PostForm(t, cl, lu.String(), url.Values{"csrf": {csrf}, "tenant": {"acme"}, "username": {"bob"}, "password": {"bob-password"}})
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, "bob") {
+			t.Fatalf("bob's sign-in: %d\n%s", resp.StatusCode, page)
+		}
+		// alice's old cookie no longer signs anyone in
+		stale := e.browser(t)
+		stale.Jar.SetCookies(u, []*http.Cookie{{Name: old.Name, Value: old.Value, Path: "/"}})
+		resp, page = buyertest.Get(t, stale, e.authorizeURL(callback, "s3"))
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<form") {
+			t.Fatalf("the replaced session still signs in: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	})
+}
