@@ -3,6 +3,7 @@ package sso
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -62,6 +63,7 @@ var (
 	ErrIdentityMalformed = errors.New("sso: malformed identity token")
 	ErrIdentitySignature = errors.New("sso: identity token signature does not match")
 	ErrIdentityExpired   = errors.New("sso: identity token expired")
+	ErrIdentityAudience  = errors.New("sso: identity token is for another audience")
 )
 
 func identityMAC(key []byte, signed string) []byte {
@@ -89,9 +91,25 @@ const maxIdentityLen = 8192
 // identitySkew tolerates clocks of the signer and the verifier disagreeing.
 const identitySkew = 30 * time.Second
 
+// VerifyIdentityFor is VerifyIdentity that also requires the token's "aud"
+// to be audience (the verifier's own Config.Audience, by default its
+// Config.AppURL): a token minted for another application sharing the key is
+// refused with ErrIdentityAudience. Vendor applications should use it.
+func VerifyIdentityFor(keys [][]byte, token, audience string, now time.Time) (*Identity, error) {
+	id, err := VerifyIdentity(keys, token, now)
+	if err != nil {
+		return nil, err
+	}
+	if audience == "" || subtle.ConstantTimeCompare([]byte(id.Audience), []byte(audience)) != 1 {
+		return nil, ErrIdentityAudience
+	}
+	return id, nil
+}
+
 // VerifyIdentity checks a Souk-Identity token against any of keys (several
 // for rotation) and its validity at now, and returns its identity. It does
-// not remember jti; a vendor app accepting redirect assertions should.
+// not check the audience (VerifyIdentityFor does) and does not remember
+// jti; a vendor app accepting redirect assertions should.
 func VerifyIdentity(keys [][]byte, token string, now time.Time) (*Identity, error) {
 	if len(token) > maxIdentityLen {
 		return nil, ErrIdentityMalformed

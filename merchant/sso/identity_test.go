@@ -46,6 +46,24 @@ func TestIdentityToken(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, err, tc.want)
 		}
 	}
+	// the audience, checked by VerifyIdentityFor
+	id.Audience = "https://app.example/"
+	forApp, _ := SignIdentity(identityKey, id)
+	for name, tc := range map[string]struct {
+		token, audience string
+		want            error
+	}{
+		"same audience":   {forApp, "https://app.example/", nil},
+		"other audience":  {forApp, "https://other.example/", ErrIdentityAudience},
+		"no audience":     {tok, "https://app.example/", ErrIdentityAudience},
+		"empty expected":  {tok, "", ErrIdentityAudience},
+		"bad token first": {tampered, "https://app.example/", ErrIdentitySignature},
+		"audience prefix": {forApp, "https://app.example", ErrIdentityAudience},
+	} {
+		if _, err := VerifyIdentityFor([][]byte{identityKey}, tc.token, tc.audience, now); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
 	if _, err := SignIdentity([]byte("short"), id); err == nil {
 		t.Error("short key accepted for signing")
 	}

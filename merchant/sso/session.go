@@ -456,7 +456,7 @@ func (s *Service) Protect(next http.Handler) http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		id, err := VerifyIdentity(s.cfg.IdentityKeys[:1], tok, s.clk.Now())
+		id, err := VerifyIdentityFor(s.cfg.IdentityKeys[:1], tok, s.cfg.Audience, s.clk.Now())
 		if err != nil {
 			s.fail(w, r, err)
 			return

@@ -48,6 +48,7 @@ type fixture struct {
 	seen []*Identity
 	mu   sync.Mutex
 	cfg  Config
+	aud  string // the identity tokens' audience
 	// handler serves f.srv
 	handler atomic.Pointer[http.ServeMux]
 }
@@ -72,6 +73,7 @@ func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.aud = svc.cfg.Audience
 	f.serve(svc)
 
 	// the directory, as the kit interfaces would build it
@@ -112,7 +114,7 @@ func (f *fixture) serve(svc *Service) {
 	mux.HandleFunc("/app/", f.app)
 	mux.HandleFunc("/app", f.app)
 	mux.Handle("/protected/", svc.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := VerifyIdentity([][]byte{identityKey}, r.Header.Get(IdentityHeader), f.clk.Now())
+		id, err := VerifyIdentityFor([][]byte{identityKey}, r.Header.Get(IdentityHeader), f.aud, f.clk.Now())
 		ctxID, ok := IdentityFromContext(r.Context())
 		if err != nil || !ok || ctxID.UserName != id.UserName {
 			http.Error(w, "bad identity header", http.StatusTeapot)
@@ -135,7 +137,7 @@ func (f *fixture) authSync(flag int, u kit.SyncUser) {
 }
 
 func (f *fixture) app(w http.ResponseWriter, r *http.Request) {
-	id, err := VerifyIdentity([][]byte{identityKey}, r.URL.Query().Get(IdentityParam), f.clk.Now())
+	id, err := VerifyIdentityFor([][]byte{identityKey}, r.URL.Query().Get(IdentityParam), f.aud, f.clk.Now())
 	if err != nil {
 		http.Error(w, "vendor app: "+err.Error(), http.StatusUnauthorized)
 		return
