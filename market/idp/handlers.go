@@ -195,6 +195,12 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 		fail("Enter the enterprise, the user name and the password.")
 		return
 	}
+	// Enterprise codes and user names are at most 64 characters (buyer
+	// center); longer values are not looked up, counted, logged or shown.
+	if len(view.TenantCode) > maxNameLen || len(view.UserName) > maxNameLen || len(view.AppID) > maxNameLen || len(password) > maxPasswordLen {
+		p.errorPage(w, http.StatusBadRequest, "Bad request", "A field of the form is too long.")
+		return
+	}
 	// Counted as a failure until it succeeds: see countAttempt.
 	if until, err := p.countAttempt(ctx, view.TenantCode, view.UserName); err != nil {
 		p.internal(w, r, "login: lockout", err)

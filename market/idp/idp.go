@@ -251,6 +251,9 @@ const (
 	sessionCookie    = "souk_idp_session"
 	csrfCookie       = "souk_idp_csrf"
 	maxFormBodyBytes = 64 << 10
+	// maxNameLen bounds the enterprise code, user name and app id of the
+	// login form, in bytes (the buyer center allows 64 characters).
+	maxNameLen = 256
 )
 
 // Register mounts the IdP's endpoints on mux at their documented paths.

@@ -769,3 +769,27 @@ func TestLoginEndsPreviousSession(t *testing.T) {
 		}
 	})
 }
+
+// TestLoginFieldLengths: over-long form fields are refused before anything
+// is looked up, counted, logged or shown again.
+func TestLoginFieldLengths(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		long := strings.Repeat("x", 300)
+		for name, tc := range map[string]struct{ tenant, user, password string }{
+			"user name":  {"acme", long, "p"},
+			"enterprise": {long, "alice", "p"},
+			"password":   {"acme", "alice", strings.Repeat("p", 1025)},
+		} {
+			cl := e.browser(t)
+			_, page := buyertest.Get(t, cl, e.authorizeURL(callback, "s"))
+			resp, body := e.submitLogin(t, cl, page, tc.tenant, tc.user, tc.password)
+			if resp.StatusCode != http.StatusBadRequest || strings.Contains(body, long) {
+				t.Errorf("%s: %d, want 400 without the value shown", name, resp.StatusCode)
+			}
+		}
+		var n int
+		if err := e.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM idp_login_failures`).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%d failure rows (%v), want none", n, err)
+		}
+	})
+}
