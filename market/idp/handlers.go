@@ -2,7 +2,9 @@ package idp
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +42,12 @@ func (p *IdP) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		redirectWith(w, r, redirectURI, url.Values{"error": {"unsupported_response_type"}, "state": optional(state)})
 		return
 	}
+	challenge, ok := pkceChallenge(q)
+	if !ok {
+		redirectWith(w, r, redirectURI, url.Values{"error": {"invalid_request"},
+			"error_description": {"code_challenge must be an S256 challenge (code_challenge_method=S256)"}, "state": optional(state)})
+		return
+	}
 	if !client.Enabled {
 		redirectWith(w, r, redirectURI, url.Values{"error": {"access_denied"}, "error_description": {"the application is stopped"}, "state": optional(state)})
 		return
@@ -61,12 +69,52 @@ func (p *IdP) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		p.internal(w, r, "authorize: userinfo", err)
 		return
 	}
-	code, err := p.issueCode(ctx, client.ID, sess, redirectURI)
+	code, err := p.issueCode(ctx, client.ID, sess, redirectURI, challenge)
 	if err != nil {
 		p.internal(w, r, "authorize: code", err)
 		return
 	}
 	redirectWith(w, r, redirectURI, url.Values{"code": {code}, "state": optional(state), "tenant": {client.TenantID}})
+}
+
+// pkceChallenge reads the PKCE parameters of an authorization request
+// (RFC 7636 §4.3): none ("", true), or an S256 challenge (43 base64url
+// characters). The plain method is refused: it protects nothing the S256
+// one does not, and RFC 9700 §2.1.1 recommends against it.
+func pkceChallenge(q url.Values) (string, bool) {
+	c, m := q.Get("code_challenge"), q.Get("code_challenge_method")
+	if c == "" && m == "" {
+		return "", true
+	}
+	if m != "S256" || len(c) != 43 || !pkceChars(c) {
+		return "", false
+	}
+	return c, true
+}
+
+// pkceChars reports whether s is made of the unreserved characters RFC 7636
+// allows in a code_verifier (and an S256 challenge uses a subset of).
+func pkceChars(s string) bool {
+	for _, c := range []byte(s) {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+// pkceOK checks a token request's code_verifier against the code's
+// challenge: required (43 to 128 characters) when the code has one, and
+// refused when it has none (a PKCE downgrade, RFC 9700 §4.8.2).
+func pkceOK(challenge, verifier string) bool {
+	if challenge == "" {
+		return verifier == ""
+	}
+	if len(verifier) < 43 || len(verifier) > 128 || !pkceChars(verifier) {
+		return false
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }
 
 // resolveRedirect returns the redirect URI to use: the requested one if it is
@@ -158,7 +206,7 @@ func (p *IdP) handleUnified(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	target := client.RedirectURIs[0]
-	code, err := p.issueCode(ctx, client.ID, sess, target)
+	code, err := p.issueCode(ctx, client.ID, sess, target, "")
 	if err != nil {
 		p.internal(w, r, "unified: code", err)
 		return
@@ -464,6 +512,12 @@ func (p *IdP) grantCode(w http.ResponseWriter, r *http.Request, client Client, f
 		return
 	}
 	if ru := form.Get("redirect_uri"); ru != "" && ru != c.redirectURI {
+		bad()
+		return
+	}
+	// checked before the code is spent: whoever intercepted it cannot use
+	// it, nor burn it for the client that holds the verifier
+	if !pkceOK(c.challenge, form.Get("code_verifier")) {
 		bad()
 		return
 	}

@@ -793,3 +793,84 @@ func TestLoginFieldLengths(t *testing.T) {
 		}
 	})
 }
+
+// TestPKCE: a code issued for a code_challenge (S256) is exchanged only with
+// its code_verifier; one issued without is not exchanged with a verifier
+// (downgrade, RFC 9700 §4.8.2); plain and unknown methods are refused.
+func TestPKCE(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk" // RFC 7636 appendix B
+		const challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+		cl := e.browser(t)
+		e.login(t, cl, "alice", "alice-password") // signed in: authorize answers with a code
+		authorize := func(extra url.Values) *http.Response {
+			u, _ := url.Parse(e.authorizeURL(callback, "s"))
+			q := u.Query()
+			for k, v := range extra {
+				q[k] = v
+			}
+			u.RawQuery = q.Encode()
+			resp, _ := buyertest.Get(t, cl, u.String())
+			return resp
+		}
+		code := func(extra url.Values) string {
+			resp := authorize(extra)
+			loc, _ := url.Parse(resp.Header.Get("Location"))
+			if resp.StatusCode != http.StatusFound || loc.Query().Get("code") == "" {
+				t.Fatalf("authorize %v: %d %s", extra, resp.StatusCode, loc)
+			}
+			return loc.Query().Get("code")
+		}
+		exchange := func(code, verifier string) tokenReply {
+			form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {e.binding.ClientID},
+				"client_secret": {e.secret}, "redirect_uri": {callback}}
+			if verifier != "" {
+				form.Set("code_verifier", verifier)
+			}
+			return e.token(t, form)
+		}
+		s256 := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+		for name, tc := range map[string]struct {
+			authorize url.Values
+			verifier  string
+			ok        bool
+		}{
+			"S256":                 {s256, verifier, true},
+			"no verifier":          {s256, "", false},
+			"wrong verifier":       {s256, strings.Repeat("a", 43), false},
+			"the challenge itself": {s256, challenge, false},
+			"downgrade":            {nil, verifier, false},
+			"no PKCE":              {nil, "", true},
+		} {
+			r := exchange(code(tc.authorize), tc.verifier)
+			if tc.ok && r.Status != http.StatusOK {
+				t.Errorf("%s: %d %v", name, r.Status, r.Body)
+			}
+			if !tc.ok {
+				if r.Status != http.StatusBadRequest || r.Body["error"] != "invalid_grant" {
+					t.Errorf("%s: %d %v, want invalid_grant", name, r.Status, r.Body)
+				}
+			}
+		}
+		// a failed verifier does not spend the code: its client may still
+		// complete, an attacker who intercepted it cannot
+		c := code(s256)
+		wantGrantError(t, exchange(c, strings.Repeat("b", 43)), "Invalid authorization code")
+		if r := exchange(c, verifier); r.Status != http.StatusOK {
+			t.Errorf("right verifier after a wrong one: %d %v", r.Status, r.Body)
+		}
+		for name, extra := range map[string]url.Values{
+			"plain":           {"code_challenge": {verifier}, "code_challenge_method": {"plain"}},
+			"no method":       {"code_challenge": {challenge}},
+			"unknown method":  {"code_challenge": {challenge}, "code_challenge_method": {"S512"}},
+			"short challenge": {"code_challenge": {"abc"}, "code_challenge_method": {"S256"}},
+			"method alone":    {"code_challenge_method": {"S256"}},
+		} {
+			resp := authorize(extra)
+			loc, _ := url.Parse(resp.Header.Get("Location"))
+			if resp.StatusCode != http.StatusFound || loc.Query().Get("error") != "invalid_request" || loc.Query().Get("code") != "" {
+				t.Errorf("%s: %d %s, want invalid_request", name, resp.StatusCode, loc)
+			}
+		}
+	})
+}

@@ -62,14 +62,15 @@ func (p *IdP) revokeSession(ctx context.Context, hash string) error {
 	return nil
 }
 
-func (p *IdP) issueCode(ctx context.Context, clientID string, s session, redirectURI string) (string, error) {
+// issueCode stores a new code; challenge is its PKCE S256 code_challenge ("" = none).
+func (p *IdP) issueCode(ctx context.Context, clientID string, s session, redirectURI, challenge string) (string, error) {
 	code, err := NewSecret()
 	if err != nil {
 		return "", err
 	}
 	now := p.clock.Now()
-	_, err = p.db.Exec(ctx, `INSERT INTO idp_codes (code_hash, client_id, member_id, redirect_uri, scope, epoch, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
-		HashSecret(code), clientID, s.memberID, redirectURI, Scope, s.epoch, db.Millis(now), db.Millis(now.Add(p.codeTTL)))
+	_, err = p.db.Exec(ctx, `INSERT INTO idp_codes (code_hash, client_id, member_id, redirect_uri, scope, epoch, created_at, expires_at, code_challenge) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
+		HashSecret(code), clientID, s.memberID, redirectURI, Scope, s.epoch, db.Millis(now), db.Millis(now.Add(p.codeTTL)), challenge)
 	if err != nil {
 		return "", fmt.Errorf("idp: issue code: %w", err)
 	}
@@ -77,14 +78,14 @@ func (p *IdP) issueCode(ctx context.Context, clientID string, s session, redirec
 }
 
 type codeRow struct {
-	hash, clientID, memberID, redirectURI, scope string
-	epoch, expiresAt, usedAt                     int64
+	hash, clientID, memberID, redirectURI, scope, challenge string
+	epoch, expiresAt, usedAt                                int64
 }
 
 func (p *IdP) loadCode(ctx context.Context, code string) (codeRow, bool, error) {
 	c := codeRow{hash: HashSecret(code)}
-	err := p.db.QueryRow(ctx, `SELECT client_id, member_id, redirect_uri, scope, epoch, expires_at, used_at FROM idp_codes WHERE code_hash = $1`, c.hash).
-		Scan(&c.clientID, &c.memberID, &c.redirectURI, &c.scope, &c.epoch, &c.expiresAt, &c.usedAt)
+	err := p.db.QueryRow(ctx, `SELECT client_id, member_id, redirect_uri, scope, code_challenge, epoch, expires_at, used_at FROM idp_codes WHERE code_hash = $1`, c.hash).
+		Scan(&c.clientID, &c.memberID, &c.redirectURI, &c.scope, &c.challenge, &c.epoch, &c.expiresAt, &c.usedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return codeRow{}, false, nil
 	}
