@@ -2,6 +2,8 @@ package sso
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -40,6 +42,7 @@ type fakeIdP struct {
 	exchanges    int
 	logouts      []string // redirect_url of each logout
 	badAuthStyle int      // token calls with HTTP Basic instead of form parameters
+	pkce         int      // codes exchanged with a verified PKCE code_verifier
 }
 
 type idpUser struct {
@@ -48,6 +51,7 @@ type idpUser struct {
 
 type codeGrant struct {
 	user, redirectURI string
+	challenge         string // PKCE S256 code_challenge, "" = none
 	expires           time.Time
 }
 
@@ -95,7 +99,12 @@ func (f *fakeIdP) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	code := randHex()
-	f.codes[code] = codeGrant{user: f.loginAs, redirectURI: q.Get("redirect_uri"), expires: f.clk.Now().Add(5 * time.Minute)}
+	if q.Get("code_challenge") != "" && q.Get("code_challenge_method") != "S256" {
+		f.mu.Unlock()
+		http.Error(w, "bad code_challenge_method", http.StatusBadRequest)
+		return
+	}
+	f.codes[code] = codeGrant{user: f.loginAs, redirectURI: q.Get("redirect_uri"), challenge: q.Get("code_challenge"), expires: f.clk.Now().Add(5 * time.Minute)}
 	f.mu.Unlock()
 	u, _ := url.Parse(q.Get("redirect_uri"))
 	rq := u.Query()
@@ -144,6 +153,14 @@ func (f *fakeIdP) token(w http.ResponseWriter, r *http.Request) {
 		if !ok || !f.clk.Now().Before(g.expires) || r.PostForm.Get("redirect_uri") != g.redirectURI {
 			oauthErr(w, http.StatusBadRequest, "invalid_grant", "Invalid authorization code")
 			return
+		}
+		if g.challenge != "" || r.PostForm.Get("code_verifier") != "" {
+			sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
+			if base64.RawURLEncoding.EncodeToString(sum[:]) != g.challenge {
+				oauthErr(w, http.StatusBadRequest, "invalid_grant", "Invalid authorization code")
+				return
+			}
+			f.pkce++
 		}
 		f.exchanges++
 		f.issue(w, g.user)
@@ -201,6 +218,12 @@ func (f *fakeIdP) revokeRefreshTokens() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.refresh = map[string]string{}
+}
+
+func (f *fakeIdP) pkceExchanges() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pkce
 }
 
 func (f *fakeIdP) stats() (exchanges, refreshes, badAuth int, logouts []string) {

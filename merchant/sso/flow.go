@@ -156,10 +156,25 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// PKCE: the verifier stays with the login (sealed), in the database, so
+	// that the callback may reach another replica
+	var verifier, verifierSealed string
+	var opts []oauth2.AuthCodeOption
+	if !s.cfg.DisablePKCE {
+		if verifier, err = s.randomToken(); err != nil { // 43 base64url characters (RFC 7636 §4.1)
+			s.fail(w, r, err)
+			return
+		}
+		if verifierSealed, err = s.seal(verifier, hashToken(id)); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		opts = append(opts, oauth2.S256ChallengeOption(verifier))
+	}
 	now := s.clk.Now()
 	exp := now.Add(s.cfg.LoginTTL)
-	if _, err := s.db.Exec(ctx, `INSERT INTO sso_logins (id_hash, state, tenant_id, return_to, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		hashToken(id), state, tenantID, safeReturnTo(r.URL.Query().Get("return_to")), now.UnixMilli(), exp.UnixMilli()); err != nil {
+	if _, err := s.db.Exec(ctx, `INSERT INTO sso_logins (id_hash, state, tenant_id, return_to, created_at, expires_at, code_verifier) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		hashToken(id), state, tenantID, safeReturnTo(r.URL.Query().Get("return_to")), now.UnixMilli(), exp.UnixMilli(), verifierSealed); err != nil {
 		s.fail(w, r, fmt.Errorf("sso: store login: %w", err))
 		return
 	}
@@ -168,12 +183,13 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setCookie(w, loginCookie, id, "/sso/", exp)
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, conf.AuthCodeURL(state), http.StatusFound)
+	http.Redirect(w, r, conf.AuthCodeURL(state, opts...), http.StatusFound)
 }
 
 // pendingLogin is a row of sso_logins.
 type pendingLogin struct {
 	state, tenantID, returnTo string
+	verifier                  string // PKCE code_verifier, "" = none
 	expiresAt                 time.Time
 }
 
@@ -185,13 +201,18 @@ func (s *Service) takeLogin(ctx context.Context, r *http.Request) (*pendingLogin
 	}
 	var p pendingLogin
 	var exp int64
-	err = s.db.QueryRow(ctx, `DELETE FROM sso_logins WHERE id_hash = $1 RETURNING state, tenant_id, return_to, expires_at`, hashToken(c.Value)).
-		Scan(&p.state, &p.tenantID, &p.returnTo, &exp)
+	var sealed string
+	h := hashToken(c.Value)
+	err = s.db.QueryRow(ctx, `DELETE FROM sso_logins WHERE id_hash = $1 RETURNING state, tenant_id, return_to, expires_at, code_verifier`, h).
+		Scan(&p.state, &p.tenantID, &p.returnTo, &exp, &sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sso: read login: %w", err)
+	}
+	if p.verifier, err = s.open(sealed, h); err != nil {
+		return nil, err
 	}
 	p.expiresAt = time.UnixMilli(exp)
 	return &p, nil
@@ -352,7 +373,11 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	tok, err := conf.Exchange(s.oauthCtx(ctx), code)
+	var opts []oauth2.AuthCodeOption
+	if pending != nil && pending.verifier != "" {
+		opts = append(opts, oauth2.VerifierOption(pending.verifier))
+	}
+	tok, err := conf.Exchange(s.oauthCtx(ctx), code, opts...)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {

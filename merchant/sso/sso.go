@@ -91,6 +91,11 @@ type Config struct {
 	// ?tenant= — KooGallery's unified login page (portal-login) redirects so.
 	// It gives up login-CSRF protection; off by default.
 	AllowUnsolicited bool
+	// DisablePKCE stops sending a PKCE (RFC 7636) S256 code_challenge at
+	// authorize and its code_verifier at token. KooGallery does not document
+	// PKCE; an IdP ignores parameters it does not know (RFC 6749 §3.1), so it
+	// is sent by default; set this for an IdP that refuses them.
+	DisablePKCE bool
 	// Scope requested at authorize (default "get_user_info").
 	Scope string
 	// HTTPClient calls the tenant's token and userinfo endpoints (default:

@@ -668,3 +668,42 @@ func TestIdentityKeyRotation(t *testing.T) {
 		}
 	})
 }
+
+// TestPKCE: the login sends an S256 code_challenge and exchanges the code
+// with its verifier, kept with the login in the database, so the callback
+// completes on another replica than the one the login started on (every
+// request of this test goes to the next of two services sharing the DB).
+func TestPKCE(t *testing.T) {
+	for _, disable := range []bool{false, true} {
+		forEachBackend(t, func(c *Config) { c.DisablePKCE = disable }, func(t *testing.T, f *fixture) {
+			other, err := New(f.cfg, Deps{DB: f.db, Directory: f.kit, Clock: f.clk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			replicas := []*Service{f.sso, other}
+			var next atomic.Int64
+			mux := http.NewServeMux()
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+				replicas[next.Add(1)%2].Handler().ServeHTTP(w, r)
+			})
+			app := http.NewServeMux()
+			app.HandleFunc("/app/", f.app)
+			mux.Handle("/app/", app)
+			f.handler.Store(mux)
+			c := f.browser()
+			if code, body := f.login(c, "alice"); code != http.StatusOK {
+				t.Fatalf("login across replicas: %d %s", code, body)
+			}
+			if n := next.Load(); n != 2 {
+				t.Fatalf("%d requests reached the replicas, want 2 (login, callback)", n)
+			}
+			want := 1
+			if disable {
+				want = 0
+			}
+			if got := f.idp.pkceExchanges(); got != want {
+				t.Errorf("PKCE exchanges %d, want %d", got, want)
+			}
+		})
+	}
+}
