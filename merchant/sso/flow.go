@@ -63,9 +63,19 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	pageHeaders(w.Header())
 	w.WriteHeader(le.Status)
 	fmt.Fprintf(w, `<!doctype html><html><head><meta charset="utf-8"><title>%s</title></head><body><h1>%s</h1><p>%s</p></body></html>`,
 		html.EscapeString(le.Title), html.EscapeString(le.Title), html.EscapeString(le.Msg))
+}
+
+// pageHeaders are those of every page souk shows: no framing (clickjacking),
+// no sniffing, no script, nothing sent elsewhere; forms post to souk only.
+func pageHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
 }
 
 // tenantApp resolves the tenant and the app credential a login uses.

@@ -388,7 +388,7 @@ func (s *Service) logoutGet(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
+		pageHeaders(w.Header())
 		_, _ = io.WriteString(w, `<!doctype html><meta charset="utf-8"><title>Sign out</title>
 <form method="post" action="/sso/logout"><p>Sign out?</p><button type="submit">Sign out</button></form>
 `)

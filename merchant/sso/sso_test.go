@@ -707,3 +707,37 @@ func TestPKCE(t *testing.T) {
 		})
 	}
 }
+
+// TestPageHeaders: the pages souk shows (errors, the sign-out confirmation)
+// cannot be framed, sniffed or cached.
+func TestPageHeaders(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		for name, req := range map[string]func() *http.Request{
+			"error page": func() *http.Request {
+				r, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/sso/callback?state=x&code=y", nil)
+				return r
+			},
+			"missing tenant": func() *http.Request {
+				r, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/sso/login", nil)
+				return r
+			},
+			"sign-out confirmation": func() *http.Request {
+				r, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/sso/logout", nil)
+				r.Header.Set("Sec-Fetch-Site", "cross-site")
+				return r
+			},
+		} {
+			resp, err := f.browser().Do(req())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			h := resp.Header
+			if !strings.HasPrefix(h.Get("Content-Type"), "text/html") || h.Get("X-Frame-Options") != "DENY" ||
+				!strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") || h.Get("X-Content-Type-Options") != "nosniff" ||
+				h.Get("Cache-Control") != "no-store" {
+				t.Errorf("%s: %d headers %v", name, resp.StatusCode, h)
+			}
+		}
+	})
+}
