@@ -5,7 +5,7 @@
 //	GET  /unified-login/                      unified login page (also #/portal-login?ind=UNOP&appId=…)
 //	GET  /unified-login/portal-login          same, with ?ind=UNOP&appId=… as a real query
 //	POST /unified-login/login                 the login form (CSRF-protected)
-//	GET  /api/v1/oauth2/authorize             response_type=code&client_id&redirect_uri&scope&state
+//	GET  /api/v1/oauth2/authorize             response_type=code&client_id&redirect_uri&scope&state[&code_challenge&code_challenge_method=S256]
 //	POST /api/v1/oauth2/token                 grant_type=authorization_code | refresh_token
 //	GET  /api/v1/oauth2/userinfo              Authorization: Bearer …
 //	GET  /api/v1/logout?redirect_url=…        ends the IdP session
