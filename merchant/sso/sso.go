@@ -77,7 +77,10 @@ type Config struct {
 	// IdentityKeys sign identity tokens (the first) and verify them (any);
 	// shared with the vendor application; each at least 32 bytes. Required.
 	IdentityKeys [][]byte
-	// InsecureCookies drops the Secure attribute (http loopback tests only).
+	// InsecureCookies drops the Secure attribute of souk's cookies. New sets
+	// it when BaseURL is http: a browser drops a Secure cookie set over http
+	// (but for localhost), so a login there could never complete. KooGallery
+	// requires https; http is for development against souk market.
 	InsecureCookies bool
 	// SessionTTL is a session's absolute lifetime (default 24 h); IdleTimeout
 	// ends a session unused that long (default 8 h).
@@ -149,6 +152,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	if u, err := url.Parse(cfg.BaseURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("sso: BaseURL %q must be an absolute http(s) URL", cfg.BaseURL)
+	} else if u.Scheme == "http" {
+		cfg.InsecureCookies = true
 	}
 	if len(cfg.IdentityKeys) == 0 {
 		return nil, errors.New("sso: an identity key is required (shared with the vendor app)")

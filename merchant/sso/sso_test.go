@@ -608,6 +608,26 @@ func TestSecureCookieAttributes(t *testing.T) {
 	}
 }
 
+// The cookies are Secure when the public URL is https, and not when it is
+// http (a browser would drop them, and the login could never complete).
+func TestCookiesSecureFollowsBaseURL(t *testing.T) {
+	f := newFixture(t, dbtest.Backends()[0], func(c *Config) { c.InsecureCookies = false })
+	for _, c := range []struct {
+		base   string
+		secure bool
+	}{{"https://merchant.example.com", true}, {"http://devbox.lan:8080", false}} {
+		svc, err := New(Config{BaseURL: c.base, IdentityKeys: [][]byte{identityKey}}, Deps{DB: f.db, Directory: f.kit, Clock: f.clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		svc.setCookie(rec, "souk_session", "v", "/", f.clk.Now().Add(time.Hour))
+		if ck := rec.Result().Cookies()[0]; ck.Secure != c.secure {
+			t.Errorf("%s: cookie Secure = %v, want %v", c.base, ck.Secure, c.secure)
+		}
+	}
+}
+
 func TestSafeReturnTo(t *testing.T) {
 	for in, want := range map[string]string{
 		"/app/x?y=1":          "/app/x?y=1",
