@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -163,6 +164,24 @@ func msTime(ms int64) time.Time {
 var errNotFound = errors.New("not found")
 
 func loadInstance(ctx context.Context, q querier, id string) (*Instance, error) {
+	return loadInstanceLocking(ctx, q, id, "")
+}
+
+// lockInstance is loadInstance in a read-modify-write transaction: on
+// PostgreSQL the row stays locked (FOR UPDATE) until tx ends, so that a
+// concurrent change of the instance by another request, replica or job waits
+// for this one's commit and then reads what it wrote (READ COMMITTED would
+// let both read the old row, both write, and both emit their event). SQLite
+// transactions are IMMEDIATE: they run one at a time already.
+func lockInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error) {
+	lock := ""
+	if tx.Dialect == db.Postgres {
+		lock = " FOR UPDATE"
+	}
+	return loadInstanceLocking(ctx, tx, id, lock)
+}
+
+func loadInstanceLocking(ctx context.Context, q querier, id, lock string) (*Instance, error) {
 	var (
 		in                                            Instance
 		tf                                            int
@@ -170,7 +189,7 @@ func loadInstance(ctx context.Context, q querier, id string) (*Instance, error) 
 		failureCode, failureMsg                       string
 		expire, created, updated, readyAt, releasedAt int64
 	)
-	err := q.QueryRow(ctx, `SELECT `+instanceColumns+` FROM merchant_instances WHERE instance_id = $1`, id).Scan(
+	err := q.QueryRow(ctx, `SELECT `+instanceColumns+` FROM merchant_instances WHERE instance_id = $1`+lock, id).Scan(
 		&in.ID, &in.OrderID, &in.OrderLineID, &in.BusinessID, &tf, &in.Phase, &in.Status, &in.AliasOf,
 		&in.ProductID, &in.SkuCode, &in.ChargingMode, &orderJSON, &appInfo, &usageInfo, &expire, &created, &updated, &readyAt, &releasedAt,
 		&failureCode, &failureMsg)

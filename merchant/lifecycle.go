@@ -37,10 +37,11 @@ func sandboxOnly(inst *Instance, test bool, id string) error {
 	return nil
 }
 
-// activeInstance loads an instance for a lifecycle change: unknown → 000003;
-// an alias resolves to the instance it duplicates.
+// activeInstance loads the instance a call acts on (unknown → 000003; the
+// one an alias duplicates), locked until tx ends (lockInstance): the read-modify-write of a
+// call repeated on two replicas at once runs one after the other.
 func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error) {
-	inst, err := loadInstance(ctx, tx, id)
+	inst, err := lockInstance(ctx, tx, id)
 	if errors.Is(err, errNotFound) {
 		return nil, errNoInstance(id)
 	}
@@ -48,7 +49,7 @@ func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error
 		return nil, err
 	}
 	if inst.AliasOf != "" {
-		c, err := loadInstance(ctx, tx, inst.AliasOf)
+		c, err := lockInstance(ctx, tx, inst.AliasOf)
 		if err != nil {
 			return nil, fmt.Errorf("instance %s: alias of %s: %w", id, inst.AliasOf, err)
 		}

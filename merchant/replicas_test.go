@@ -1,0 +1,120 @@
+package merchant
+
+import (
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/kg"
+)
+
+// secondReplica starts another merchant (another process) on e's database,
+// with the same configuration, fakes and clock, and returns it with its URL.
+func secondReplica(t *testing.T, e *env) (*Merchant, string) {
+	t.Helper()
+	d, err := db.Open(e.ctx, e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	if err := Migrate(e.ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	m := e.newMerchant(d, e.cfg, Deps{Clock: e.clock})
+	srv := httptest.NewServer(m.Handler())
+	t.Cleanup(srv.Close)
+	return m, srv.URL
+}
+
+// together runs the calls at once. On PostgreSQL it first locks the row of
+// instance id, waits until every call's transaction waits for it, then lets
+// them go: each call has made its reads by then, as two replicas' calls do
+// when they arrive together (on SQLite, transactions run one after the other
+// whole, and the calls simply run at once).
+func together(t *testing.T, e *env, id string, calls ...func()) {
+	t.Helper()
+	var lock *dbtest.RowLock
+	if e.db.Dialect == db.Postgres {
+		lock = dbtest.LockRows(t, e.db, `SELECT 1 FROM merchant_instances WHERE instance_id = $1 FOR UPDATE`, id)
+	}
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Add(1)
+		go func() { defer wg.Done(); c() }()
+	}
+	if lock != nil {
+		lock.AwaitWaiters(len(calls))
+		lock.Release()
+	}
+	wg.Wait()
+}
+
+// A lifecycle call that KooGallery repeats (a retry after a timeout) may reach
+// two replicas at the same time: the repeat is harmless, one state change and
+// one event, as on one replica.
+func TestLifecycleRepeatOnTwoReplicas(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		_, url2 := secondReplica(t, e)
+		e.market.addOrder("REP1", "REP1-000001", ChargingPeriod, "prod-1", "sku-1")
+		id := e.call(newInstanceBody("REP1", "REP1-000001", "biz-rep1", false)).InstanceID
+		if id == "" {
+			t.Fatal("no instance")
+		}
+		urls := []string{e.srv.URL, url2}
+		repeat := func(body map[string]string) {
+			t.Helper()
+			calls := make([]func(), len(urls))
+			for i, u := range urls {
+				calls[i] = func() {
+					if r := e.call(body, func(o *callOpt) { o.url = u }); r.ResultCode != kg.CodeSuccess {
+						t.Errorf("%s on replica %d: %s %s", body["activity"], i+1, r.ResultCode, r.ResultMsg)
+					}
+				}
+			}
+			together(t, e, id, calls...)
+		}
+		for _, c := range []struct {
+			event string
+			body  map[string]string
+		}{
+			{EventRenewed, map[string]string{"activity": "refreshInstance", "instanceId": id, "orderId": "REN1", "orderLineId": "REN1-000001",
+				"scene": "RENEWAL", "expireTime": "20300101000000"}},
+			{EventFrozen, map[string]string{"activity": "updateInstanceStatus", "instanceId": id, "status": "FREEZE"}},
+			{EventUnfrozen, map[string]string{"activity": "updateInstanceStatus", "instanceId": id, "status": "UNFREEZE"}},
+			{EventReleased, map[string]string{"activity": "releaseInstance", "instanceId": id}},
+		} {
+			repeat(c.body)
+			if n := e.count(`SELECT COUNT(*) FROM handoff_events WHERE type = $1 AND subject = $2`, c.event, id); n != 1 {
+				t.Errorf("%s repeated on two replicas: %d %s events, want 1", c.body["activity"], n, c.event)
+			}
+		}
+	})
+}
+
+// Usage recorded for one instance on two replicas at once: the cumulative
+// usageInfo that queryInstance reports counts both calls' records.
+func TestUsageRecordedOnTwoReplicas(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		m2, _ := secondReplica(t, e)
+		e.market.addOrder("UR1", "UR1-000001", ChargingOnDemand, "prod-od", "sku-od")
+		id := e.call(newInstanceBody("UR1", "UR1-000001", "biz-ur1", false)).InstanceID
+		record := func(m *Merchant, sn string) func() {
+			return func() {
+				recs := []UsageRecordInput{{MeteringSN: sn, UsageValue: "1.5", BeginTime: "20260101T000000Z", EndTime: "20260101T010000Z"}}
+				if _, err := m.RecordUsage(e.ctx, id, recs, ""); err != nil {
+					t.Errorf("record %s: %v", sn, err)
+				}
+			}
+		}
+		together(t, e, id, record(e.m, "rep-a"), record(m2, "rep-b"))
+		q := e.call(map[string]string{"activity": "queryInstance", "instanceId": id})
+		if len(q.Info) != 1 || len(q.Info[0].UsageInfo) != 1 || q.Info[0].UsageInfo[0].UsageValue != "3" {
+			t.Fatalf("usageInfo after 1.5 + 1.5 on two replicas: %s", q.raw)
+		}
+	})
+}
+
