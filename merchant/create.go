@@ -485,7 +485,9 @@ func (m *Merchant) orderJobDone(ctx context.Context, p orderJob) (bool, error) {
 func (m *Merchant) applyOrderTx(ctx context.Context, tx *db.Tx, now time.Time, p orderJob, order *Order, due time.Time) (string, error) {
 	switch p.Purpose {
 	case purposeCreate:
-		inst, err := loadInstance(ctx, tx, p.InstanceID)
+		// Locked: a second run of the job (a lease lost to another replica)
+		// waits, then finds the order applied.
+		inst, err := lockInstance(ctx, tx, p.InstanceID)
 		if errors.Is(err, errNotFound) {
 			return "", nil
 		}

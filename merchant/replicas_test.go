@@ -7,6 +7,7 @@ import (
 
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/jobs"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -118,3 +119,35 @@ func TestUsageRecordedOnTwoReplicas(t *testing.T) {
 	})
 }
 
+// The Query Order job of a create may run twice at once (its lease lost to
+// another replica, docs/storage.md: handlers must be idempotent): the order
+// is applied once, with one instance.created event.
+func TestOrderJobTwiceAtOnce(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		m2, _ := secondReplica(t, e)
+		e.market.addOrder("OJ1", "OJ1-000001", ChargingPeriod, "prod-1", "sku-1")
+		e.market.down.Store(true)
+		r := e.call(newInstanceBody("OJ1", "OJ1-000001", "biz-oj1", false))
+		e.market.down.Store(false)
+		if r.ResultCode != kg.CodeInProgress || r.InstanceID == "" {
+			t.Fatalf("create while Query Order is down: %s %s", r.ResultCode, r.ResultMsg)
+		}
+		js, err := jobs.List(e.ctx, e.db, jobs.Filter{Kind: JobOrder})
+		if err != nil || len(js) != 1 {
+			t.Fatalf("order jobs: %v %v", js, err)
+		}
+		run := func(m *Merchant) func() {
+			return func() {
+				j := js[0]
+				if err := m.handleOrderJob(e.ctx, &j); err != nil {
+					t.Errorf("order job: %v", err)
+				}
+			}
+		}
+		together(t, e, r.InstanceID, run(e.m), run(m2))
+		if n := e.count(`SELECT COUNT(*) FROM handoff_events WHERE type = $1 AND subject = $2`, EventCreated, r.InstanceID); n != 1 {
+			t.Fatalf("the order job run twice at once: %d instance.created events, want 1", n)
+		}
+	})
+}
