@@ -182,7 +182,9 @@ func (d *Deliverer) Attempt(ctx context.Context, id string) (delivered bool, err
 	var ev *Stored
 	err = d.tx(ctx, func(tx *db.Tx) error {
 		var leaseUntil int64
-		row := tx.QueryRow(ctx, `SELECT `+eventColumns+`, lease_until FROM handoff_events WHERE event_id = $1`, id)
+		// Locked until the lease is written: a deliverer of another replica
+		// attempting the event at once waits, then finds it leased.
+		row := tx.QueryRow(ctx, `SELECT `+eventColumns+`, lease_until FROM handoff_events WHERE event_id = $1`+forUpdate(tx), id)
 		e, err := scanEvent(row, &leaseUntil)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %s", ErrNotFound, id)

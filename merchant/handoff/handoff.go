@@ -286,7 +286,9 @@ func Counts(ctx context.Context, d *db.DB) (map[string]int, error) {
 func Replay(ctx context.Context, d *db.DB, now time.Time, id string) error {
 	return d.Tx(ctx, func(tx *db.Tx) error {
 		var replays int
-		err := tx.QueryRow(ctx, `SELECT replays FROM handoff_events WHERE event_id = $1`, id).Scan(&replays)
+		// Locked: a replay of the event at once waits for this one, then
+		// counts another (and gets a job of its own).
+		err := tx.QueryRow(ctx, `SELECT replays FROM handoff_events WHERE event_id = $1`+forUpdate(tx), id).Scan(&replays)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %s", ErrNotFound, id)
 		}
@@ -300,6 +302,17 @@ func Replay(ctx context.Context, d *db.DB, now time.Time, id string) error {
 		}
 		return enqueue(ctx, tx, now, id, replays, now)
 	})
+}
+
+// forUpdate locks the rows a read-modify-write transaction reads, on
+// PostgreSQL, whose READ COMMITTED would otherwise let two replicas read the
+// same row and both write what they decided from it. SQLite transactions are
+// IMMEDIATE and run one at a time already.
+func forUpdate(tx *db.Tx) string {
+	if tx.Dialect == db.Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
 }
 
 // ReplayDead replays every dead event and returns their ids.

@@ -1,0 +1,105 @@
+package handoff_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/merchant/handoff"
+)
+
+// lined runs the calls at once. On PostgreSQL the event's row is locked
+// first, until every call's transaction waits for it: each has read the event
+// before either writes, as two replicas' deliverers do when they meet (on
+// SQLite transactions run one after the other, whole).
+func lined(t *testing.T, d *db.DB, id string, calls ...func()) {
+	t.Helper()
+	var lock *dbtest.RowLock
+	if d.Dialect == db.Postgres {
+		lock = dbtest.LockRows(t, d, `SELECT 1 FROM handoff_events WHERE event_id = $1 FOR UPDATE`, id)
+	}
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Add(1)
+		go func() { defer wg.Done(); c() }()
+	}
+	if lock != nil {
+		lock.AwaitWaiters(len(calls))
+		lock.Release()
+	}
+	wg.Wait()
+}
+
+// Two deliverers (two replicas: the event's job and its replay's job, say)
+// attempting one event at once: one of them delivers it, the other finds it
+// leased.
+func TestAttemptTwoDeliverersAtOnce(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d, c := setup(t, b)
+			tg := &target{answer: []byte(`ok`)}
+			dl := &handoff.Deliverer{DB: d, Clock: c, Target: tg.pick}
+			id := emit(t, d, c.Now(), handoff.Event{Type: "instance.frozen", Subject: "i-1"})
+			var (
+				mu     sync.Mutex
+				leased int
+			)
+			attempt := func() {
+				_, err := dl.Attempt(ctx, id)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case errors.Is(err, handoff.ErrLeased):
+					leased++
+				case err != nil:
+					t.Errorf("attempt: %v", err)
+				}
+			}
+			lined(t, d, id, attempt, attempt)
+			ev, err := handoff.Get(ctx, d, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// On SQLite the second attempt may come after the first has
+			// finished: it then finds the event delivered.
+			if tg.calls.Load() != 1 || ev.Attempts != 1 || ev.State != handoff.StateDelivered {
+				t.Fatalf("two attempts at once: %d deliveries, %d attempts counted, state %s (%d leased), want 1 delivery",
+					tg.calls.Load(), ev.Attempts, ev.State, leased)
+			}
+		})
+	}
+}
+
+// Two replays of one event at once (two operators, or the CLI and the
+// management API) are two replays: each gets its delivery.
+func TestReplayTwiceAtOnce(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d, c := setup(t, b)
+			tg := &target{answer: []byte(`ok`)}
+			dl := &handoff.Deliverer{DB: d, Clock: c, Target: tg.pick}
+			id := emit(t, d, c.Now(), handoff.Event{Type: "instance.frozen", Subject: "i-1"})
+			if ok, err := dl.Attempt(ctx, id); !ok || err != nil {
+				t.Fatalf("first delivery: %v %v", ok, err)
+			}
+			replay := func() {
+				if err := handoff.Replay(ctx, d, c.Now(), id); err != nil {
+					t.Errorf("replay: %v", err)
+				}
+			}
+			lined(t, d, id, replay, replay)
+			ev, err := handoff.Get(ctx, d, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, d, `SELECT COUNT(*) FROM jobs WHERE unique_key LIKE $1`, "handoff:"+id+":replay:%"); ev.Replays != 2 || n != 2 {
+				t.Fatalf("two replays at once: replays %d, %d replay jobs, want 2 and 2", ev.Replays, n)
+			}
+		})
+	}
+}
