@@ -47,6 +47,9 @@ type fakeMarket struct {
 	badSig   atomic.Int64
 	failPush atomic.Bool
 	refuse   map[string]string // metering_sn → per-record error code (under mu)
+	// pushHook, if set, is called as a usage push arrives, before it is
+	// answered (a test holds a push there).
+	pushHook atomic.Pointer[func()]
 }
 
 func newFakeMarket(t testing.TB, c clock.Clock) *fakeMarket {
@@ -98,6 +101,9 @@ func (f *fakeMarket) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		_, _ = fmt.Fprintf(w, `{"resultCode":"MKT.0000","resultMsg":"Success","orderInfo":%s}`, info)
 	case UsagePushPath:
+		if h := f.pushHook.Load(); h != nil {
+			(*h)()
+		}
 		if _, err := kg.VerifyUsageSignature(testKey, r.Header.Get("signature"), r.Header.Get("ts"), r.Header.Get("nonce"), body); err != nil {
 			f.badSig.Add(1)
 			w.WriteHeader(http.StatusBadRequest)

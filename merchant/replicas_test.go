@@ -1,9 +1,12 @@
 package merchant
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
@@ -148,6 +151,102 @@ func TestOrderJobTwiceAtOnce(t *testing.T) {
 		together(t, e, r.InstanceID, run(e.m), run(m2))
 		if n := e.count(`SELECT COUNT(*) FROM handoff_events WHERE type = $1 AND subject = $2`, EventCreated, r.InstanceID); n != 1 {
 			t.Fatalf("the order job run twice at once: %d instance.created events, want 1", n)
+		}
+	})
+}
+
+// Two replicas run usage push jobs at once (each RecordUsage schedules one):
+// every record is pushed once, not by both.
+func TestUsagePushOnTwoReplicas(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		m2, _ := secondReplica(t, e)
+		e.market.addOrder("UP1", "UP1-000001", ChargingOnDemand, "prod-od", "sku-od")
+		id := e.call(newInstanceBody("UP1", "UP1-000001", "biz-up1", false)).InstanceID
+		for _, sn := range []string{"push-a", "push-b"} {
+			recs := []UsageRecordInput{{MeteringSN: sn, UsageValue: "1", BeginTime: "20260101T000000Z", EndTime: "20260101T010000Z"}}
+			if _, err := e.m.RecordUsage(e.ctx, id, recs, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Replica 1's push is held at the marketplace while replica 2 runs
+		// the other job.
+		started, release := make(chan struct{}), make(chan struct{})
+		var held atomic.Bool
+		hook := func() {
+			if held.CompareAndSwap(false, true) {
+				close(started)
+				<-release
+			}
+		}
+		e.market.pushHook.Store(&hook)
+		done := make(chan error, 1)
+		go func() { _, err := e.m.RunDue(e.ctx); done <- err }()
+		<-started
+		if _, err := m2.RunDue(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		// Whatever is left runs later, on either replica.
+		for range 3 {
+			e.clock.Advance(10 * time.Minute)
+			for _, m := range []*Merchant{e.m, m2} {
+				if _, err := m.RunDue(e.ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		pushed := map[string]int{}
+		e.market.mu.Lock()
+		for _, p := range e.market.pushes {
+			for _, r := range p {
+				pushed[fmt.Sprint(r["metering_sn"])]++
+			}
+		}
+		e.market.mu.Unlock()
+		if pushed["push-a"] != 1 || pushed["push-b"] != 1 || len(pushed) != 2 {
+			t.Fatalf("records pushed by two replicas: %v, want each once", pushed)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM merchant_usage WHERE pushed_at = 0`); n != 0 {
+			t.Fatalf("%d records not pushed", n)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state <> 'done'`, JobUsagePush); n != 0 {
+			t.Fatalf("%d usage push jobs not done", n)
+		}
+	})
+}
+
+// A replica that stops while its push holds records (a crash between the
+// claim and the answer): the records are pushed once the claim runs out.
+func TestUsagePushClaimOfAStoppedReplica(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		e.market.addOrder("UP2", "UP2-000001", ChargingOnDemand, "prod-od", "sku-od")
+		id := e.call(newInstanceBody("UP2", "UP2-000001", "biz-up2", false)).InstanceID
+		recs := []UsageRecordInput{{MeteringSN: "held", UsageValue: "1", BeginTime: "20260101T000000Z", EndTime: "20260101T010000Z"}}
+		if _, err := e.m.RecordUsage(e.ctx, id, recs, ""); err != nil {
+			t.Fatal(err)
+		}
+		// The claim of a push whose process stopped.
+		if _, err := e.db.Exec(e.ctx, `UPDATE merchant_usage SET push_lease_until = $1`, e.clock.Now().Add(usagePushLease).UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+		e.runJobs(time.Second)
+		e.market.mu.Lock()
+		n := len(e.market.pushes)
+		e.market.mu.Unlock()
+		if n != 0 {
+			t.Fatalf("%d pushes while another push holds the record", n)
+		}
+		e.runJobs(usagePushLease)
+		if n := e.count(`SELECT COUNT(*) FROM merchant_usage WHERE pushed_at = 0`); n != 0 {
+			t.Fatal("the record of a stopped push was not pushed after its claim ran out")
+		}
+		if n := e.count(`SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state <> 'done'`, JobUsagePush); n != 0 {
+			t.Fatalf("%d usage push jobs not done", n)
 		}
 	})
 }

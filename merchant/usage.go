@@ -3,6 +3,7 @@ package merchant
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -380,36 +381,99 @@ func parseUsageAnswer(status int, body []byte, recs []wireUsage) (map[string]Usa
 	return nil, &UsagePushError{Status: status, Body: string(body)}
 }
 
-// handleUsagePush pushes every pending usage record, ≤1000 per call.
-func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
-	for {
-		rows, err := m.db.Query(ctx, `SELECT metering_sn, instance_id, usage_value, begin_at, end_at, record_at, relate_pkg_instance
-			FROM merchant_usage WHERE pushed_at = 0 ORDER BY created_at, metering_sn LIMIT $1`, MaxUsageRecordsPerPush)
+// usagePushLease is how long a push keeps the records it sends to itself
+// (Merchant clock): the call (at most the outbound client's timeout) and the
+// recording of its answer, with room for replicas' clocks that differ.
+const usagePushLease = 2 * time.Minute
+
+// claimUsageSQL claims up to $3 pending usage records that no push holds
+// ($2 = now) until $1, oldest first. On PostgreSQL, SKIP LOCKED passes over
+// the rows another replica is claiming, and the outer WHERE checks the
+// claim again on the row as that replica left it.
+func claimUsageSQL(d db.Dialect) string {
+	lock := ""
+	if d == db.Postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	return `UPDATE merchant_usage SET push_lease_until = $1
+	WHERE pushed_at = 0 AND push_lease_until <= $2 AND metering_sn IN (
+		SELECT metering_sn FROM merchant_usage WHERE pushed_at = 0 AND push_lease_until <= $2
+		ORDER BY created_at, metering_sn LIMIT $3` + lock + `)
+	RETURNING metering_sn, instance_id, usage_value, begin_at, end_at, record_at, relate_pkg_instance, created_at`
+}
+
+// claimUsage claims the next pending records for one push (claimUsageSQL).
+func (m *Merchant) claimUsage(ctx context.Context) ([]wireUsage, error) {
+	type claimed struct {
+		wireUsage
+		created int64
+	}
+	var out []claimed
+	err := m.db.Tx(ctx, func(tx *db.Tx) error {
+		out = out[:0]
+		now := m.clock.Now()
+		rows, err := tx.Query(ctx, claimUsageSQL(tx.Dialect), now.Add(usagePushLease).UnixMilli(), now.UnixMilli(), MaxUsageRecordsPerPush)
 		if err != nil {
-			return fmt.Errorf("usage push: %w", err)
+			return err
 		}
-		var recs []wireUsage
+		defer rows.Close()
 		for rows.Next() {
 			var (
-				w                  wireUsage
+				c                  claimed
 				begin, end, record int64
 			)
-			if err := rows.Scan(&w.MeteringSN, &w.InstanceID, &w.UsageValue, &begin, &end, &record, &w.RelatePkgInstance); err != nil {
-				rows.Close()
-				return fmt.Errorf("usage push: %w", err)
+			if err := rows.Scan(&c.MeteringSN, &c.InstanceID, &c.UsageValue, &begin, &end, &record, &c.RelatePkgInstance, &c.created); err != nil {
+				return err
 			}
-			w.BeginTime = time.UnixMilli(begin).UTC().Format(usageTimeLayout)
-			w.EndTime = time.UnixMilli(end).UTC().Format(usageTimeLayout)
-			w.RecordTime = time.UnixMilli(record).UTC().Format(usageTimeLayout)
-			recs = append(recs, w)
+			c.BeginTime = time.UnixMilli(begin).UTC().Format(usageTimeLayout)
+			c.EndTime = time.UnixMilli(end).UTC().Format(usageTimeLayout)
+			c.RecordTime = time.UnixMilli(record).UTC().Format(usageTimeLayout)
+			out = append(out, c)
 		}
-		err = rows.Err()
-		rows.Close()
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("usage push: claim records: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].created != out[j].created {
+			return out[i].created < out[j].created
+		}
+		return out[i].MeteringSN < out[j].MeteringSN
+	})
+	recs := make([]wireUsage, len(out))
+	for i := range out {
+		recs[i] = out[i].wireUsage
+	}
+	return recs, nil
+}
+
+// releaseUsage gives claimed records back for a later push (the call
+// failed, or the marketplace refused them for now).
+func (m *Merchant) releaseUsage(ctx context.Context, sns []string) {
+	if len(sns) == 0 {
+		return
+	}
+	ph, args := inList(sns, 1)
+	if _, err := m.db.Exec(context.WithoutCancel(ctx), `UPDATE merchant_usage SET push_lease_until = 0 WHERE pushed_at = 0 AND metering_sn IN (`+ph+`)`, args...); err != nil {
+		// The claims run out after usagePushLease.
+		m.log.Warn("usage push: release records", "records", len(sns), "err", err)
+	}
+}
+
+// handleUsagePush pushes every pending usage record, ≤1000 per call. Each
+// call's records are claimed first (claimUsage), so that the push jobs of two
+// replicas, or two workers, never send one record twice; records another
+// push holds make this job run again when that claim runs out, in case that
+// push never finishes.
+func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
+	for {
+		recs, err := m.claimUsage(ctx)
 		if err != nil {
-			return fmt.Errorf("usage push: %w", err)
+			return err
 		}
 		if len(recs) == 0 {
-			return nil
+			return m.usageHeldElsewhere(ctx)
 		}
 		full := len(recs) == MaxUsageRecordsPerPush
 		if recs, err = m.settleInvalidUsage(ctx, recs); err != nil {
@@ -424,11 +488,16 @@ func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
 		res, err := m.usage.Push(ctx, recs)
 		if err != nil {
 			m.metrics.usagePush("error", len(recs))
+			sns := make([]string, len(recs))
+			for i, r := range recs {
+				sns[i] = r.MeteringSN
+			}
+			m.releaseUsage(ctx, sns)
 			return err
 		}
-		retry := 0
+		var retry []string
 		err = m.db.Tx(ctx, func(tx *db.Tx) error {
-			retry = 0
+			retry = retry[:0]
 			now := m.clock.Now()
 			for _, r := range recs {
 				result, outcome := truncate(string(res.Answer), 500), "ok"
@@ -441,13 +510,13 @@ func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
 						result, outcome = truncate("rejected "+f.Code+": "+f.Msg, 500), "rejected"
 						m.log.Error("usage record refused by the marketplace", "meteringSn", r.MeteringSN, "instanceId", r.InstanceID, "code", f.Code, "msg", f.Msg)
 					default:
-						retry++
+						retry = append(retry, r.MeteringSN)
 						m.metrics.usagePush("retry", 1)
 						continue
 					}
 				}
 				m.metrics.usagePush(outcome, 1)
-				if _, err := tx.Exec(ctx, `UPDATE merchant_usage SET pushed_at = $2, push_result = $3 WHERE metering_sn = $1`,
+				if _, err := tx.Exec(ctx, `UPDATE merchant_usage SET pushed_at = $2, push_result = $3, push_lease_until = 0 WHERE metering_sn = $1`,
 					r.MeteringSN, now.UnixMilli(), result); err != nil {
 					return err
 				}
@@ -457,13 +526,29 @@ func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
 		if err != nil {
 			return fmt.Errorf("usage push: mark pushed: %w", err)
 		}
-		if retry > 0 {
-			return fmt.Errorf("usage push: %d record(s) refused for now; retrying", retry)
+		if len(retry) > 0 {
+			m.releaseUsage(ctx, retry)
+			return fmt.Errorf("usage push: %d record(s) refused for now; retrying", len(retry))
 		}
 		if !full {
 			return nil
 		}
 	}
+}
+
+// usageHeldElsewhere is the end of a push job that found nothing to claim:
+// done, unless pending records are held by another push (another replica's
+// job, running or stopped), whose claim this job outlives: it runs again
+// when the claim runs out, and pushes the records if that push did not.
+func (m *Merchant) usageHeldElsewhere(ctx context.Context) error {
+	var until sql.NullInt64
+	if err := m.db.QueryRow(ctx, `SELECT MIN(push_lease_until) FROM merchant_usage WHERE pushed_at = 0`).Scan(&until); err != nil {
+		return fmt.Errorf("usage push: pending records: %w", err)
+	}
+	if !until.Valid {
+		return nil
+	}
+	return jobs.RetryAt(time.UnixMilli(until.Int64).Add(time.Second), nil)
 }
 
 // settleInvalidUsage checks every record with kg.CheckRecord, the check the
@@ -480,7 +565,7 @@ func (m *Merchant) settleInvalidUsage(ctx context.Context, recs []wireUsage) ([]
 			continue
 		}
 		m.log.Error("usage record not pushed: the marketplace would refuse it", "meteringSn", r.MeteringSN, "instanceId", r.InstanceID, "code", e.Code, "err", e.Msg)
-		if _, err := m.db.Exec(ctx, `UPDATE merchant_usage SET pushed_at = $2, push_result = $3 WHERE metering_sn = $1`,
+		if _, err := m.db.Exec(ctx, `UPDATE merchant_usage SET pushed_at = $2, push_result = $3, push_lease_until = 0 WHERE metering_sn = $1`,
 			r.MeteringSN, m.clock.Now().UnixMilli(), truncate("rejected by souk before sending "+e.Code+": "+e.Field+" "+e.Msg, 500)); err != nil {
 			return nil, fmt.Errorf("usage push: settle invalid record: %w", err)
 		}
