@@ -64,7 +64,8 @@ type Config struct {
 	EncryptType    string
 	ProductEncrypt map[string]string
 
-	// NonceRetention: how long seen nonces are kept (default 10 min, ≥ 2×Window).
+	// NonceRetention: how long seen nonces are kept (default 10 min, at least
+	// 2×Window + NonceClockSkew).
 	NonceRetention time.Duration
 	// AuditRetention: audit_log rows older than this are pruned (0 = keep forever).
 	AuditRetention time.Duration
@@ -79,6 +80,13 @@ type Config struct {
 	// address its X-Forwarded-For gives (ParseTrustedProxies).
 	TrustedProxies []netip.Prefix
 }
+
+// NonceClockSkew is how far the clocks of replicas sharing a database may
+// differ without a replay getting through: a nonce is stored at the clock of
+// the replica that took it and pruned at the clock of whichever replica
+// prunes, while a replay may reach a third one. 2×Window alone (a timestamp
+// at one edge of the window, its replay at the other) left no room.
+const NonceClockSkew = time.Minute
 
 func (c *Config) setDefaults() {
 	if c.BasePath == "" {
@@ -102,7 +110,7 @@ func (c *Config) setDefaults() {
 	if c.WebhookMaxAttempts <= 0 {
 		c.WebhookMaxAttempts = 12
 	}
-	if min := 2 * c.Window; c.NonceRetention < min {
+	if min := 2*c.Window + NonceClockSkew; c.NonceRetention < min {
 		c.NonceRetention = max(min, 10*time.Minute)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
 	"github.com/soukhq/souk/jobs"
@@ -247,6 +248,39 @@ func TestUsagePushClaimOfAStoppedReplica(t *testing.T) {
 		}
 		if n := e.count(`SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state <> 'done'`, JobUsagePush); n != 0 {
 			t.Fatalf("%d usage push jobs not done", n)
+		}
+	})
+}
+
+// Replicas' clocks differ a little. A nonce pruned by a replica whose clock
+// is ahead must not become replayable on a replica whose clock is behind,
+// even for a request at the edge of the window, and even with a long window.
+func TestNoncePrunedByAReplicaAhead(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		const window = 10 * time.Minute
+		e := newEnv(t, backend, func(c *Config, _ *Deps) { c.Window = window })
+		d2, err := db.Open(e.ctx, e.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d2.Close() })
+		ahead := clock.NewVirtual(e.clock.Now().Add(3 * time.Second)) // replica 2's clock, 3 s ahead
+		m2 := e.newMerchant(d2, e.cfg, Deps{Clock: ahead})
+		base := e.clock.Now()
+		ts := fmt.Sprint(base.Add(window - time.Second).UnixMilli()) // a caller's clock ahead by almost the window
+		n := nonce()
+		q := map[string]string{"activity": "queryInstance", "instanceId": "nn-1"}
+		opt := func(o *callOpt) { o.nonce, o.timestamp = n, ts }
+		if r := e.call(q, opt); r.ResultCode == kg.CodeAuthFailed {
+			t.Fatalf("first call refused: %s", r.ResultMsg)
+		}
+		// Later, replica 2 prunes with its clock; the replay reaches replica
+		// 1, whose window still takes the timestamp.
+		e.clock.Advance(2*window - 2*time.Second)
+		ahead.Set(e.clock.Now().Add(3 * time.Second))
+		m2.housekeep(e.ctx)
+		if r := e.call(q, opt); r.ResultCode != kg.CodeAuthFailed {
+			t.Fatalf("replay after a prune by a replica 3 s ahead: %s %s, want %s", r.ResultCode, r.ResultMsg, kg.CodeAuthFailed)
 		}
 	})
 }
