@@ -1,6 +1,7 @@
 package merchant
 
 import (
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"sync"
@@ -281,6 +282,50 @@ func TestNoncePrunedByAReplicaAhead(t *testing.T) {
 		m2.housekeep(e.ctx)
 		if r := e.call(q, opt); r.ResultCode != kg.CodeAuthFailed {
 			t.Fatalf("replay after a prune by a replica 3 s ahead: %s %s, want %s", r.ResultCode, r.ResultMsg, kg.CodeAuthFailed)
+		}
+	})
+}
+
+// Three replicas starting at once on a fresh database each migrate it (jobs,
+// handoff, merchant): every migration applies once, and all three start.
+func TestReplicasMigrateAtOnce(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		dsn := dbtest.DSN(t, backend)
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		start := make(chan struct{})
+		for i := range errs {
+			d, err := db.Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = d.Close() })
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[i] = Migrate(context.Background(), d)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("replica %d: migrate: %v", i+1, err)
+			}
+		}
+		d, err := db.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		all, err := db.Migrations(migrationFS, d.Dialect)
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied, err := d.Applied(context.Background(), "merchant")
+		if err != nil || len(applied) != len(all) {
+			t.Fatalf("merchant migrations recorded: %v (%v), want %d", applied, err, len(all))
 		}
 	})
 }
