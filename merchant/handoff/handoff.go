@@ -284,38 +284,45 @@ func Counts(ctx context.Context, d *db.DB) (map[string]int, error) {
 // Replay delivers an event again, whatever its state (a delivered event is
 // delivered once more; a dead one gets a fresh set of attempts).
 func Replay(ctx context.Context, d *db.DB, now time.Time, id string) error {
-	return d.Tx(ctx, func(tx *db.Tx) error {
-		var replays int
+	_, err := replay(ctx, d, now, id, false)
+	return err
+}
+
+// replay is Replay; with onlyDead, an event that is no longer dead (replayed
+// by someone else meanwhile) is left alone, and replayed=false.
+func replay(ctx context.Context, d *db.DB, now time.Time, id string, onlyDead bool) (replayed bool, err error) {
+	err = d.Tx(ctx, func(tx *db.Tx) error {
+		replayed = false
+		var (
+			replays int
+			state   string
+		)
 		// Locked: a replay of the event at once waits for this one, then
 		// counts another (and gets a job of its own).
-		err := tx.QueryRow(ctx, `SELECT replays FROM handoff_events WHERE event_id = $1`+forUpdate(tx), id).Scan(&replays)
+		err := tx.QueryRow(ctx, `SELECT replays, state FROM handoff_events WHERE event_id = $1`+forUpdate(tx), id).Scan(&replays, &state)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %s", ErrNotFound, id)
 		}
 		if err != nil {
 			return fmt.Errorf("handoff: replay %s: %w", id, err)
 		}
+		if onlyDead && state != StateDead {
+			return nil
+		}
 		replays++
 		if _, err := tx.Exec(ctx, `UPDATE handoff_events SET state = 'pending', attempts = 0, lease_until = 0, replays = $2
 			WHERE event_id = $1`, id, replays); err != nil {
 			return fmt.Errorf("handoff: replay %s: %w", id, err)
 		}
+		replayed = true
 		return enqueue(ctx, tx, now, id, replays, now)
 	})
+	return replayed, err
 }
 
-// forUpdate locks the rows a read-modify-write transaction reads, on
-// PostgreSQL, whose READ COMMITTED would otherwise let two replicas read the
-// same row and both write what they decided from it. SQLite transactions are
-// IMMEDIATE and run one at a time already.
-func forUpdate(tx *db.Tx) string {
-	if tx.Dialect == db.Postgres {
-		return " FOR UPDATE"
-	}
-	return ""
-}
-
-// ReplayDead replays every dead event and returns their ids.
+// ReplayDead replays every dead event and returns their ids. An event that
+// another ReplayDead (another host, the API) replays at the same time is
+// replayed once, by one of them.
 func ReplayDead(ctx context.Context, d *db.DB, now time.Time) ([]string, error) {
 	var ids []string
 	for {
@@ -327,12 +334,26 @@ func ReplayDead(ctx context.Context, d *db.DB, now time.Time) ([]string, error) 
 			return ids, nil
 		}
 		for _, ev := range evs {
-			if err := Replay(ctx, d, now, ev.ID); err != nil {
+			ok, err := replay(ctx, d, now, ev.ID, true)
+			if err != nil {
 				return ids, err
 			}
-			ids = append(ids, ev.ID)
+			if ok {
+				ids = append(ids, ev.ID)
+			}
 		}
 	}
+}
+
+// forUpdate locks the rows a read-modify-write transaction reads, on
+// PostgreSQL, whose READ COMMITTED would otherwise let two replicas read the
+// same row and both write what they decided from it. SQLite transactions are
+// IMMEDIATE and run one at a time already.
+func forUpdate(tx *db.Tx) string {
+	if tx.Dialect == db.Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
 }
 
 // EmitClaimedMany is EmitClaimedAt for several events in one transaction,

@@ -103,3 +103,40 @@ func TestReplayTwiceAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// The dead letter replayed from two places at once (`events replay --dead`
+// on two hosts, or the command and the API): each dead event is replayed
+// once, not once per caller.
+func TestReplayDeadTwiceAtOnce(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d, c := setup(t, b)
+			id := emit(t, d, c.Now(), handoff.Event{Type: "instance.frozen", Subject: "i-1"})
+			if _, err := d.Exec(ctx, `UPDATE handoff_events SET state = 'dead', attempts = 12 WHERE event_id = $1`, id); err != nil {
+				t.Fatal(err)
+			}
+			var (
+				mu       sync.Mutex
+				replayed []string
+			)
+			replayDead := func() {
+				ids, err := handoff.ReplayDead(ctx, d, c.Now())
+				if err != nil {
+					t.Errorf("replay dead: %v", err)
+				}
+				mu.Lock()
+				replayed = append(replayed, ids...)
+				mu.Unlock()
+			}
+			lined(t, d, id, replayDead, replayDead)
+			ev, err := handoff.Get(ctx, d, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Replays != 1 || len(replayed) != 1 || ev.State != handoff.StatePending {
+				t.Fatalf("the dead letter replayed twice at once: %d replays, replayed %v, state %s; want one replay", ev.Replays, replayed, ev.State)
+			}
+		})
+	}
+}
