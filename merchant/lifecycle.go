@@ -38,8 +38,9 @@ func sandboxOnly(inst *Instance, test bool, id string) error {
 }
 
 // activeInstance loads the instance a call acts on (unknown → 000003; the
-// one an alias duplicates), locked until tx ends (lockInstance): the read-modify-write of a
-// call repeated on two replicas at once runs one after the other.
+// one an alias duplicates), locked until tx ends (lockInstance): the
+// read-modify-write of a call repeated on two replicas at once runs one after
+// the other.
 func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error) {
 	inst, err := lockInstance(ctx, tx, id)
 	if errors.Is(err, errNotFound) {
