@@ -6,14 +6,18 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/soukhq/souk/merchant/auditnote"
 )
 
 // audited wraps a handler mounted with Handle (the joint-operation kit sync
 // interfaces, single sign-on, the tenant read API) so that every inbound call
 // leaves an audit record like the basic interfaces do: the route, the remote
 // address, the HTTP status or the protocol resultCode of a JSON answer, and
-// the latency. Nothing of the request body is recorded: kit bodies carry
-// client secrets and personal data.
+// the latency, and what the handler noted of the call (merchant/auditnote:
+// the instance, the tenant, the user, why a sign-in failed). Nothing else of
+// the request body is recorded: kit bodies carry client secrets and personal
+// data.
 func (m *Merchant) audited(pattern string, h http.Handler) http.Handler {
 	source := "api"
 	switch {
@@ -29,9 +33,10 @@ func (m *Merchant) auditedAs(source string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now() // latency only
 		rec := &auditRecorder{ResponseWriter: w, status: http.StatusOK}
-		h.ServeHTTP(rec, r)
+		ctx, note := auditnote.With(r.Context()) // the handler may name what the call was about
+		h.ServeHTTP(rec, r.WithContext(ctx))
 		e := auditEntry{At: m.clock.Now(), Source: source, Remote: m.remoteAddr(r), Activity: r.Method + " " + r.URL.Path,
-			ResultCode: rec.code(), Latency: time.Since(start)}
+			ResultCode: rec.code(), Latency: time.Since(start), InstanceID: note.InstanceID(), Message: note.String()}
 		m.audit(r.Context(), e)
 	})
 }

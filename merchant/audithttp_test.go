@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/merchant/auditnote"
 )
 
 // Handlers mounted with Handle (kit syncs, SSO, tenant API) leave an audit
@@ -20,6 +21,8 @@ func TestMountedHandlersAreAudited(t *testing.T) {
 			_, _ = w.Write([]byte(`{"resultCode":"000001","resultMsg":"bad x-sign"}`))
 		}))
 		e.m.Handle("/sso/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			auditnote.Instance(r.Context(), "inst-9")
+			auditnote.Add(r.Context(), "tenant", r.URL.Query().Get("tenant"))
 			http.Redirect(w, r, "https://idp.example.com/authorize", http.StatusFound)
 		}))
 		resp, err := http.Post(e.srv.URL+"/koogallery/produceAPI/v2/tenantSync", "application/json",
@@ -38,8 +41,8 @@ func TestMountedHandlersAreAudited(t *testing.T) {
 		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE source = 'kit' AND result_code = '000001' AND activity = 'POST /koogallery/produceAPI/v2/tenantSync'`); n != 1 {
 			t.Fatalf("%d kit audit rows, want 1", n)
 		}
-		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE source = 'sso' AND result_code = 'HTTP Found'`); n != 1 {
-			t.Fatalf("%d sso audit rows, want 1", n)
+		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE source = 'sso' AND result_code = 'HTTP Found' AND instance_id = 'inst-9' AND message = 'tenant=t1'`); n != 1 {
+			t.Fatalf("%d sso audit rows with the handler's note, want 1", n)
 		}
 		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE message LIKE '%do-not-log-me%' OR activity LIKE '%do-not-log-me%'`); n != 0 {
 			t.Fatal("a request body reached the audit log")

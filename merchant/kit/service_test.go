@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -10,13 +11,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/db/dbtest"
 	"github.com/soukhq/souk/internal/testkeys"
 	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/merchant/auditnote"
 )
 
 func TestSignatureVariants(t *testing.T) {
@@ -528,5 +532,41 @@ func TestBuildTreeCycles(t *testing.T) {
 	walk(tree, 0)
 	if len(seen) != 4 {
 		t.Fatalf("tree lost departments: %v", seen)
+	}
+}
+
+// A kit call names, for the merchant's audit record, the instance and the
+// tenant it is about (and the application, the department), never the body's
+// secrets.
+func TestKitCallsNoteTheirSubject(t *testing.T) {
+	f := newFixture(t, dbtest.Backends()[0])
+	h := f.svc.Handler()
+	call := func(path string, body map[string]any) string {
+		t.Helper()
+		raw, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := strconv.FormatInt(f.clk.Now().UnixMilli(), 10)
+		nonce := "note-" + path
+		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(raw))
+		req.Header.Set("x-sign", kg.KitSign(testKey, nonce, ts, raw))
+		req.Header.Set("x-nonce", nonce)
+		req.Header.Set("x-timestamp", ts)
+		ctx, note := auditnote.With(req.Context())
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req.WithContext(ctx))
+		if !strings.Contains(rec.Body.String(), `"000000"`) {
+			t.Fatalf("%s: %s", path, rec.Body.String())
+		}
+		return note.InstanceID() + " " + note.String()
+	}
+	if got := call(PathTenantSync, tenantBody(FlagAdd, "Acme", "https://acme.example.com")); got != "inst-1 tenant=t-1" {
+		t.Errorf("tenantSync note = %q", got)
+	}
+	org := map[string]any{"instanceId": "inst-1", "tenantId": "t-1", "orgCode": "d9", "orgName": "R&D", "parentCode": "", "flag": 1, "testFlag": 1,
+		"timeStamp": "20260301160000000"}
+	if got := call(PathSingleOrgSync, org); got != "inst-1 tenant=t-1 testFlag=1 org=d9" {
+		t.Errorf("singleOrgSync note = %q", got)
 	}
 }

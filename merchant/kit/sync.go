@@ -10,6 +10,7 @@ import (
 
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/merchant/auditnote"
 	"github.com/soukhq/souk/merchant/handoff"
 )
 
@@ -71,11 +72,22 @@ func emit(ctx context.Context, tx *db.Tx, now time.Time, typ, subject string, te
 
 // ---- tenantSync ----
 
+// noteCommon names, in the audit record of the call, the instance and the
+// tenant a kit request is about.
+func noteCommon(ctx context.Context, c *Common) {
+	auditnote.Instance(ctx, c.InstanceID)
+	auditnote.Add(ctx, "tenant", c.TenantID)
+	if c.TestFlag {
+		auditnote.Add(ctx, "testFlag", "1")
+	}
+}
+
 func (s *Service) tenantSync(ctx context.Context, body []byte, now time.Time) error {
 	req, err := DecodeTenantSync(body)
 	if err != nil {
 		return err
 	}
+	noteCommon(ctx, &req.Common)
 	return s.ApplyTenantSync(ctx, req, now)
 }
 
@@ -160,6 +172,8 @@ func (s *Service) applicationSync(ctx context.Context, body []byte, now time.Tim
 	if err != nil {
 		return err
 	}
+	noteCommon(ctx, &req.Common)
+	auditnote.Add(ctx, "app", req.AppID)
 	return s.ApplyApplicationSync(ctx, req, now)
 }
 
@@ -259,6 +273,8 @@ func (s *Service) authSync(ctx context.Context, body []byte, now time.Time) erro
 	if err != nil {
 		return err
 	}
+	noteCommon(ctx, &req.Common)
+	auditnote.Add(ctx, "app", req.AppID)
 	return s.ApplyAuthSync(ctx, req, now)
 }
 
@@ -400,6 +416,8 @@ func (s *Service) singleOrgSync(ctx context.Context, body []byte, now time.Time)
 	if err != nil {
 		return err
 	}
+	noteCommon(ctx, &req.Common)
+	auditnote.Add(ctx, "org", req.OrgCode)
 	return s.ApplySingleOrgSync(ctx, req, now)
 }
 
@@ -465,6 +483,7 @@ func (s *Service) allOrgSync(ctx context.Context, body []byte, now time.Time) er
 	if err != nil {
 		return err
 	}
+	noteCommon(ctx, &req.Common)
 	return s.ApplyAllOrgSync(ctx, req, now)
 }
 

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/soukhq/souk/db"
+	"github.com/soukhq/souk/merchant/auditnote"
 	"github.com/soukhq/souk/merchant/kit"
 )
 
@@ -50,6 +51,7 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if !errors.As(err, &le) {
 		le = &loginError{Status: http.StatusInternalServerError, Title: "Sign-in failed", Msg: "An internal error occurred. Please try again later.", Err: err}
 	}
+	auditnote.Add(r.Context(), "refused", le.Title)
 	if le.Status >= 500 {
 		s.log.Error("sso", "path", r.URL.Path, "status", le.Status, "err", err)
 	} else {
@@ -147,6 +149,7 @@ func (s *Service) oauthCtx(ctx context.Context) context.Context {
 func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	tenantID := r.URL.Query().Get("tenant")
+	auditnote.Add(ctx, "tenant", tenantID)
 	if tenantID == "" || len(tenantID) > 64 {
 		s.fail(w, r, &loginError{Status: http.StatusBadRequest, Title: "Missing organization", Msg: "The sign-in link must name your organization (tenant)."})
 		return
@@ -378,6 +381,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &loginError{Status: http.StatusBadRequest, Title: "Sign-in rejected", Msg: "The sign-in response carries no authorization code."})
 		return
 	}
+	auditnote.Add(ctx, "tenant", tenantID)
 	t, a, conf, err := s.tenantOAuth(ctx, tenantID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -406,6 +410,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, forbidden("Sign-in rejected", "The identity provider signed you in to another organization."))
 		return
 	}
+	auditnote.Add(ctx, "user", ui.UserName)
 	u, err := s.checkMember(ctx, t, a.AppID, ui.UserName)
 	if err != nil {
 		s.fail(w, r, err)

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/soukhq/souk/merchant/auditnote"
 	"github.com/soukhq/souk/merchant/kit"
 )
 
@@ -412,6 +413,8 @@ func (s *Service) logout(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			s.log.Info("sso logout", "tenant", sess.tenantID, "user", sess.userName)
+			auditnote.Add(ctx, "tenant", sess.tenantID)
+			auditnote.Add(ctx, "user", sess.userName)
 			if t, err := s.dir.Tenant(ctx, sess.testFlag, sess.tenantID); err == nil && t.DomainName != "" {
 				target = strings.TrimRight(t.DomainName, "/") + "/api/v1/logout?redirect_url=" + url.QueryEscape(s.cfg.PostLogoutURL)
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/soukhq/souk/internal/testkeys"
 	"github.com/soukhq/souk/jobs"
 	"github.com/soukhq/souk/kg"
+	"github.com/soukhq/souk/merchant/auditnote"
 	"github.com/soukhq/souk/merchant/handoff"
 	"github.com/soukhq/souk/merchant/kit"
 )
@@ -51,6 +52,22 @@ type fixture struct {
 	aud  string // the identity tokens' audience
 	// handler serves f.srv
 	handler atomic.Pointer[http.ServeMux]
+	// notes: "path note" of each call, as the merchant's audit decorator
+	// would record them (auditnote)
+	notes []string
+}
+
+// notesOf returns the audit notes of the calls of path so far.
+func (f *fixture) notesOf(path string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, n := range f.notes {
+		if p, note, _ := strings.Cut(n, " "); p == path {
+			out = append(out, note)
+		}
+	}
+	return out
 }
 
 func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
@@ -61,7 +78,13 @@ func newFixture(t *testing.T, backend string, mutate func(*Config)) *fixture {
 	f.kit = kit.New(kit.Config{Keys: []string{"k"}, PrivateKey: testkeys.RSA3072(t)}, kit.Deps{DB: d, Clock: f.clk})
 	f.idp = newFakeIdP(t, f.clk, tenantID, clientID, clientSecret)
 
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.handler.Load().ServeHTTP(w, r) }))
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, note := auditnote.With(r.Context()) // as the merchant's audit decorator does
+		f.handler.Load().ServeHTTP(w, r.WithContext(ctx))
+		f.mu.Lock()
+		f.notes = append(f.notes, r.URL.Path+" "+note.String())
+		f.mu.Unlock()
+	}))
 	t.Cleanup(f.srv.Close)
 	cfg := Config{BaseURL: f.srv.URL, AppURL: f.srv.URL + "/app", PostLogoutURL: f.srv.URL + "/bye",
 		IdentityKeys: [][]byte{identityKey}, InsecureCookies: true}
@@ -193,6 +216,39 @@ func (f *fixture) me(c *http.Client) (int, Me) {
 		}
 	}
 	return code, m
+}
+
+// The audit record of a sign-in names the tenant and the user, and a refused
+// one why; never a code, a token or a secret.
+func TestLoginAuditNotes(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		if code, body := f.login(f.browser(), "alice"); code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		if got := f.notesOf("/sso/login"); len(got) != 1 || got[0] != "tenant="+tenantID {
+			t.Errorf("login notes = %q", got)
+		}
+		if got := f.notesOf("/sso/callback"); len(got) != 1 || got[0] != "tenant="+tenantID+" user=alice" {
+			t.Errorf("callback notes = %q", got)
+		}
+		f.mu.Lock()
+		f.notes = nil
+		f.mu.Unlock()
+		if code, _ := f.login(f.browser(), "carol"); code != http.StatusForbidden {
+			t.Fatalf("carol's login: %d", code)
+		}
+		got := f.notesOf("/sso/callback")
+		if len(got) != 1 || !strings.HasPrefix(got[0], "tenant="+tenantID+" user=carol refused=") {
+			t.Errorf("refused callback notes = %q", got)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, n := range f.notes {
+			if strings.Contains(n, clientSecret) || strings.Contains(n, "code=") || strings.Contains(n, "token") {
+				t.Errorf("a note carries a secret: %q", n)
+			}
+		}
+	})
 }
 
 func TestLoginEndToEnd(t *testing.T) {
