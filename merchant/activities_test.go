@@ -316,3 +316,30 @@ func TestQueryAfterRelease(t *testing.T) {
 		}
 	})
 }
+
+// TestChangeCheckAnswers: only "allowed": false refuses a change check (an
+// empty answer or a resultCode alone allows it), and a failed attempt is
+// answered 000005 with a message that names the event, not a timeout.
+func TestChangeCheckAnswers(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		id := e.provisioned("CS210")
+		check := `{"activity":"changeInstanceCheck","instanceId":"` + id + `","productInfo":{"productId":"prod-1","skuCode":"sku-mini"}}`
+		for _, answer := range []string{``, `{}`, `{"resultCode":"000106","resultMsg":"sold out"}`} {
+			e.app.answers.Store(EventChangeCheck, answer)
+			if r := e.call(check); r.ResultCode != kg.CodeSuccess {
+				t.Fatalf("answer %q: %s %s, want allowed", answer, r.ResultCode, r.ResultMsg)
+			}
+		}
+		e.app.answers.Store(EventChangeCheck, `{"allowed":false}`)
+		if r := e.call(check); r.ResultCode != kg.CodeNoResource {
+			t.Fatalf(`{"allowed":false}: %s %s, want 000100`, r.ResultCode, r.ResultMsg)
+		}
+		e.app.answers.Delete(EventChangeCheck)
+		e.app.status.Store(http.StatusInternalServerError)
+		r := e.call(check)
+		if r.ResultCode != kg.CodeInternal || !strings.Contains(r.ResultMsg, "webhook failed") {
+			t.Fatalf("failed attempt: %s %q, want 000005 naming a failed webhook", r.ResultCode, r.ResultMsg)
+		}
+	})
+}

@@ -409,7 +409,10 @@ func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productIn
 	}
 	m.wake()
 	if !m.deliverInline(bctx, eventID) {
-		return nil, kg.NewResultError(kg.CodeInternal, "the vendor application did not answer the change check in time")
+		// Not delivered: no answer within the budget, or a failed attempt
+		// (a non-2xx answer, an unreachable app), whose reason is the
+		// event's lastError. Either way KooGallery gets no verdict.
+		return nil, kg.NewResultError(kg.CodeInternal, "the vendor application gave no verdict on the change check (no answer in time, or its webhook failed)")
 	}
 	var result string
 	if err := m.db.QueryRow(context.WithoutCancel(ctx), `SELECT result FROM merchant_operations WHERE op_key = $1`, key).Scan(&result); err != nil {
