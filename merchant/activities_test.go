@@ -317,23 +317,30 @@ func TestQueryAfterRelease(t *testing.T) {
 	})
 }
 
-// TestChangeCheckAnswers: only "allowed": false refuses a change check (an
-// empty answer or a resultCode alone allows it), and a failed attempt is
-// answered 000005 with a message that names the event, not a timeout.
+// TestChangeCheckAnswers: "allowed" decides a change check when given;
+// without it an empty answer or resultCode 000000 allows the change and any
+// other resultCode refuses it (an app answering as it refuses a create); a
+// failed attempt is answered 000005 with a message that names the event, not
+// a timeout.
 func TestChangeCheckAnswers(t *testing.T) {
 	forBackends(t, func(t *testing.T, backend string) {
 		e := newEnv(t, backend)
 		id := e.provisioned("CS210")
 		check := `{"activity":"changeInstanceCheck","instanceId":"` + id + `","productInfo":{"productId":"prod-1","skuCode":"sku-mini"}}`
-		for _, answer := range []string{``, `{}`, `{"resultCode":"000106","resultMsg":"sold out"}`} {
-			e.app.answers.Store(EventChangeCheck, answer)
-			if r := e.call(check); r.ResultCode != kg.CodeSuccess {
-				t.Fatalf("answer %q: %s %s, want allowed", answer, r.ResultCode, r.ResultMsg)
+		for _, c := range []struct{ answer, code, msg string }{
+			{``, kg.CodeSuccess, ""},
+			{`{}`, kg.CodeSuccess, ""},
+			{`{"resultCode":"000000"}`, kg.CodeSuccess, ""},
+			{`{"allowed":true,"resultCode":"000106"}`, kg.CodeSuccess, ""},
+			{`{"resultCode":"000106","resultMsg":"sold out"}`, kg.CodeSoldOut, "sold out"},
+			{`{"resultCode":"000005"}`, kg.CodeNoResource, ""}, // not a refusal code: 000100
+			{`{"allowed":false}`, kg.CodeNoResource, ""},
+			{`{"allowed":false,"resultCode":"000103","resultMsg":"no"}`, kg.CodeAlreadyPurchased, "no"},
+		} {
+			e.app.answers.Store(EventChangeCheck, c.answer)
+			if r := e.call(check); r.ResultCode != c.code || (c.msg != "" && r.ResultMsg != c.msg) {
+				t.Fatalf("answer %q: %s %q, want %s %q", c.answer, r.ResultCode, r.ResultMsg, c.code, c.msg)
 			}
-		}
-		e.app.answers.Store(EventChangeCheck, `{"allowed":false}`)
-		if r := e.call(check); r.ResultCode != kg.CodeNoResource {
-			t.Fatalf(`{"allowed":false}: %s %s, want 000100`, r.ResultCode, r.ResultMsg)
 		}
 		e.app.answers.Delete(EventChangeCheck)
 		e.app.status.Store(http.StatusInternalServerError)

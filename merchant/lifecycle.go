@@ -419,16 +419,23 @@ func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productIn
 		return nil, fmt.Errorf("changeInstanceCheck: read verdict: %w", err)
 	}
 	if result == "" {
-		return &reply{}, nil // delivered to nobody, or an answer without a verdict: no objection
+		return &reply{}, nil // delivered to nobody, or an empty answer: no objection
 	}
 	var v Answer
 	if err := json.Unmarshal([]byte(result), &v); err != nil {
 		return nil, fmt.Errorf("changeInstanceCheck: stored verdict: %w", err)
 	}
-	if v.Allowed == nil || *v.Allowed {
+	code := strings.TrimSpace(v.ResultCode)
+	// "allowed" decides when given. Without it, a resultCode other than
+	// 000000 refuses: an app that answers a change check as it refuses a
+	// create ({"resultCode":"000106"}) must not let the change through.
+	refused := code != "" && code != kg.CodeSuccess
+	if v.Allowed != nil {
+		refused = !*v.Allowed
+	}
+	if !refused {
 		return &reply{}, nil
 	}
-	code := strings.TrimSpace(v.ResultCode)
 	if !refusalCode(code) {
 		if code != "" {
 			m.log.Warn("change check: the vendor app refused with a resultCode that is not a refusal code (0001xx); answering 000100",
