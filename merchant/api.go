@@ -60,6 +60,7 @@ func (m *Merchant) routes() {
 	api("POST /api/v1/instances/{id}/appinfo", "appinfo", m.apiSetAppInfo)
 	api("POST /api/v1/instances/{id}/failure", "failure", m.apiFailInstance)
 	api("POST /api/v1/instances/{id}/usage", "usage", m.apiRecordUsage)
+	api("GET /api/v1/instances/{id}/usage", "usage-list", m.apiListUsage)
 	api("GET /api/v1/events", "events", m.apiListEvents)
 	api("GET /api/v1/events/{id}", "event", m.apiGetEvent)
 	api("POST /api/v1/events/{id}/replay", "replay", m.apiReplayEvent)
@@ -317,6 +318,23 @@ func (m *Merchant) apiRecordUsage(r *http.Request, _ *auditEntry) (int, any, err
 		}
 	}
 	return http.StatusOK, map[string]any{"instanceId": id, "recorded": inserted, "duplicates": len(body.Records) - inserted}, nil
+}
+
+func (m *Merchant) apiListUsage(r *http.Request, _ *auditEntry) (int, any, error) {
+	q := r.URL.Query()
+	f := UsageFilter{State: q.Get("state")}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return 0, nil, &apiError{Status: http.StatusBadRequest, Msg: "limit must be 1..1000", Field: "limit"}
+		}
+		f.Limit = n
+	}
+	recs, err := m.ListUsage(r.Context(), r.PathValue("id"), f)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"instanceId": r.PathValue("id"), "records": recs}, nil
 }
 
 func (m *Merchant) apiListEvents(r *http.Request, _ *auditEntry) (int, any, error) {

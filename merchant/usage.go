@@ -580,3 +580,105 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// UsageState is where a recorded usage record stands with the marketplace.
+const (
+	UsageStatePending  = "pending"  // not yet accepted or finally refused (waiting, or retried)
+	UsageStatePushed   = "pushed"   // accepted by the marketplace (or a sandbox record, never sent)
+	UsageStateRejected = "rejected" // finally refused, by the marketplace or by souk before sending
+)
+
+// UsageRecordStatus is a recorded usage record and its push outcome.
+type UsageRecordStatus struct {
+	MeteringSN        string    `json:"meteringSn"`
+	InstanceID        string    `json:"instanceId"`
+	UsageValue        string    `json:"usageValue"`
+	BeginTime         string    `json:"beginTime"`
+	EndTime           string    `json:"endTime"`
+	RecordTime        string    `json:"recordTime"`
+	RelatePkgInstance string    `json:"relatePkgInstance,omitempty"`
+	RecordedAt        time.Time `json:"recordedAt"`
+	State             string    `json:"state"`
+	PushedAt          time.Time `json:"pushedAt,omitzero"`
+	// Result is the marketplace's answer, or why the record was refused
+	// ("rejected 007: …").
+	Result string `json:"result,omitempty"`
+}
+
+// UsageFilter selects usage records: State one of the UsageState values
+// ("" all), at most Limit (1–1000, default 100), newest first.
+type UsageFilter struct {
+	State string
+	Limit int
+}
+
+// ListUsage returns the usage records of an instance (the one an alias
+// duplicates) with their push outcome, newest first: how a vendor app learns
+// that the marketplace refused one (unknown instance → 000003).
+func (m *Merchant) ListUsage(ctx context.Context, instanceID string, f UsageFilter) ([]UsageRecordStatus, error) {
+	if f.Limit == 0 {
+		f.Limit = 100
+	}
+	if f.Limit < 1 || f.Limit > 1000 {
+		return nil, &kg.FieldError{Field: "limit", Reason: "must be 1 to 1000"}
+	}
+	cond := ""
+	switch f.State {
+	case "":
+	case UsageStatePending:
+		cond = ` AND pushed_at = 0`
+	case UsageStatePushed:
+		cond = ` AND pushed_at <> 0 AND push_result NOT LIKE 'rejected%'`
+	case UsageStateRejected:
+		cond = ` AND pushed_at <> 0 AND push_result LIKE 'rejected%'`
+	default:
+		return nil, &kg.FieldError{Field: "state", Reason: "must be pending, pushed or rejected"}
+	}
+	inst, err := loadInstance(ctx, m.db, instanceID)
+	if errors.Is(err, errNotFound) {
+		return nil, errNoInstance(instanceID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	id := inst.ID
+	if inst.AliasOf != "" {
+		id = inst.AliasOf
+	}
+	rows, err := m.db.Query(ctx, `SELECT metering_sn, instance_id, usage_value, begin_at, end_at, record_at, relate_pkg_instance, created_at, pushed_at, push_result
+		FROM merchant_usage WHERE instance_id = $1`+cond+` ORDER BY created_at DESC, metering_sn DESC LIMIT $2`, id, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list usage: %w", err)
+	}
+	defer rows.Close()
+	out := []UsageRecordStatus{}
+	for rows.Next() {
+		var (
+			u                                   UsageRecordStatus
+			begin, end, record, created, pushed int64
+		)
+		if err := rows.Scan(&u.MeteringSN, &u.InstanceID, &u.UsageValue, &begin, &end, &record, &u.RelatePkgInstance, &created, &pushed, &u.Result); err != nil {
+			return nil, fmt.Errorf("list usage: %w", err)
+		}
+		u.BeginTime = time.UnixMilli(begin).UTC().Format(usageTimeLayout)
+		u.EndTime = time.UnixMilli(end).UTC().Format(usageTimeLayout)
+		u.RecordTime = time.UnixMilli(record).UTC().Format(usageTimeLayout)
+		u.RecordedAt = time.UnixMilli(created).UTC()
+		switch {
+		case pushed == 0:
+			u.State = UsageStatePending
+		case strings.HasPrefix(u.Result, "rejected"):
+			u.State = UsageStateRejected
+		default:
+			u.State = UsageStatePushed
+		}
+		if pushed != 0 {
+			u.PushedAt = time.UnixMilli(pushed).UTC()
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list usage: %w", err)
+	}
+	return out, nil
+}

@@ -48,6 +48,44 @@ func TestUsagePushPerRecordFailures(t *testing.T) {
 			results["ok1"] == "pending" || results["ok2"] == "pending" {
 			t.Fatalf("after the first push: %v", results)
 		}
+		// The vendor app sees the outcome through the management API.
+		listed := func(query string) []string {
+			t.Helper()
+			code, body := e.api("GET", "/api/v1/instances/"+id+"/usage"+query, nil, testAdmin)
+			if code != 200 {
+				t.Fatalf("list usage%s: %d %v", query, code, body)
+			}
+			var out []string
+			for _, r := range body["records"].([]any) {
+				rec := r.(map[string]any)
+				out = append(out, rec["meteringSn"].(string)+":"+rec["state"].(string))
+				if rec["meteringSn"] == "old" && !strings.HasPrefix(rec["result"].(string), "rejected 007") {
+					t.Errorf("old's result = %v", rec["result"])
+				}
+			}
+			return out
+		}
+		if got := listed("?state=rejected"); len(got) != 1 || got[0] != "old:rejected" {
+			t.Errorf("rejected records = %v", got)
+		}
+		if got := listed("?state=pending"); len(got) != 1 || got[0] != "later:pending" {
+			t.Errorf("pending records = %v", got)
+		}
+		if got := listed("?state=pushed"); len(got) != 3 {
+			t.Errorf("pushed records = %v", got)
+		}
+		if got := listed("?limit=2"); len(got) != 2 {
+			t.Errorf("limit=2 gave %v", got)
+		}
+		if got := listed(""); len(got) != 5 {
+			t.Errorf("all records = %v", got)
+		}
+		if code, body := e.api("GET", "/api/v1/instances/"+id+"/usage?state=lost", nil, testAdmin); code != 400 || body["field"] != "state" {
+			t.Errorf("bad state: %d %v", code, body)
+		}
+		if code, _ := e.api("GET", "/api/v1/instances/nope/usage", nil, testAdmin); code != 404 {
+			t.Errorf("unknown instance: %d", code)
+		}
 		// The transient refusal clears up: the next attempt pushes only it.
 		e.market.mu.Lock()
 		delete(e.market.refuse, "later")
