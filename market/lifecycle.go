@@ -161,7 +161,7 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 		return Order{}, refused("subscription %s is a trial; convert it (trial-to-formal) instead of renewing", sub.ID)
 	}
 	if sub.ChargingMode != ModePeriod && sub.ChargingMode != ModeOnDemandPkg {
-		return Order{}, refused("a %s subscription cannot be renewed", sub.ChargingMode)
+		return Order{}, refused("%s subscription %s cannot be renewed", sub.ChargingMode, sub.ID)
 	}
 	if sub.Status != SubActive && sub.Status != SubFrozen {
 		return Order{}, refused("subscription %s is %s; only an active or frozen subscription can be renewed", sub.ID, sub.Status)

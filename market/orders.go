@@ -366,13 +366,13 @@ func (m *Market) Buy(ctx context.Context, in BuyInput) (Order, error) {
 		expire = AddPeriod(now, "day", prod.TrialDays)
 	case pl.ChargingMode == ModePeriod || pl.ChargingMode == ModeOnDemandPkg:
 		if periods < 1 || periods > 100 {
-			return Order{}, badField("periodNumber", "must be 1 to 100 for a %s plan", pl.ChargingMode)
+			return Order{}, badField("periodNumber", "must be 1 to 100 for plan %s (%s)", pl.ProductCode, pl.ChargingMode)
 		}
 		expire = AddPeriod(now, periodType, periods)
 		amount = price(pl, periods, in.LinearValue)
 	default:
 		if periods != 0 {
-			return Order{}, badField("periodNumber", "must be empty for a %s plan", pl.ChargingMode)
+			return Order{}, badField("periodNumber", "must be empty for plan %s (%s)", pl.ProductCode, pl.ChargingMode)
 		}
 		amount = price(pl, 0, in.LinearValue)
 	}
