@@ -71,6 +71,10 @@ func Migrations(fsys fs.FS, dialect Dialect) ([]Migration, error) {
 	return out, nil
 }
 
+// ErrNewerSchema is Migrate's refusal of a database migrated by a newer
+// release than the running program.
+var ErrNewerSchema = errors.New("the database was migrated by a newer release")
+
 // ExpandSQL replaces the dialect tokens of a migration file ({{AUTOID}}).
 func ExpandSQL(dialect Dialect, text string) string {
 	switch dialect {
@@ -88,6 +92,9 @@ func ExpandSQL(dialect Dialect, text string) string {
 // processes starting at once) are safe: on PostgreSQL every migration transaction
 // holds a transaction-scoped advisory lock and re-checks the record under it; on
 // SQLite the transaction is IMMEDIATE, which serializes writers the same way.
+// A database that records a version of component newer than fsys's newest
+// (migrated by a newer release) is refused with ErrNewerSchema: this code
+// does not know that schema.
 func (d *DB) Migrate(ctx context.Context, component string, fsys fs.FS) error {
 	if component == "" {
 		return errors.New("db: migrate: empty component name")
@@ -102,6 +109,15 @@ func (d *DB) Migrate(ctx context.Context, component string, fsys fs.FS) error {
 	applied, err := d.appliedVersions(ctx, component)
 	if err != nil {
 		return err
+	}
+	var newest int64
+	if len(ms) > 0 {
+		newest = ms[len(ms)-1].Version
+	}
+	for v := range applied {
+		if v > newest {
+			return fmt.Errorf("db: migrate %s: %w: it records migration %d, this program knows up to %d; run the release that migrated it (or a newer one)", component, ErrNewerSchema, v, newest)
+		}
 	}
 	for _, m := range ms {
 		if applied[m.Version] {

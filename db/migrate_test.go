@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -248,6 +249,33 @@ func TestMigrateFS(t *testing.T) {
 			err = db.MigrateFS(ctx, d, "fsbad", fsys, "../x")
 			if err == nil || !strings.HasPrefix(err.Error(), "fsbad: migrations: ") {
 				t.Fatalf("err = %v, want it prefixed %q", err, "fsbad: migrations: ")
+			}
+		})
+	}
+}
+
+// A database migrated by a newer release (a version this program does not
+// know) is refused, not used with a schema the code was not written for.
+func TestMigrateRefusesANewerSchema(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d := dbtest.Open(t, b)
+			newer := migrations()
+			newer["migrations/0004_more.sql"] = &fstest.MapFile{Data: []byte(`INSERT INTO items (name) VALUES ('more');`)}
+			if err := d.Migrate(ctx, "demo", newer); err != nil {
+				t.Fatal(err)
+			}
+			err := d.Migrate(ctx, "demo", migrations())
+			if !errors.Is(err, db.ErrNewerSchema) || !strings.Contains(err.Error(), "migration 4") || !strings.Contains(err.Error(), "up to 3") {
+				t.Fatalf("err = %v, want ErrNewerSchema naming 4 and 3", err)
+			}
+			// the same release, and another component, still migrate
+			if err := d.Migrate(ctx, "demo", newer); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Migrate(ctx, "other", fstest.MapFS{"0001_x.sql": {Data: []byte(`CREATE TABLE other_x (a TEXT);`)}}); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
