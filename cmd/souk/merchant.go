@@ -312,6 +312,24 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 		fmt.Fprintln(a.Stderr, "souk merchant: --tls-cert and --tls-key go together")
 		return 2
 	}
+	// merchant.Config reads zero as "the default": a zero or negative value
+	// given here would be printed as in force while another one applied.
+	for _, bad := range []struct {
+		is   bool
+		text string
+	}{
+		{maxBody <= 0, fmt.Sprintf("--max-body %d: want a positive number of bytes", maxBody)},
+		{cfg.Budget <= 0, fmt.Sprintf("--budget %s: want a positive duration", cfg.Budget)},
+		{cfg.Window <= 0, fmt.Sprintf("--window %s: want a positive duration", cfg.Window)},
+		{cfg.WebhookMaxAttempts <= 0, fmt.Sprintf("--webhook-max-attempts %d: want at least 1", cfg.WebhookMaxAttempts)},
+		{cfg.AuditRetention < 0, fmt.Sprintf("--audit-retention %s: want 0 (keep) or a positive duration", cfg.AuditRetention)},
+		{cfg.AuditRetentionRejected < 0, fmt.Sprintf("--audit-retention-rejected %s: want 0 (as --audit-retention) or a positive duration", cfg.AuditRetentionRejected)},
+	} {
+		if bad.is {
+			fmt.Fprintln(a.Stderr, "souk merchant:", bad.text)
+			return 2
+		}
+	}
 	if joint.kitMaxBody < 1<<10 || joint.kitMaxBody > 64<<20 {
 		fmt.Fprintf(a.Stderr, "souk merchant: --kit-max-body %d: want 1024 to %d bytes\n", joint.kitMaxBody, 64<<20)
 		return 2

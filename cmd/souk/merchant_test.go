@@ -34,6 +34,12 @@ func TestMerchantCommandConfigErrors(t *testing.T) {
 		{"tls half", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--tls-cert", "c.pem"}, "--tls-key"},
 		{"bad product encrypt", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--product-encrypt-types", "oops"}, "productId="},
 		{"kit body cap too small", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--kit-max-body", "10"}, "--kit-max-body 10"},
+		{"zero max body", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--max-body", "0"}, "--max-body 0"},
+		{"negative budget", map[string]string{"SOUK_ACCESS_KEY": "k", "SOUK_BUDGET": "-1s"}, nil, "--budget -1s"},
+		{"zero window", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--window", "0s"}, "--window 0s"},
+		{"zero webhook attempts", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--webhook-max-attempts", "0"}, "--webhook-max-attempts 0"},
+		{"negative audit retention", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--audit-retention", "-5h"}, "--audit-retention -5h0m0s"},
+		{"negative rejected retention", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--audit-retention-rejected", "-1h"}, "--audit-retention-rejected -1h0m0s"},
 		{"bad trusted proxy", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--trusted-proxies", "10.0.0.0/8,lb.internal"}, `"lb.internal" is neither an address nor a CIDR prefix`},
 	}
 	for _, c := range cases {
