@@ -347,6 +347,9 @@ func (m *Merchant) apiListEvents(r *http.Request, _ *auditEntry) (int, any, erro
 		}
 		limit = n
 	}
+	if s := q.Get("state"); s != "" && !handoff.IsState(s) {
+		return 0, nil, &apiError{Status: http.StatusBadRequest, Msg: "state must be pending, delivered or dead", Field: "state"}
+	}
 	evs, err := handoff.List(r.Context(), m.db, handoff.Filter{State: q.Get("state"), Type: q.Get("type"), Subject: q.Get("subject"), Limit: limit})
 	if err != nil {
 		return 0, nil, err

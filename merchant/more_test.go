@@ -138,6 +138,9 @@ func TestQueryMixedAndAPIEdges(t *testing.T) {
 		if code, _ := e.api("GET", "/api/v1/events?limit=0", nil, testAdmin); code != 400 {
 			t.Fatalf("bad limit: %d", code)
 		}
+		if code, body := e.api("GET", "/api/v1/events?state=failed", nil, testAdmin); code != 400 || body["field"] != "state" {
+			t.Fatalf("bad state: %d %v", code, body)
+		}
 		// usageInfo alone replaces what queryInstance reports (pay-per-use).
 		e.market.addOrder("MIX3", "MIX3-000001", ChargingOnDemand, "prod-od", "sku")
 		od := e.call(newInstanceBody("MIX3", "MIX3-000001", "biz-mix3", false)).InstanceID

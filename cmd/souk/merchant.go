@@ -489,6 +489,14 @@ func runMerchantEvents(ctx context.Context, a *App, args []string) int {
 		return 2
 	}
 	ids = append(ids, s.FlagSet.Args()...)
+	if state != "" && !handoff.IsState(state) {
+		fmt.Fprintf(a.Stderr, "souk merchant events list: --state %q: want pending, delivered or dead\n", state)
+		return 2
+	}
+	if sub == "list" && (limit < 1 || limit > 1000) {
+		fmt.Fprintf(a.Stderr, "souk merchant events list: --limit %d: want 1 to 1000\n", limit)
+		return 2
+	}
 	d, _, err := dbo.openExisting(ctx, true)
 	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant events: database:", err)

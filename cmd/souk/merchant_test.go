@@ -196,3 +196,21 @@ func TestMerchantToolsRefuseAMissingStore(t *testing.T) {
 		t.Errorf("the other database gained %d objects (%v)", n, err)
 	}
 }
+
+// events list refuses a state or limit it cannot mean (an empty list, exit 0,
+// would read as "nothing dead"), before it opens the store.
+func TestMerchantEventsListRefusesBadFilters(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"events", "list", "--state", "failed"}, `--state "failed": want pending, delivered or dead`},
+		{[]string{"events", "list", "--limit", "0"}, "--limit 0: want 1 to 1000"},
+		{[]string{"events", "list", "--limit", "5000"}, "--limit 5000: want 1 to 1000"},
+	} {
+		a, _, errb := testApp(nil)
+		if code := runMerchant(context.Background(), a, append(c.args, "--data", t.TempDir())); code != 2 || !strings.Contains(errb.String(), c.want) {
+			t.Fatalf("%v: exit %d, stderr %q; want 2 naming %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}

@@ -39,6 +39,11 @@ const (
 	StateDead      = "dead"
 )
 
+// IsState reports whether s is one of the event states.
+func IsState(s string) bool {
+	return s == StatePending || s == StateDelivered || s == StateDead
+}
+
 // Event is one state change to announce to the vendor's application.
 type Event struct {
 	Type     string // "instance.created", "instance.renewed", … ; kit: "tenant.synced", …
