@@ -41,7 +41,7 @@ const merchantHelp = `Usage:
                                           data directory, consistent and checked (PostgreSQL: pg_dump)
   souk merchant help                      this text
 
-"souk merchant -h" lists the server options; the events commands take --db/--data.
+"souk merchant -h" lists the server options; the tools (events, public-key, backup) take --db/--data.
 See docs/merchant.md.
 `
 
