@@ -645,7 +645,7 @@ func (o *jointOptions) mount(ctx context.Context, m *merchant.Merchant, d *db.DB
 	}
 	keys, err := sso.ParseKeys(o.identityKeys)
 	if err != nil {
-		return err
+		return fmt.Errorf("--identity-key (SOUK_IDENTITY_KEY), required with --sso-base-url: %w", err)
 	}
 	svc, err := sso.New(sso.Config{BaseURL: strings.TrimRight(o.ssoBaseURL, "/"), AppURL: o.ssoAppURL, AppID: o.ssoAppID,
 		IdentityKeys: keys, AllowUnsolicited: o.ssoUnsolicited, DisablePKCE: o.ssoNoPKCE},

@@ -40,6 +40,7 @@ func TestMerchantCommandConfigErrors(t *testing.T) {
 		{"zero webhook attempts", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--webhook-max-attempts", "0"}, "--webhook-max-attempts 0"},
 		{"negative audit retention", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--audit-retention", "-5h"}, "--audit-retention -5h0m0s"},
 		{"negative rejected retention", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--audit-retention-rejected", "-1h"}, "--audit-retention-rejected -1h0m0s"},
+		{"sso without identity key", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--data", t.TempDir(), "--sso-base-url", "https://app.example.com"}, "--identity-key (SOUK_IDENTITY_KEY), required with --sso-base-url: sso: no identity key given"},
 		{"bad trusted proxy", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--trusted-proxies", "10.0.0.0/8,lb.internal"}, `"lb.internal" is neither an address nor a CIDR prefix`},
 	}
 	for _, c := range cases {
