@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/bench"
+	"github.com/soukhq/souk/db"
 )
 
 // runBench is `souk bench`: load a merchant with signed requests and report
@@ -29,7 +30,7 @@ func runBench(ctx context.Context, a *App, args []string) int {
 	s.String(&cfg.Target, "target", "", "production address of a running merchant (e.g. http://127.0.0.1:8080/koogallery); empty: start one in-process")
 	s.Secret(&cfg.TargetDB, "target-db", "DSN of the target's store, to verify one instance per order after the run")
 	s.Secret(&cfg.AccessKey, "access-key", "access key signing the requests (and of the in-process merchant)")
-	s.Secret(&cfg.DB, "db", "sqlite (default) or a PostgreSQL server DSN; fresh databases are created there and dropped after the run")
+	s.SecretShown(&cfg.DB, "db", "sqlite (default) or a PostgreSQL server DSN; fresh databases are created there and dropped after the run", db.Redact)
 	s.String(&clients, "clients", "1,16,64,256", "concurrent clients, comma-separated")
 	s.String(&scenarios, "scenarios", "floor,create,dup,query", "scenarios in order: floor, create, dup, query, nodb (a create without a database: the bound of any storage)")
 	s.Duration(&cfg.Duration, "duration", 5*time.Second, "measured time of each cell")
@@ -60,9 +61,6 @@ func runBench(ctx context.Context, a *App, args []string) int {
 			cfg.Scenarios = append(cfg.Scenarios, sc)
 		}
 	}
-	if cfg.Warmup == 0 {
-		cfg.Warmup = -1 // explicit zero: no warm-up
-	}
 	log, err := a.Logger(logLvl, "text")
 	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk bench:", err)
@@ -72,6 +70,9 @@ func runBench(ctx context.Context, a *App, args []string) int {
 	cfg.Progress = a.Stderr
 	fmt.Fprintln(a.Stderr, "souk bench configuration:")
 	s.Print(a.Stderr)
+	if cfg.Warmup == 0 {
+		cfg.Warmup = -1 // explicit zero: no warm-up (bench.Config's zero is the default); printed as given
+	}
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {

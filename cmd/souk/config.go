@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/internal/redact"
 )
 
@@ -21,9 +22,12 @@ import (
 // every secret masked, so that an operator sees at start what is in force.
 type Settings struct {
 	FlagSet *flag.FlagSet
-	getenv  func(string) string
-	opts    []*option
-	errs    []error
+	// Args follows "[options]" in the usage line: the command's arguments
+	// (" ID..." for events replay).
+	Args   string
+	getenv func(string) string
+	opts   []*option
+	errs   []error
 }
 
 type option struct {
@@ -41,7 +45,7 @@ func (a *App) NewSettings(name string) *Settings {
 	fs.SetOutput(a.Stderr)
 	s := &Settings{FlagSet: fs, getenv: a.Getenv}
 	fs.Usage = func() {
-		fmt.Fprintf(a.Stderr, "Usage: souk %s [options]\n\nOptions (each also settable by the environment variable shown):\n", name)
+		fmt.Fprintf(a.Stderr, "Usage: souk %s [options]%s\n\nOptions (each also settable by the environment variable shown):\n", name, s.Args)
 		for _, o := range s.opts {
 			f := fs.Lookup(o.name)
 			env := o.env
@@ -130,9 +134,30 @@ func (s *Settings) URL(p *string, name, def, usage string) {
 	s.opts[len(s.opts)-1].show = redact.URL
 }
 
+// DSN declares a database option given on the command line or in the
+// environment: printed with its password masked (db.Redact).
+func (s *Settings) DSN(p *string, name, def, usage string) {
+	s.String(p, name, def, usage)
+	s.opts[len(s.opts)-1].show = db.Redact
+}
+
 // Secret declares a secret string option: never printed, also read from SOUK_NAME_FILE.
 func (s *Settings) Secret(p *string, name, usage string) {
 	s.add(name, usage, true, (*stringValue)(p))
+}
+
+// SecretShown declares a secret option (also read from SOUK_NAME_FILE, never
+// logged as given) that Print shows through show, which must mask what is
+// secret in it: a DSN with its password hidden (db.Redact) says more than
+// "(set)".
+func (s *Settings) SecretShown(p *string, name, usage string, show func(string) string) {
+	s.Secret(p, name, usage)
+	s.opts[len(s.opts)-1].show = func(v string) string {
+		if v == "" {
+			return Mask(v)
+		}
+		return show(v)
+	}
 }
 
 // Int declares an integer option.
@@ -175,14 +200,19 @@ func (s *Settings) Parse(args []string) error {
 func (s *Settings) Print(w io.Writer) {
 	opts := append([]*option(nil), s.opts...)
 	sort.Slice(opts, func(i, j int) bool { return opts[i].name < opts[j].name })
+	width := 0
+	for _, o := range opts {
+		width = max(width, len(o.name))
+	}
 	for _, o := range opts {
 		v := o.value.String()
-		if o.secret {
-			v = Mask(v)
-		} else if o.show != nil {
+		switch {
+		case o.show != nil: // a secret with a redactor too (a DSN: its password masked)
 			v = o.show(v)
+		case o.secret:
+			v = Mask(v)
 		}
-		fmt.Fprintf(w, "  %-22s = %-40s (%s)\n", o.name, v, o.source)
+		fmt.Fprintf(w, "  %-*s = %-40s (%s)\n", width, o.name, v, o.source)
 	}
 }
 
@@ -202,7 +232,7 @@ func (a *App) Logger(level, format string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
 	opts := &slog.HandlerOptions{Level: l}
-	switch format {
+	switch strings.ToLower(format) { // as the level: WARN and warn, TEXT and text
 	case "json", "":
 		return slog.New(slog.NewJSONHandler(a.Stderr, opts)), nil
 	case "text":

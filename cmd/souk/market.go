@@ -41,7 +41,7 @@ func marketServe(ctx context.Context, a *App, args []string) int {
 	var retention time.Duration
 	var workers int
 	s.String(&addr, "market-addr", "127.0.0.1:8090", "listen address of the market (open APIs and /api/v1)")
-	s.String(&dsn, "market-db", "souk-market.db", "database: a SQLite file path or a postgres:// DSN")
+	s.DSN(&dsn, "market-db", "souk-market.db", "database: a SQLite file path or a postgres:// DSN (printed with its password masked)")
 	s.Secret(&token, "market-admin-token", "bearer token of the admin API /api/v1 (required)")
 	s.String(&virtual, "virtual-clock", "", `run on a virtual clock starting at this RFC 3339 time ("now" = the current time); empty = real time`)
 	s.Duration(&retention, "retention", market.DefaultRetention, "retention (freeze) period between expiry and release")

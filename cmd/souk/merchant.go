@@ -70,7 +70,7 @@ type dbOptions struct {
 
 func (o *dbOptions) declare(s *Settings) {
 	s.String(&o.data, "data", "./souk-data", "data directory (the SQLite database lives here unless --db is set)")
-	s.Secret(&o.dsn, "db", "database DSN: postgres://… for PostgreSQL; empty → SQLite file <data>/merchant.db")
+	s.SecretShown(&o.dsn, "db", "database DSN: postgres://… for PostgreSQL; empty → SQLite file <data>/merchant.db", db.Redact)
 }
 
 // sqliteFile is the name of the SQLite database in the data directory.
@@ -324,6 +324,7 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 		{cfg.WebhookMaxAttempts <= 0, fmt.Sprintf("--webhook-max-attempts %d: want at least 1", cfg.WebhookMaxAttempts)},
 		{cfg.AuditRetention < 0, fmt.Sprintf("--audit-retention %s: want 0 (keep) or a positive duration", cfg.AuditRetention)},
 		{cfg.AuditRetentionRejected < 0, fmt.Sprintf("--audit-retention-rejected %s: want 0 (as --audit-retention) or a positive duration", cfg.AuditRetentionRejected)},
+		{adminListen != "" && adminListen == listen, fmt.Sprintf("--admin-listen %s: the same address as --listen; give another, or none to serve the management API on --listen", adminListen)},
 	} {
 		if bad.is {
 			fmt.Fprintln(a.Stderr, "souk merchant:", bad.text)
@@ -456,6 +457,9 @@ func runMerchantEvents(ctx context.Context, a *App, args []string) int {
 		return 0
 	}
 	s := a.NewSettings("merchant events " + sub)
+	if sub == "replay" {
+		s.Args = " ID... | --dead"
+	}
 	var (
 		dbo                 dbOptions
 		state, typ, subject string
@@ -688,10 +692,18 @@ func runMerchantPublicKey(ctx context.Context, a *App, args []string) int {
 		}
 		defer d.Close()
 	}
+	keyPath := filepath.Join(dbo.data, kit.KeyFile)
+	_, statErr := os.Stat(keyPath)
+	generated := pemText == "" && errors.Is(statErr, fs.ErrNotExist)
 	priv, err := kitKeyPair(pemText, dbo.data)
 	if err != nil {
 		fmt.Fprintln(a.Stderr, "souk merchant public-key:", err)
 		return 1
+	}
+	if generated {
+		// Say so: a mistyped --data gets a new key pair too, and a public key
+		// registered in Seller Center that no merchant holds.
+		fmt.Fprintf(a.Stderr, "souk merchant public-key: generated a new key pair in %s (there was none); if this --data is not the merchant's, delete it and give the right one\n", keyPath)
 	}
 	pub, err := kit.PublicKeyBase64(priv)
 	if err != nil {

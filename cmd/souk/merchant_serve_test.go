@@ -27,6 +27,7 @@ import (
 
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/db/dbtest"
+	"github.com/soukhq/souk/merchant/kit"
 )
 
 func freePort(t *testing.T) string {
@@ -161,10 +162,16 @@ func TestMerchantPublicKey(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	first := out.String()
-	a, out, _ = testApp(nil)
+	if !strings.Contains(errb.String(), "generated a new key pair in "+filepath.Join(dir, kit.KeyFile)) {
+		t.Errorf("a first run does not say it generated the key pair: %q", errb.String())
+	}
+	a, out, errb = testApp(nil)
 	runMerchant(context.Background(), a, []string{"public-key", "--data", dir})
 	if first == "" || out.String() != first {
 		t.Fatalf("public key not stable: %q vs %q", first, out.String())
+	}
+	if errb.Len() != 0 {
+		t.Errorf("a second run says %q, want nothing", errb.String())
 	}
 }
 

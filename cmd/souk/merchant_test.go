@@ -42,6 +42,8 @@ func TestMerchantCommandConfigErrors(t *testing.T) {
 		{"negative rejected retention", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--audit-retention-rejected", "-1h"}, "--audit-retention-rejected -1h0m0s"},
 		{"sso without identity key", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--data", t.TempDir(), "--sso-base-url", "https://app.example.com"}, "--identity-key (SOUK_IDENTITY_KEY), required with --sso-base-url: sso: no identity key given"},
 		{"bad trusted proxy", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--trusted-proxies", "10.0.0.0/8,lb.internal"}, `"lb.internal" is neither an address nor a CIDR prefix`},
+		{"admin listen on listen", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--listen", "127.0.0.1:18999", "--admin-listen", "127.0.0.1:18999"}, "--admin-listen 127.0.0.1:18999: the same address as --listen"},
+		{"bad log format", map[string]string{"SOUK_ACCESS_KEY": "k"}, []string{"--data", t.TempDir(), "--log-format", "xml"}, `log format "xml"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -213,5 +215,25 @@ func TestMerchantEventsListRefusesBadFilters(t *testing.T) {
 		if code := runMerchant(context.Background(), a, append(c.args, "--data", t.TempDir())); code != 2 || !strings.Contains(errb.String(), c.want) {
 			t.Fatalf("%v: exit %d, stderr %q; want 2 naming %q", c.args, code, errb.String(), c.want)
 		}
+	}
+}
+
+// The printed configuration shows a database DSN with its password masked
+// (not only "(set)", nor the password), and --log-format takes any case.
+func TestMerchantConfigPrintsRedactedDSN(t *testing.T) {
+	a, _, errb := testApp(map[string]string{"SOUK_ACCESS_KEY": "k", "SOUK_DB": "postgres://souk:pa55word@127.0.0.1:1/souk?sslmode=disable&connect_timeout=1"})
+	code := runMerchant(context.Background(), a, []string{"--listen", "127.0.0.1:0", "--log-format", "TEXT"})
+	s := errb.String()
+	if code == 0 || strings.Contains(s, "pa55word") || !strings.Contains(s, "127.0.0.1:1/souk") || strings.Contains(s, `log format "TEXT"`) {
+		t.Fatalf("exit %d (want a failed connection, not a configuration error), output:\n%s", code, s)
+	}
+	printed := false
+	for _, line := range strings.Split(s, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "db" && f[1] == "=" {
+			printed = strings.Contains(line, "postgres://souk:xxxxx@127.0.0.1:1/souk") && strings.Contains(line, "(env SOUK_DB)")
+		}
+	}
+	if !printed {
+		t.Errorf("the configuration does not print db as postgres://souk:xxxxx@127.0.0.1:1/souk… (env SOUK_DB):\n%s", s)
 	}
 }
