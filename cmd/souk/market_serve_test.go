@@ -81,3 +81,15 @@ func TestMarketServe(t *testing.T) {
 		})
 	}
 }
+
+// souk market serve prints its --market-db with the password masked (it
+// printed the DSN whole).
+func TestMarketServePrintsRedactedDSN(t *testing.T) {
+	a, _, errb := testApp(map[string]string{"SOUK_MARKET_ADMIN_TOKEN": "t", "SOUK_MARKET_DB": "postgres://u:pw5678@127.0.0.1:1/x?connect_timeout=1"})
+	if code := runMarket(t.Context(), a, []string{"serve"}); code == 0 {
+		t.Fatal("serve on an unreachable database exited 0")
+	}
+	if s := errb.String(); strings.Contains(s, "pw5678") || !strings.Contains(s, "postgres://u:xxxxx@127.0.0.1:1/x") {
+		t.Fatalf("output:\n%s", s)
+	}
+}
