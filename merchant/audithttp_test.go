@@ -8,6 +8,7 @@ import (
 
 	"github.com/soukhq/souk/kg"
 	"github.com/soukhq/souk/merchant/auditnote"
+	"github.com/soukhq/souk/merchant/kit"
 )
 
 // Handlers mounted with Handle (kit syncs, SSO, tenant API) leave an audit
@@ -133,6 +134,34 @@ func TestAuditPruneInChunks(t *testing.T) {
 		}
 		if left := e.count(`SELECT COUNT(*) FROM audit_log`); left != 1 {
 			t.Fatalf("%d records left, want the recent one", left)
+		}
+	})
+}
+
+// The tenant directory API (kit.APIHandler, mounted with HandleAdmin) is a
+// management API call like the others: one refused for a wrong bearer token
+// is a rejected record, pruned after --audit-retention-rejected, and one the
+// token authenticated is not. Its records carry the handler's HTTP status
+// ("HTTP Unauthorized"), not the number serveAPI writes.
+func TestRejectedTenantAPIRecords(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		if err := kit.Migrate(e.ctx, e.db); err != nil {
+			t.Fatal(err)
+		}
+		k := kit.New(kit.Config{APIToken: testAdmin}, kit.Deps{DB: e.db, Clock: e.clock})
+		e.m.HandleAdmin("/api/v1/tenants/", k.APIHandler())
+		if st, _ := e.api("GET", "/api/v1/tenants/t-1", nil, "wrong-token"); st != http.StatusUnauthorized {
+			t.Fatalf("tenant API with a wrong token: %d", st)
+		}
+		if st, _ := e.api("GET", "/api/v1/tenants/t-1", nil, testAdmin); st != http.StatusNotFound {
+			t.Fatalf("tenant API with the token, unknown tenant: %d", st)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE activity LIKE '%/api/v1/tenants/%'`); n != 2 {
+			t.Fatalf("%d tenant API audit records, want 2", n)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE activity LIKE '%/api/v1/tenants/%' AND ` + RejectedAudit); n != 1 {
+			t.Fatalf("%d tenant API records counted as rejected, want 1 (the wrong token's)", n)
 		}
 	})
 }

@@ -44,10 +44,13 @@ func (m *Merchant) audit(ctx context.Context, e auditEntry) {
 // that no credential authenticated: a basic-interface call no key verified
 // (key_index -1: bad or missing signature, stale, or refused before the
 // signature was checked), a kit sync call answered 000001, a management API
-// call answered 401 (bad token) or 503 (API disabled), and a call of a path
-// no route serves (source http). Config.AuditRetentionRejected prunes them.
+// call answered 401 (bad token) or 503 (API disabled) — "HTTP Unauthorized"
+// for a handler mounted with HandleAdmin, the tenant directory API, whose
+// record carries the status as auditRecorder.code writes it — and a call of
+// a path no route serves (source http). Config.AuditRetentionRejected prunes
+// them.
 const RejectedAudit = `((source = 'kg' AND key_index = -1) OR (source = 'kit' AND result_code = '000001') OR
-	(source = 'api' AND result_code IN ('401', '503')) OR source = 'http')`
+	(source = 'api' AND result_code IN ('401', '503', 'HTTP Unauthorized')) OR source = 'http')`
 
 // auditPruneChunk bounds the rows one pruning statement deletes, so that a
 // large backlog (a first pruning, or a flood of probes) never holds the
