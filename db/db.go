@@ -488,12 +488,17 @@ func IsUniqueViolation(err error) bool {
 	return false
 }
 
-// Redact returns dsn with any password masked, for logs.
+// Redact returns dsn with any password masked, for logs and the printed
+// configuration.
 func Redact(dsn string) string {
 	if strings.Contains(dsn, "://") {
 		return redact.URL(dsn) // the one URL redactor: user info and secret-named parameters
 	}
-	if isPostgresDSN(dsn) {
+	if strings.Contains(dsn, "=") {
+		// A libpq keyword/value string, whatever keyword comes first
+		// ("port=… password=…" is one, though isPostgresDSN does not take it
+		// for PostgreSQL), or a file path, which only a secret-named
+		// "…password=" in it would change.
 		return redactKeyValue(dsn)
 	}
 	return dsn

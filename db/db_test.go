@@ -330,6 +330,12 @@ func TestRedact(t *testing.T) {
 		{"/var/lib/souk/souk.db", "/var/lib/souk/souk.db"},
 		{"postgres://u:S3cr%et@h/db", "<invalid URL>"},
 		{"host=h sslpassword=secret dbname=d", "host=h sslpassword=xxxxx dbname=d"},
+		// keyword/value strings in any order: souk merchant prints --db
+		// through Redact, and libpq takes the keywords in any order
+		{"port=5432 host=h password=secret dbname=d", "port=5432 host=h password=xxxxx dbname=d"},
+		{"password=secret host=h", "password=xxxxx host=h"},
+		{"sslmode=disable  password='se cret'", "sslmode=disable  password=xxxxx"},
+		{"/var/lib/souk/a=b.db", "/var/lib/souk/a=b.db"},
 	} {
 		if got := db.Redact(tc.in); got != tc.want {
 			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
