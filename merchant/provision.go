@@ -26,7 +26,8 @@ type Answer struct {
 	UsageInfo []UsageInfo `json:"usageInfo,omitempty"`
 	// Allowed answers instance.change_check; false refuses with ResultCode
 	// (a refusal code 0001xx; anything else, or none, is 000100) and
-	// ResultMsg (at most 255 characters kept).
+	// ResultMsg (at most 255 characters kept). Without Allowed, a
+	// ResultCode other than 000000 refuses the change the same way.
 	Allowed *bool `json:"allowed,omitempty"`
 	// ResultCode and ResultMsg also answer instance.created: a
 	// create-instance code (000100–000107) refuses the create (phase failed;
