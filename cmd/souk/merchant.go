@@ -273,7 +273,7 @@ func runMerchantServer(ctx context.Context, a *App, args []string) int {
 	s.Duration(&cfg.Budget, "budget", 4*time.Second, "time newInstance may work before answering 000004 (KooGallery waits 5 s)")
 	s.Duration(&cfg.Window, "window", 60*time.Second, "accepted clock skew of request timestamps")
 	s.Int(&maxBody, "max-body", 64<<10, "maximum request body in bytes")
-	s.Duration(&cfg.AuditRetention, "audit-retention", 0, "prune audit_log rows older than this (0 keeps them)")
+	s.Duration(&cfg.AuditRetention, "audit-retention", 0, "prune audit_log rows older than this (0 keeps them, but for those --audit-retention-rejected prunes)")
 	s.Duration(&cfg.AuditRetentionRejected, "audit-retention-rejected", 30*24*time.Hour, "prune the audit_log rows of calls no credential authenticated (bad signature or token, unknown path) older than this, when shorter than --audit-retention (0: as --audit-retention)")
 	s.String(&proxies, "trusted-proxies", "", "reverse proxies / load balancers in front (addresses or CIDRs, comma-separated): their X-Forwarded-For names the client in audit records")
 	s.String(&tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS; a renewed pair is read again without a restart")
