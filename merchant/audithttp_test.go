@@ -165,3 +165,22 @@ func TestRejectedTenantAPIRecords(t *testing.T) {
 		}
 	})
 }
+
+// A probe whose path is not UTF-8 (/%FF), or whose recorded text is cut in
+// the middle of a character, still leaves its audit record: PostgreSQL
+// refuses a text value that is not valid UTF-8, and the record was lost.
+func TestAuditRecordOfNonUTF8Path(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		for _, path := range []string{"/wp-%FF%FE.php", "/" + strings.Repeat("%E6%B5%8B", 30)} {
+			resp, err := http.Get(e.srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE source = 'http'`); n != 2 {
+			t.Fatalf("%d audit records of the two probes, want 2", n)
+		}
+	})
+}

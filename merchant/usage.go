@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
@@ -574,9 +575,17 @@ func (m *Merchant) settleInvalidUsage(ctx context.Context, recs []wireUsage) ([]
 	return ok, nil
 }
 
+// truncate cuts s to at most n bytes of valid UTF-8 (what it stores goes to
+// TEXT columns, which PostgreSQL refuses otherwise): bytes that are not
+// UTF-8 (a request path's %FF, a marketplace answer in another encoding)
+// become U+FFFD, and the cut falls on a character boundary.
 func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }
