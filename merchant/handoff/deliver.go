@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
@@ -423,9 +424,17 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
+// truncate cuts s to at most n bytes of valid UTF-8, as the TEXT columns it
+// goes to take on PostgreSQL: bytes that are not UTF-8 (an error page in
+// another encoding quoted by a webhook error) become U+FFFD, and the cut
+// falls on a character boundary.
 func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

@@ -3,9 +3,11 @@ package handoff_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
@@ -209,5 +211,49 @@ func TestNoTargetRecordsDeliveredToNobody(t *testing.T) {
 	ev, _ := handoff.Get(context.Background(), d, id)
 	if ev.State != handoff.StateDelivered || ev.DeliveredTo != "nobody" {
 		t.Fatalf("%+v", ev)
+	}
+}
+
+// gbkTarget fails as a webhook behind a proxy whose error page is not UTF-8
+// (GBK, say) fails: its error quotes the answer's bytes.
+type gbkTarget struct{}
+
+func (gbkTarget) Name() string { return "https://app.example/hook" }
+func (gbkTarget) Deliver(context.Context, *handoff.Stored, int) ([]byte, error) {
+	return nil, errors.New("webhook: HTTP 502: \xb7\xfe\xce\xf1\xc6\xf7\xb4\xed\xce\xf3" + strings.Repeat("\xe6\xb5\x8b", 400))
+}
+
+// A failed attempt whose error is not valid UTF-8 (or is cut inside a
+// character) is recorded on PostgreSQL too: the event stays pending with its
+// error and no lease, and after the last attempt it is dead. The UPDATE
+// failed ("invalid byte sequence"), leaving the event leased and, after its
+// last attempt, pending instead of dead.
+func TestFailedAttemptWithNonUTF8Error(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b, func(t *testing.T) {
+			ctx := context.Background()
+			d, c := setup(t, b)
+			dl := &handoff.Deliverer{DB: d, Clock: c, MaxAttempts: 2, Target: func(*handoff.Stored) handoff.Target { return gbkTarget{} }}
+			id := emit(t, d, c.Now(), handoff.Event{Type: "instance.frozen", Subject: "i-1"})
+			if _, err := dl.Attempt(ctx, id); err == nil {
+				t.Fatal("first attempt: no error")
+			}
+			ev, err := handoff.Get(ctx, d, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.State != handoff.StatePending || !strings.HasPrefix(ev.LastError, "webhook: HTTP 502") || !utf8.ValidString(ev.LastError) {
+				t.Fatalf("after a failed attempt: state %s, lastError %q", ev.State, ev.LastError)
+			}
+			if n := count(t, d, `SELECT COUNT(*) FROM handoff_events WHERE event_id = $1 AND lease_until = 0`, id); n != 1 {
+				t.Fatal("the failed attempt left its lease")
+			}
+			if _, err := dl.Attempt(ctx, id); err == nil {
+				t.Fatal("last attempt: no error")
+			}
+			if ev, err = handoff.Get(ctx, d, id); err != nil || ev.State != handoff.StateDead {
+				t.Fatalf("after the last attempt: %v %v, want dead", ev.State, err)
+			}
+		})
 	}
 }
