@@ -40,6 +40,7 @@ func mustAuthError(t *testing.T, err error) {
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"activity":"newInstance","businessId":"b-0001","orderId":"CS2211181819B4LVS","orderLineId":"CS2211181819B4LVS-000001","testFlag":"1"}`))
 	f.Add([]byte(`{"activity":"queryInstance","instanceId":"a,b,c"}`))
+	f.Add([]byte(`{"activity":"releaseInstance","instanceId":"a\u0000b"}`)) // NUL: 000002
 	f.Add([]byte(`{"activity":"refreshInstance","scene":"RENEWAL","orderId":"o","orderLineId":"l","instanceId":"i","expireTime":"20221124023618256"}`))
 	f.Add([]byte(`{"activity":"changeInstanceCheck","instanceId":"i","productInfo":"{\"productId\":\"p\"}"}`))
 	f.Add([]byte(`{"activity":"updateInstanceStatus","instanceId":"i","status":"FREEZE","testFlag":1}`))

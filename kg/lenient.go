@@ -287,6 +287,11 @@ func assignStruct(path string, v jvalue, rv reflect.Value) error {
 			if rule.required && strings.TrimSpace(fv.String()) == "" {
 				return &FieldError{Field: fpath, Reason: "is required"}
 			}
+			// Valid JSON and UTF-8, but no identifier has one, and no
+			// PostgreSQL text can hold it.
+			if strings.IndexByte(fv.String(), 0) >= 0 {
+				return &FieldError{Field: fpath, Reason: `contains a NUL character (\u0000)`}
+			}
 			if rule.max > 0 {
 				if n := utf8.RuneCountInString(fv.String()); n > rule.max {
 					return &FieldError{Field: fpath, Reason: fmt.Sprintf("is %d characters, at most %d allowed", n, rule.max)}

@@ -1,6 +1,7 @@
 package merchant
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,6 +149,9 @@ func (m *Merchant) serveAPI(route string, h func(r *http.Request, e *auditEntry)
 			if err := m.authorize(r); err != nil {
 				return 0, nil, err
 			}
+			if strings.IndexByte(r.URL.Path, 0) >= 0 { // %00: no instance or event id has one
+				return 0, nil, &apiError{Status: http.StatusBadRequest, Msg: "the path contains a NUL character (%00)", Field: "path"}
+			}
 			return h(r, &e)
 		}()
 		if err != nil {
@@ -198,7 +202,45 @@ func decodeAPI(r *http.Request, v any) error {
 		}
 		return &apiError{Status: http.StatusBadRequest, Msg: "body is not valid JSON: " + err.Error(), Field: "body"}
 	}
+	if bytes.Contains(body, []byte(`\u0000`)) { // only so can JSON carry a NUL: find the member
+		var tree any
+		if json.Unmarshal(body, &tree) == nil {
+			if field, ok := nulMember("", tree); ok {
+				return &apiError{Status: http.StatusBadRequest, Msg: "field " + field + ": contains a NUL character (\\u0000)", Field: field}
+			}
+		}
+	}
 	return nil
+}
+
+// nulMember finds a string holding NUL in a decoded JSON value and names its
+// member (a.b[2].c). NUL is valid JSON and UTF-8, but no PostgreSQL text can
+// hold it, and nothing souk stores has one.
+func nulMember(path string, v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return path, strings.IndexByte(x, 0) >= 0
+	case map[string]any:
+		for k, e := range x {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if strings.IndexByte(k, 0) >= 0 {
+				return p, true
+			}
+			if f, ok := nulMember(p, e); ok {
+				return f, true
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if f, ok := nulMember(fmt.Sprintf("%s[%d]", path, i), e); ok {
+				return f, true
+			}
+		}
+	}
+	return "", false
 }
 
 func (m *Merchant) apiGetInstance(r *http.Request, _ *auditEntry) (int, any, error) {

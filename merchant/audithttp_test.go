@@ -172,15 +172,15 @@ func TestRejectedTenantAPIRecords(t *testing.T) {
 func TestAuditRecordOfNonUTF8Path(t *testing.T) {
 	forBackends(t, func(t *testing.T, backend string) {
 		e := newEnv(t, backend)
-		for _, path := range []string{"/wp-%FF%FE.php", "/" + strings.Repeat("%E6%B5%8B", 30)} {
+		for _, path := range []string{"/wp-%FF%FE.php", "/" + strings.Repeat("%E6%B5%8B", 30), "/etc%00passwd"} {
 			resp, err := http.Get(e.srv.URL + path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
 		}
-		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE source = 'http'`); n != 2 {
-			t.Fatalf("%d audit records of the two probes, want 2", n)
+		if n := e.count(`SELECT COUNT(*) FROM audit_log WHERE source = 'http'`); n != 3 {
+			t.Fatalf("%d audit records of the three probes, want 3", n)
 		}
 	})
 }

@@ -49,6 +49,9 @@ func validateRefusal(code, msg string) error {
 	if utf8.RuneCountInString(msg) > maxResultMsg {
 		return &kg.FieldError{Field: "resultMsg", Reason: fmt.Sprintf("is longer than %d characters", maxResultMsg)}
 	}
+	if !utf8.ValidString(msg) || strings.IndexByte(msg, 0) >= 0 { // stored as text, answered to KooGallery
+		return &kg.FieldError{Field: "resultMsg", Reason: "must be UTF-8 text without NUL"}
+	}
 	return nil
 }
 

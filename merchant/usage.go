@@ -578,9 +578,13 @@ func (m *Merchant) settleInvalidUsage(ctx context.Context, recs []wireUsage) ([]
 // truncate cuts s to at most n bytes of valid UTF-8 (what it stores goes to
 // TEXT columns, which PostgreSQL refuses otherwise): bytes that are not
 // UTF-8 (a request path's %FF, a marketplace answer in another encoding)
-// become U+FFFD, and the cut falls on a character boundary.
+// and NUL, which PostgreSQL text cannot hold, become U+FFFD, and the cut
+// falls on a character boundary.
 func truncate(s string, n int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
+	if strings.IndexByte(s, 0) >= 0 { // valid UTF-8, but no PostgreSQL text (a probe of /%00)
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
 	if len(s) <= n {
 		return s
 	}

@@ -570,3 +570,22 @@ func TestKitCallsNoteTheirSubject(t *testing.T) {
 		t.Errorf("singleOrgSync note = %q", got)
 	}
 }
+
+// A NUL character (JSON "\u0000") in any member is 000002 naming it, on both
+// backends: it is valid JSON and UTF-8, but no PostgreSQL text can hold it
+// (the sync was answered 000005).
+func TestKitNULIsABadField(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		tb := tenantBody(FlagAdd, "Acme\x00Corp", "https://acme.example.com")
+		r := f.code(kg.CodeBadParam, PathTenantSync, mustJSON(t, tb), signOpts{})
+		if !strings.Contains(r.ResultMsg, "name") || !strings.Contains(r.ResultMsg, "NUL") {
+			t.Errorf("tenantSync: %q does not name the field", r.ResultMsg)
+		}
+		f.code(kg.CodeSuccess, PathTenantSync, mustJSON(t, tenantBody(FlagAdd, "Acme", "https://acme.example.com")), signOpts{})
+		ab := authBody(FlagAdd, "20260301160000000", user("bob\x00", "user", "true"))
+		r = f.code(kg.CodeBadParam, PathAuthSync, mustJSON(t, ab), signOpts{})
+		if !strings.Contains(r.ResultMsg, "userName") {
+			t.Errorf("authSync: %q does not name userName", r.ResultMsg)
+		}
+	})
+}

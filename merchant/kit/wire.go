@@ -217,6 +217,9 @@ func checkLen(field, v string, max int) error {
 	if !utf8.ValidString(v) {
 		return &kg.FieldError{Field: field, Reason: "must be valid UTF-8"}
 	}
+	if strings.IndexByte(v, 0) >= 0 { // valid UTF-8, but no PostgreSQL text can hold it
+		return &kg.FieldError{Field: field, Reason: `contains a NUL character (\u0000)`}
+	}
 	if n := utf8.RuneCountInString(v); n > max {
 		return &kg.FieldError{Field: field, Reason: fmt.Sprintf("is %d characters, at most %d allowed", n, max)}
 	}
