@@ -82,6 +82,9 @@ func pageHeaders(h http.Header) {
 
 // tenantApp resolves the tenant and the app credential a login uses.
 func (s *Service) tenantApp(ctx context.Context, tenantID string) (*kit.Tenant, *kit.App, error) {
+	if len(tenantID) > 64 || strings.IndexByte(tenantID, 0) >= 0 { // no tenant id has one (%00), nor so many characters
+		return nil, nil, &loginError{Status: http.StatusBadRequest, Title: "Unknown organization", Msg: "The sign-in link names no valid organization (tenant)."}
+	}
 	t, err := s.dir.LookupTenant(ctx, tenantID)
 	if errors.Is(err, kit.ErrNotFound) || (err == nil && t.Deleted) {
 		return nil, nil, forbidden("Organization not connected", "Your organization has not bound this application, or it was unbound. Ask your administrator to bind it in KooGallery.")

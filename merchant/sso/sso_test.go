@@ -817,3 +817,15 @@ func TestPageHeaders(t *testing.T) {
 		}
 	})
 }
+
+// A tenant id with NUL (%00) or over 64 characters, at the login or the
+// callback, is a 400 page, not an internal error (PostgreSQL refuses NUL).
+func TestLoginBadTenantID(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		for _, u := range []string{"/sso/login?tenant=t%00x", "/sso/login?tenant=" + strings.Repeat("t", 65)} {
+			if code, body, _ := get(t, f.browser(), f.srv.URL+u); code != http.StatusBadRequest {
+				t.Errorf("%s: %d %s", u, code, body)
+			}
+		}
+	})
+}
