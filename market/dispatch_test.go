@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/kg"
@@ -480,4 +481,31 @@ func TestParseResponseRefusesTrailingBytes(t *testing.T) {
 			t.Errorf("ParseResponse(%q) = %v", body, err)
 		}
 	}
+}
+
+// A merchant answering with bytes that are not UTF-8 text (an error page in
+// GBK, a NUL), or with an instanceId holding NUL, has its attempt recorded and
+// judged like any other failed answer, on both backends: PostgreSQL refused
+// the record of the attempt, and the message never advanced.
+func TestAnswerNotUTF8IsRecorded(t *testing.T) {
+	forBackends(t, func(t *testing.T, b string) {
+		for _, mode := range []string{"gbk500", "nulid"} {
+			e := newEnv(t, b)
+			e.fm.setFail("newInstance", mode)
+			o, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+			if s.Status != SubProvisioning || s.InstanceID != "" {
+				t.Fatalf("%s: subscription = %+v", mode, s)
+			}
+			msgs, err := e.m.ListMessages(e.ctx, MessageFilter{OrderID: o.OrderID, Activity: "newInstance"})
+			e.must(err)
+			if len(msgs) != 1 || msgs[0].State != "pending" || msgs[0].Attempts != 1 || msgs[0].LastError == "" {
+				t.Fatalf("%s: message = %+v", mode, msgs)
+			}
+			full, err := e.m.GetMessage(e.ctx, msgs[0].ID, true)
+			e.must(err)
+			if len(full.AttemptLog) != 1 || !utf8.ValidString(full.AttemptLog[0].Response) || strings.ContainsRune(full.AttemptLog[0].Response, 0) {
+				t.Fatalf("%s: attempts = %+v", mode, full.AttemptLog)
+			}
+		}
+	})
 }

@@ -172,6 +172,14 @@ func (f *fakeMerchant) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Body-Sign", kg.BodySignHeader("wrong-key", []byte("x")))
 		_, _ = w.Write([]byte(`{"resultCode":"000001","resultMsg":"signature does not match"}`))
 		return
+	case mode == "gbk500":
+		// an error page in another encoding, with a NUL: not UTF-8 text
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("\xb7\xfe\xce\xf1\xc6\xf7\xb4\xed\xce\xf3\x00"))
+		return
+	case mode == "nulid":
+		f.answer(w, map[string]string{"resultCode": kg.CodeSuccess, "resultMsg": "success\x00", "instanceId": "inst\x00"})
+		return
 	case mode == "longid":
 		f.answer(w, map[string]string{"resultCode": kg.CodeSuccess, "resultMsg": "success", "instanceId": strings.Repeat("x", 300)})
 		return
