@@ -38,6 +38,14 @@ func TestDialTestCasesRepeatForever(t *testing.T) {
 				}
 			}
 		}
+		// Only KooGallery's lifecycle calls revive a released sandbox
+		// instance: not the app's appInfo (an answer to instance.released, say).
+		if code, body := e.api("POST", "/api/v1/instances/"+id+"/appinfo", map[string]any{"frontEndUrl": "https://sandbox.example.com"}, testAdmin); code != 200 {
+			t.Fatalf("appinfo: %d %v", code, body)
+		}
+		if code, body := e.api("GET", "/api/v1/instances/"+id, nil, testAdmin); code != 200 || body["status"] != StatusReleased {
+			t.Fatalf("released sandbox instance after an appInfo: %d %v, want status %s", code, body, StatusReleased)
+		}
 		// Real instances are not revived.
 		real := e.provisioned("CS-REAL-1")
 		if r := e.call(map[string]string{"activity": "releaseInstance", "instanceId": real}); r.ResultCode != kg.CodeSuccess {

@@ -56,6 +56,21 @@ func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error
 		}
 		inst = c
 	}
+	return inst, nil
+}
+
+// callInstance loads the instance a lifecycle call from KooGallery names
+// (activeInstance) and refuses a real one to a debugging call (sandboxOnly).
+// A released sandbox instance comes back to life here, and only here: not for
+// the vendor app's appInfo, refusal or usage.
+func callInstance(ctx context.Context, tx *db.Tx, id string, test bool) (*Instance, error) {
+	inst, err := activeInstance(ctx, tx, id)
+	if err == nil {
+		err = sandboxOnly(inst, test, id)
+	}
+	if err != nil {
+		return nil, err
+	}
 	if inst.TestFlag && inst.Status == StatusReleased {
 		// Dial tests replay the saved debug cases (create → query → refresh →
 		// freeze → unfreeze → release) twice a day, forever, against the same
@@ -66,19 +81,6 @@ func activeInstance(ctx context.Context, tx *db.Tx, id string) (*Instance, error
 			return nil, fmt.Errorf("instance %s: revive sandbox instance: %w", inst.ID, err)
 		}
 		inst.Status = StatusNormal
-	}
-	return inst, nil
-}
-
-// callInstance loads the instance a lifecycle call names (activeInstance)
-// and refuses a real one to a debugging call (sandboxOnly).
-func callInstance(ctx context.Context, tx *db.Tx, id string, test bool) (*Instance, error) {
-	inst, err := activeInstance(ctx, tx, id)
-	if err == nil {
-		err = sandboxOnly(inst, test, id)
-	}
-	if err != nil {
-		return nil, err
 	}
 	return inst, nil
 }
