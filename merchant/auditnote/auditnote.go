@@ -87,10 +87,11 @@ func (n *Note) String() string {
 	return strings.Join(n.fields, " ")
 }
 
-// clean cuts v to MaxValue bytes (on a character boundary) and replaces
-// spaces and control characters, so that a value cannot forge another field
-// or a line of the record.
+// clean makes v valid UTF-8, cuts it to MaxValue bytes (on a character
+// boundary) and replaces spaces and control characters (NUL included), so
+// that a value cannot forge another field or a line of the record.
 func clean(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD") // before the cut: a replaced byte grows to three
 	if len(v) > MaxValue {
 		cut := MaxValue
 		for cut > 0 && !utf8Start(v[cut]) {

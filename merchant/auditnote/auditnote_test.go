@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestNote(t *testing.T) {
@@ -28,6 +29,11 @@ func TestLimits(t *testing.T) {
 	v := strings.TrimPrefix(n.String(), "long=")
 	if len(v) > MaxValue || !strings.HasPrefix(v, "éé") || strings.ContainsRune(v, '\uFFFD') || len(v)%2 != 0 {
 		t.Errorf("long value = %q (%d bytes)", v, len(v))
+	}
+	ctx2, n2 := With(context.Background())
+	Add(ctx2, "bytes", strings.Repeat("\xff", 200)) // not UTF-8: replaced, then cut
+	if v := strings.TrimPrefix(n2.String(), "bytes="); len(v) > MaxValue || !utf8.ValidString(v) {
+		t.Errorf("non-UTF-8 value = %d bytes, valid %v", len(v), utf8.ValidString(v))
 	}
 	for i := range 20 {
 		Add(ctx, "k"+string(rune('a'+i)), "v")
