@@ -390,7 +390,10 @@ func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productIn
 	// The budget bounds the wait for the vendor app, not the write.
 	bctx, cancel := context.WithTimeout(ctx, m.cfg.Budget)
 	defer cancel()
-	var eventID, key string
+	var (
+		ev  *handoff.Stored
+		key string
+	)
 	err := m.writeTx(ctx, func(tx *db.Tx) error {
 		now := m.clock.Now()
 		inst, err := liveInstance(ctx, tx, instanceID, test)
@@ -402,15 +405,19 @@ func (m *Merchant) ChangeCheck(ctx context.Context, instanceID string, productIn
 			map[string]any{"instanceId": instanceID, "productInfo": productInfo}); err != nil {
 			return err
 		}
-		eventID, err = handoff.EmitAt(ctx, tx, now, handoff.Event{Type: EventChangeCheck, Subject: inst.ID, TestFlag: inst.TestFlag,
-			Data: instanceData(inst, map[string]any{"checkId": key, "productInfo": productInfo})}, now.Add(m.cfg.Budget+time.Second))
+		// Emitted with this request's claim on its first attempt, as a
+		// create's event is: the event's job on another replica (whose clock
+		// may run ahead of this one's) cannot take the question from under
+		// the request waiting for the verdict.
+		ev, err = handoff.EmitClaimedAt(ctx, tx, now, handoff.Event{Type: EventChangeCheck, Subject: inst.ID, TestFlag: inst.TestFlag,
+			Data: instanceData(inst, map[string]any{"checkId": key, "productInfo": productInfo})}, now.Add(m.cfg.Budget+time.Second), now.Add(m.deliver.Lease))
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	m.wake()
-	if !m.deliverInline(bctx, eventID) {
+	m.wake() // the event's job, should the inline attempt fail
+	if !m.inline(bctx, ev.ID, func(actx context.Context, _ string) (bool, error) { return m.deliver.AttemptStored(actx, ev) }) {
 		// Not delivered: no answer within the budget, or a failed attempt
 		// (a non-2xx answer, an unreachable app), whose reason is the
 		// event's lastError. Either way KooGallery gets no verdict.

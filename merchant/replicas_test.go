@@ -329,3 +329,48 @@ func TestReplicasMigrateAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// A change check waits for the app's verdict while another replica, whose
+// clock runs 10 s ahead, runs its due jobs: the question is asked once, by
+// the request, which gets the verdict. The request's transaction stores the
+// event already claimed for its own attempt (as a create's event is), so the
+// other replica's job finds it leased.
+func TestChangeCheckWithAReplicaAhead(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		id := e.provisioned("CS-CHK-AHEAD")
+		d2, err := db.Open(e.ctx, e.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d2.Close() })
+		ahead := clock.NewVirtual(e.clock.Now().Add(10 * time.Second))
+		m2 := e.newMerchant(d2, e.cfg, Deps{Clock: ahead})
+		e.app.delay.Store(int64(400 * time.Millisecond))
+		done := make(chan kgResp, 1)
+		go func() {
+			done <- e.call(map[string]any{"activity": "changeInstanceCheck", "instanceId": id, "productInfo": map[string]string{"productId": "prod-1", "skuCode": "sku-big"}})
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for e.count(`SELECT COUNT(*) FROM handoff_events WHERE type = $1`, EventChangeCheck) == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if _, err := m2.RunDue(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-done; r.ResultCode != kg.CodeSuccess {
+			t.Fatalf("change check: %s %s, want 000000", r.ResultCode, r.ResultMsg)
+		}
+		e.app.mu.Lock()
+		asked := 0
+		for _, ev := range e.app.events {
+			if ev.Type == EventChangeCheck {
+				asked++
+			}
+		}
+		e.app.mu.Unlock()
+		if asked != 1 {
+			t.Fatalf("the app was asked %d times, want once", asked)
+		}
+	})
+}
