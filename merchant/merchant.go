@@ -328,17 +328,13 @@ func newUUID(r io.Reader) string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
-// deliverInline attempts the delivery of an event right away, in the
-// background, and waits for it until ctx is done (the request budget). The
-// attempt itself is not cut short by the budget: a slow vendor app still
-// completes, and the instance becomes ready after the 000004 answer. The
-// event's job is the durable fallback if the process dies meanwhile.
-func (m *Merchant) deliverInline(ctx context.Context, eventID string) (delivered bool) {
-	return m.inline(ctx, eventID, m.deliver.Attempt)
-}
-
-// inline runs attempt (Deliverer.Attempt, or AttemptClaimed when the
-// request's transaction claimed the event) as deliverInline describes.
+// inline makes the delivery attempt of an event right away, in the
+// background (attempt: AttemptStored or AttemptClaimed, the request's
+// transaction having claimed the event), and waits for it until ctx is done
+// (the request budget). The attempt itself is not cut short by the budget: a
+// slow vendor app still completes, and the instance becomes ready after the
+// 000004 answer. The event's job is the durable fallback if the process dies
+// meanwhile.
 func (m *Merchant) inline(ctx context.Context, eventID string, attempt func(context.Context, string) (bool, error)) (delivered bool) {
 	done := make(chan bool, 1)
 	m.bg.Add(1)
