@@ -41,20 +41,7 @@ func secondReplica(t *testing.T, e *env) (*Merchant, string) {
 // whole, and the calls simply run at once).
 func together(t *testing.T, e *env, id string, calls ...func()) {
 	t.Helper()
-	var lock *dbtest.RowLock
-	if e.db.Dialect == db.Postgres {
-		lock = dbtest.LockRows(t, e.db, `SELECT 1 FROM merchant_instances WHERE instance_id = $1 FOR UPDATE`, id)
-	}
-	var wg sync.WaitGroup
-	for _, c := range calls {
-		wg.Add(1)
-		go func() { defer wg.Done(); c() }()
-	}
-	if lock != nil {
-		lock.AwaitWaiters(len(calls))
-		lock.Release()
-	}
-	wg.Wait()
+	dbtest.Together(t, e.db, `SELECT 1 FROM merchant_instances WHERE instance_id = $1 FOR UPDATE`, []any{id}, calls...)
 }
 
 // A lifecycle call that KooGallery repeats (a retry after a timeout) may reach

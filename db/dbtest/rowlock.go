@@ -3,6 +3,7 @@ package dbtest
 import (
 	"context"
 	"database/sql"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,4 +71,27 @@ func (l *RowLock) Release() {
 	if err := l.tx.Commit(); err != nil {
 		l.t.Fatalf("dbtest: release row locks: %v", err)
 	}
+}
+
+// Together runs calls at once, lined up behind the rows query locks (LockRows)
+// on PostgreSQL: each call's transaction has made its reads, and waits for the
+// lock, before any of them writes, as the transactions of replicas do when a
+// repeated request reaches them together. On SQLite, whose single writer runs
+// transactions one after the other whole, the calls simply run at once.
+func Together(t testing.TB, d *db.DB, query string, args []any, calls ...func()) {
+	t.Helper()
+	var lock *RowLock
+	if d.Dialect == db.Postgres {
+		lock = LockRows(t, d, query, args...)
+	}
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Add(1)
+		go func() { defer wg.Done(); c() }()
+	}
+	if lock != nil {
+		lock.AwaitWaiters(len(calls))
+		lock.Release()
+	}
+	wg.Wait()
 }

@@ -17,20 +17,7 @@ import (
 // SQLite transactions run one after the other, whole).
 func lined(t *testing.T, d *db.DB, id string, calls ...func()) {
 	t.Helper()
-	var lock *dbtest.RowLock
-	if d.Dialect == db.Postgres {
-		lock = dbtest.LockRows(t, d, `SELECT 1 FROM handoff_events WHERE event_id = $1 FOR UPDATE`, id)
-	}
-	var wg sync.WaitGroup
-	for _, c := range calls {
-		wg.Add(1)
-		go func() { defer wg.Done(); c() }()
-	}
-	if lock != nil {
-		lock.AwaitWaiters(len(calls))
-		lock.Release()
-	}
-	wg.Wait()
+	dbtest.Together(t, d, `SELECT 1 FROM handoff_events WHERE event_id = $1 FOR UPDATE`, []any{id}, calls...)
 }
 
 // Two deliverers (two replicas: the event's job and its replay's job, say)
