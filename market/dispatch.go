@@ -392,7 +392,7 @@ const MaxInstanceID = 64
 func verdict(activity string, r Response) (string, string) {
 	if activity == "newInstance" && strings.IndexByte(r.InstanceID, 0) >= 0 {
 		// No id has one, and PostgreSQL text cannot store it.
-		return VerdictFailure, fmt.Sprintf("resultCode %s with an instanceId holding a NUL character (\\u0000)", storedText(r.ResultCode))
+		return VerdictFailure, fmt.Sprintf("resultCode %s with an instanceId holding a NUL character (\\u0000)", db.Text(r.ResultCode, 0))
 	}
 	switch {
 	case r.ResultCode == kg.CodeSuccess:
@@ -600,13 +600,13 @@ func (m *Market) record(ctx context.Context, tx *db.Tx, id int64, attempt int, s
 	if _, err := tx.Exec(ctx, `INSERT INTO market_attempts (message_id, attempt, at, request_url, request_body, http_status, response_body,
 		body_sign, latency_ms, result_code, verdict, error, next_try_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
 		ON CONFLICT (message_id, attempt) DO NOTHING`,
-		id, attempt, db.Millis(sentAt), res.RequestURL, string(sent), res.HTTPStatus, storedText(string(res.Body)), storedText(res.BodySign),
-		res.Latency.Milliseconds(), storedText(res.ResultCode), res.Verdict, storedText(res.Error), db.Millis(next)); err != nil {
+		id, attempt, db.Millis(sentAt), res.RequestURL, string(sent), res.HTTPStatus, db.Text(string(res.Body), 0), db.Text(res.BodySign, 0),
+		res.Latency.Milliseconds(), db.Text(res.ResultCode, 0), res.Verdict, db.Text(res.Error, 0), db.Millis(next)); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE market_messages SET state = $1, attempts = $2, first_try_at = $3, next_try_at = $4, last_code = $5,
 		last_error = $6, response = $7, updated_at = $8 WHERE id = $9`,
-		state, attempt, db.Millis(first), db.Millis(next), storedText(res.ResultCode), storedText(res.Error), storedText(string(res.Body)), db.Millis(now), id); err != nil {
+		state, attempt, db.Millis(first), db.Millis(next), db.Text(res.ResultCode, 0), db.Text(res.Error, 0), db.Text(string(res.Body), 0), db.Millis(now), id); err != nil {
 		return err
 	}
 	msg.State, msg.Attempts, msg.FirstTryAt = state, attempt, first
@@ -662,12 +662,12 @@ func (m *Market) Call(ctx context.Context, o Outbound) (CallResult, error) {
 		if _, err := tx.Exec(ctx, `INSERT INTO market_attempts (message_id, attempt, at, request_url, request_body, http_status, response_body,
 			body_sign, latency_ms, result_code, verdict, error, next_try_at) VALUES ($1,1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0)
 			ON CONFLICT (message_id, attempt) DO NOTHING`,
-			id, db.Millis(now), res.RequestURL, string(o.Body), res.HTTPStatus, storedText(string(res.Body)), storedText(res.BodySign), res.Latency.Milliseconds(),
-			storedText(res.ResultCode), res.Verdict, storedText(res.Error)); err != nil {
+			id, db.Millis(now), res.RequestURL, string(o.Body), res.HTTPStatus, db.Text(string(res.Body), 0), db.Text(res.BodySign, 0), res.Latency.Milliseconds(),
+			db.Text(res.ResultCode, 0), res.Verdict, db.Text(res.Error, 0)); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE market_messages SET state = $1, attempts = 1, first_try_at = $2, last_code = $3, last_error = $4,
-			response = $5, updated_at = $6 WHERE id = $7`, state, db.Millis(now), storedText(res.ResultCode), storedText(res.Error), storedText(string(res.Body)), db.Millis(m.clock.Now()), id)
+			response = $5, updated_at = $6 WHERE id = $7`, state, db.Millis(now), db.Text(res.ResultCode, 0), db.Text(res.Error, 0), db.Text(string(res.Body), 0), db.Millis(m.clock.Now()), id)
 		return err
 	})
 	if err != nil {
@@ -874,17 +874,4 @@ func hasInstance(r Response, id string) bool {
 		}
 	}
 	return false
-}
-
-// storedText is what the message log stores of a merchant's answer (its
-// body, headers, the code and error read from it): the text, with bytes that
-// are not UTF-8 and NUL as U+FFFD, since PostgreSQL text holds neither. A
-// merchant answering in another encoding, or garbage, is recorded and graded
-// like any other (it failed the whole attempt's record).
-func storedText(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if strings.IndexByte(s, 0) >= 0 {
-		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
-	}
-	return s
 }

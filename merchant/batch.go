@@ -445,8 +445,8 @@ const auditColumns = 13
 func insertAudits(ctx context.Context, tx execer, es []auditEntry) error {
 	args := make([]any, 0, len(es)*auditColumns)
 	for _, e := range es {
-		args = append(args, e.At.UnixMilli(), e.Source, truncate(e.Remote, 100), truncate(e.Activity, 64), truncate(e.ResultCode, 32), e.KeyIndex, truncate(e.InstanceID, 7000),
-			truncate(e.OrderID, 200), truncate(e.OrderLineID, 200), truncate(e.BusinessID, 200), b2i(e.TestFlag), e.Latency.Milliseconds(), truncate(e.Message, 500))
+		args = append(args, e.At.UnixMilli(), e.Source, db.Text(e.Remote, 100), db.Text(e.Activity, 64), db.Text(e.ResultCode, 32), e.KeyIndex, db.Text(e.InstanceID, 7000),
+			db.Text(e.OrderID, 200), db.Text(e.OrderLineID, 200), db.Text(e.BusinessID, 200), b2i(e.TestFlag), e.Latency.Milliseconds(), db.Text(e.Message, 500))
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO audit_log (at, source, remote, activity, result_code, key_index, instance_id,
 		order_id, order_line_id, business_id, test_flag, latency_ms, message) VALUES `+db.Values(len(es), auditColumns, 1), args...)

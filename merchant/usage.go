@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
@@ -501,14 +500,14 @@ func (m *Merchant) handleUsagePush(ctx context.Context, _ *jobs.Job) error {
 			retry = retry[:0]
 			now := m.clock.Now()
 			for _, r := range recs {
-				result, outcome := truncate(string(res.Answer), 500), "ok"
+				result, outcome := db.Text(string(res.Answer), 500), "ok"
 				if f, ok := res.Failed[r.MeteringSN]; ok {
 					accepted, final := f.Settled()
 					switch {
 					case accepted:
 						result, outcome = "duplicate "+f.Code, "ok"
 					case final:
-						result, outcome = truncate("rejected "+f.Code+": "+f.Msg, 500), "rejected"
+						result, outcome = db.Text("rejected "+f.Code+": "+f.Msg, 500), "rejected"
 						m.log.Error("usage record refused by the marketplace", "meteringSn", r.MeteringSN, "instanceId", r.InstanceID, "code", f.Code, "msg", f.Msg)
 					default:
 						retry = append(retry, r.MeteringSN)
@@ -567,31 +566,12 @@ func (m *Merchant) settleInvalidUsage(ctx context.Context, recs []wireUsage) ([]
 		}
 		m.log.Error("usage record not pushed: the marketplace would refuse it", "meteringSn", r.MeteringSN, "instanceId", r.InstanceID, "code", e.Code, "err", e.Msg)
 		if _, err := m.db.Exec(ctx, `UPDATE merchant_usage SET pushed_at = $2, push_result = $3, push_lease_until = 0 WHERE metering_sn = $1`,
-			r.MeteringSN, m.clock.Now().UnixMilli(), truncate("rejected by souk before sending "+e.Code+": "+e.Field+" "+e.Msg, 500)); err != nil {
+			r.MeteringSN, m.clock.Now().UnixMilli(), db.Text("rejected by souk before sending "+e.Code+": "+e.Field+" "+e.Msg, 500)); err != nil {
 			return nil, fmt.Errorf("usage push: settle invalid record: %w", err)
 		}
 		m.metrics.usagePush("rejected", 1)
 	}
 	return ok, nil
-}
-
-// truncate cuts s to at most n bytes of valid UTF-8 (what it stores goes to
-// TEXT columns, which PostgreSQL refuses otherwise): bytes that are not
-// UTF-8 (a request path's %FF, a marketplace answer in another encoding)
-// and NUL, which PostgreSQL text cannot hold, become U+FFFD, and the cut
-// falls on a character boundary.
-func truncate(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if strings.IndexByte(s, 0) >= 0 { // valid UTF-8, but no PostgreSQL text (a probe of /%00)
-		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
-	}
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // UsageState is where a recorded usage record stands with the marketplace.

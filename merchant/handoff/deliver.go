@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/db"
@@ -311,7 +310,7 @@ func MarkDeliveredMany(ctx context.Context, tx *db.Tx, now time.Time, evs []*Sto
 	var cases, in strings.Builder
 	for i := 0; i < rows; i++ {
 		j := min(i, len(evs)-1)
-		args = append(args, evs[j].ID, truncate(to[j], 300))
+		args = append(args, evs[j].ID, db.Text(to[j], 300))
 		fmt.Fprintf(&cases, " WHEN $%d THEN $%d", 2*i+2, 2*i+3)
 	}
 	for i := 0; i < rows; i++ {
@@ -366,7 +365,7 @@ func (d *Deliverer) markDelivered(ctx context.Context, ev *Stored, to string, an
 	return d.tx(ctx, func(tx *db.Tx) error {
 		now := d.Clock.Now()
 		res, err := tx.Exec(ctx, `UPDATE handoff_events SET state = 'delivered', delivered_at = $2, delivered_to = $3, last_error = '', lease_until = 0
-			WHERE event_id = $1 AND state = 'pending'`, ev.ID, now.UnixMilli(), truncate(to, 300))
+			WHERE event_id = $1 AND state = 'pending'`, ev.ID, now.UnixMilli(), db.Text(to, 300))
 		if err != nil {
 			return fmt.Errorf("handoff: mark delivered: %w", err)
 		}
@@ -398,14 +397,14 @@ func (d *Deliverer) markFailed(ctx context.Context, ev *Stored, cause error, dea
 	}
 	const q = `UPDATE handoff_events SET state = $2, last_error = $3, lease_until = 0 WHERE event_id = $1 AND state = 'pending'`
 	if !ev.jobless || dead {
-		_, err := d.DB.Exec(ctx, q, ev.ID, state, truncate(msg, 1000))
+		_, err := d.DB.Exec(ctx, q, ev.ID, state, db.Text(msg, 1000))
 		return err
 	}
 	// An event of EmitClaimedMany gets its job now, in the transaction that
 	// releases its lease (a failure here leaves the lease to run out: Sweep
 	// then enqueues the job).
 	return d.DB.Tx(ctx, func(tx *db.Tx) error {
-		res, err := tx.Exec(ctx, q, ev.ID, state, truncate(msg, 1000))
+		res, err := tx.Exec(ctx, q, ev.ID, state, db.Text(msg, 1000))
 		if err != nil {
 			return err
 		}
@@ -422,19 +421,4 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// truncate cuts s to at most n bytes of valid UTF-8, as the TEXT columns it
-// goes to take on PostgreSQL: bytes that are not UTF-8 (an error page in
-// another encoding quoted by a webhook error) become U+FFFD, and the cut
-// falls on a character boundary.
-func truncate(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
