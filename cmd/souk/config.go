@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -231,14 +232,48 @@ func (a *App) Logger(level, format string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	opts := &slog.HandlerOptions{Level: l}
+	// The handler takes every record; startupHandler filters by level, but
+	// for the records of announce.
+	opts := &slog.HandlerOptions{Level: min(l, slog.LevelInfo)}
 	switch strings.ToLower(format) { // as the level: WARN and warn, TEXT and text
 	case "json", "":
-		return slog.New(slog.NewJSONHandler(a.Stderr, opts)), nil
+		return slog.New(startupHandler{slog.NewJSONHandler(a.Stderr, opts), l}), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(a.Stderr, opts)), nil
+		return slog.New(startupHandler{slog.NewTextHandler(a.Stderr, opts), l}), nil
 	}
 	return nil, fmt.Errorf("log format %q: want json or text", format)
+}
+
+// announceKey marks the context of a startup line.
+type announceKey struct{}
+
+// announce logs a line an operator needs whatever the log level: where a
+// server listens. With --log-level warn or error it is still written, at
+// level INFO, in the configured format.
+func announce(ctx context.Context, log *slog.Logger, msg string, args ...any) {
+	log.InfoContext(context.WithValue(ctx, announceKey{}, true), msg, args...)
+}
+
+// startupHandler passes records at level and above, and announce's.
+type startupHandler struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h startupHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	if l >= h.level {
+		return true
+	}
+	on, _ := ctx.Value(announceKey{}).(bool)
+	return on && l == slog.LevelInfo
+}
+
+func (h startupHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return startupHandler{h.Handler.WithAttrs(attrs), h.level}
+}
+
+func (h startupHandler) WithGroup(name string) slog.Handler {
+	return startupHandler{h.Handler.WithGroup(name), h.level}
 }
 
 type stringValue string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,5 +90,41 @@ func TestRunUnknownCommand(t *testing.T) {
 	}
 	if code := run([]string{"version"}, &out, &errb, func(string) string { return "" }); code != 0 || !strings.Contains(out.String(), "souk") {
 		t.Fatalf("version: %d %q", code, out.String())
+	}
+}
+
+func TestLoggerAnnounceIgnoresTheLevel(t *testing.T) {
+	for _, tc := range []struct {
+		level, format      string
+		info, announceSeen bool
+	}{
+		{"debug", "text", true, true},
+		{"info", "json", true, true},
+		{"warn", "text", false, true},
+		{"ERROR", "json", false, true},
+	} {
+		a, _, errb := testApp(nil)
+		log, err := a.Logger(tc.level, tc.format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log = log.With("component", "x") // a derived logger keeps the rule
+		log.Info("an info record")
+		log.Debug("a debug record")
+		announce(context.Background(), log, "the listening line", "addr", "127.0.0.1:1")
+		log.Warn("a warning")
+		s := errb.String()
+		if got := strings.Contains(s, "an info record"); got != tc.info {
+			t.Errorf("%s: info record written %v, want %v:\n%s", tc.level, got, tc.info, s)
+		}
+		if strings.Contains(s, "a debug record") != (tc.level == "debug") {
+			t.Errorf("%s: debug record:\n%s", tc.level, s)
+		}
+		if !strings.Contains(s, "the listening line") || !strings.Contains(s, "127.0.0.1:1") || !strings.Contains(s, "component") {
+			t.Errorf("%s: announce not written whole:\n%s", tc.level, s)
+		}
+		if strings.Contains(s, "a warning") != (tc.level != "ERROR") {
+			t.Errorf("%s: warning:\n%s", tc.level, s)
+		}
 	}
 }

@@ -139,7 +139,7 @@ func marketServe(ctx context.Context, a *App, args []string) int {
 			done <- err
 		}
 	}()
-	log.Info("souk market: listening", "addr", ln.Addr().String(), "public_url", publicURL, "db", db.Redact(dsn), "virtual_clock", virtual != "", "now", clk.Now())
+	announce(ctx, log, "souk market: listening", "addr", ln.Addr().String(), "public_url", publicURL, "db", db.Redact(dsn), "virtual_clock", virtual != "", "now", clk.Now())
 	runExited := false
 	select {
 	case <-ctx.Done():

@@ -412,9 +412,9 @@ func serveMerchant(ctx context.Context, log *slog.Logger, m *merchant.Merchant, 
 	}()
 	if adminSrv != nil {
 		go func() { serveErr <- adminSrv.Serve(adminLn) }()
-		log.Info("souk merchant admin side listening (management API, /metrics)", "addr", adminLn.Addr().String())
+		announce(ctx, log, "souk merchant admin side listening (management API, /metrics)", "addr", adminLn.Addr().String())
 	}
-	log.Info("souk merchant listening", "addr", ln.Addr().String(), "tls", certs != nil, "basePath", m.Config().BasePath, "db", where)
+	announce(ctx, log, "souk merchant listening", "addr", ln.Addr().String(), "tls", certs != nil, "basePath", m.Config().BasePath, "db", where)
 	var err2 error
 	ran := false
 	select {

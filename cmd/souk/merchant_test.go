@@ -61,7 +61,9 @@ func TestMerchantServeAndEvents(t *testing.T) {
 	addr := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- runMerchant(ctx, a, []string{"--listen", addr, "--data", dir, "--log-format", "text"}) }()
+	go func() {
+		done <- runMerchant(ctx, a, []string{"--listen", addr, "--data", dir, "--log-format", "text", "--log-level", "warn"})
+	}()
 	for i := 0; i < 200; i++ {
 		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
 			resp.Body.Close()
@@ -72,6 +74,10 @@ func TestMerchantServeAndEvents(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("serve exit %d: %s", code, errb.String())
+	}
+	// --log-level warn hides INFO records, but not where the server listens.
+	if s := errb.String(); !strings.Contains(s, `msg="souk merchant listening" addr=`+addr) {
+		t.Errorf("no listening line with --log-level warn:\n%s", s)
 	}
 	if s := errb.String(); strings.Contains(s, "secret-key-1") || strings.Contains(s, "adm ") || !strings.Contains(s, "access-key") {
 		t.Fatalf("configuration print leaks or lacks secrets:\n%s", s)
