@@ -1,9 +1,11 @@
 package market
 
 // The audit log: a decorator around the market's router records every
-// management action (admin API call) and every inbound open-API call (Query
-// Order, usage push) in market_audit: who (the admin token's id — a hash
-// prefix, never the token — or the open API's AK), route, method, status,
+// management action (admin API call), every inbound open-API call (Query
+// Order, usage push) and every call of the identity provider (login pages
+// and form, OAuth authorize, token, userinfo, logout) in market_audit: who
+// (the admin token's id — a hash prefix, never the token —, the open API's
+// AK, the OAuth client or the user signing in), route, method, status,
 // latency, result and the ids the call named. Bodies are never recorded:
 // they may carry credentials.
 
@@ -30,8 +32,8 @@ import (
 type AuditRecord struct {
 	ID        int64             `json:"id"`
 	At        time.Time         `json:"at"`
-	Kind      string            `json:"kind"`  // admin | openapi
-	Actor     string            `json:"actor"` // admin:<token id> | bad-token:<token id> | anonymous | ak:<AK> | seller:<id>
+	Kind      string            `json:"kind"`  // admin | openapi | idp
+	Actor     string            `json:"actor"` // admin:<token id> | bad-token:<token id> | anonymous | ak:<AK> | seller:<id> | client:<id> | user:<enterprise>/<name>
 	Method    string            `json:"method"`
 	Route     string            `json:"route"`
 	Path      string            `json:"path"`
@@ -46,6 +48,7 @@ type AuditRecord struct {
 const (
 	AuditAdmin   = "admin"
 	AuditOpenAPI = "openapi"
+	AuditIdP     = "idp"
 )
 
 // TokenID is the public id of a bearer token in the audit log: the first 12
@@ -61,9 +64,10 @@ type AuditOptions struct {
 	AdminToken string
 	// Timer measures latency; default real time (the market clock may be virtual).
 	Timer clock.Clock
-	// Public lists path prefixes under /api/v1 that are not management
-	// actions (the IdP's /api/v1/oauth2/ and /api/v1/logout): not audited.
-	Public []string
+	// IdP lists the path prefixes of the identity provider (its OAuth
+	// endpoints under /api/v1, its pages): audited as kind idp, not as
+	// management actions.
+	IdP []string
 }
 
 type auditNote struct {
@@ -73,9 +77,10 @@ type auditNote struct {
 
 type auditKey struct{}
 
-// noteAudit lets a handler add what only it knows (the AK of an open-API
-// call, its resultCode, the ids it touched) to the request's audit record.
-func noteAudit(ctx context.Context, actor, result string, targets map[string]string) {
+// NoteAudit lets a handler add what only it knows (the AK of an open-API
+// call, its resultCode, the ids it touched; the IdP's client and user) to
+// the request's audit record. Outside an audited request it does nothing.
+func NoteAudit(ctx context.Context, actor, result string, targets map[string]string) {
 	n, _ := ctx.Value(auditKey{}).(*auditNote)
 	if n == nil {
 		return
@@ -107,7 +112,7 @@ func (m *Market) Audit(h http.Handler, opts AuditOptions) http.Handler {
 		timer = clock.Real{}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		kind := auditKind(r.URL.Path, opts.Public)
+		kind := auditKind(r.URL.Path, opts.IdP)
 		if kind == "" {
 			h.ServeHTTP(w, r)
 			return
@@ -126,7 +131,7 @@ func (m *Market) Audit(h http.Handler, opts AuditOptions) http.Handler {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		if note.result == "" && kind == AuditAdmin && status >= 400 {
+		if note.result == "" && kind != AuditOpenAPI && status >= 400 {
 			note.result = rec.errCode()
 		}
 		if note.actor == "" {
@@ -162,18 +167,18 @@ func (m *Market) Audit(h http.Handler, opts AuditOptions) http.Handler {
 	})
 }
 
-func auditKind(path string, public []string) string {
+func auditKind(path string, idp []string) string {
 	switch path {
 	case kg.QueryOrderPath, kg.UsagePushPath:
 		return AuditOpenAPI
 	}
+	for _, p := range idp {
+		if path == strings.TrimSuffix(p, "/") || strings.HasPrefix(path, p) {
+			return AuditIdP
+		}
+	}
 	if path != APIPrefix && !strings.HasPrefix(path, APIPrefix+"/") {
 		return ""
-	}
-	for _, p := range public {
-		if path == strings.TrimSuffix(p, "/") || strings.HasPrefix(path, p) {
-			return ""
-		}
 	}
 	return AuditAdmin
 }
@@ -263,11 +268,20 @@ func (s *statusRecorder) Flush() {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
+// errCode reads the code of an error answer: the admin API's "code", or an
+// OAuth error's "error" (RFC 6749 §5.2).
 func (s *statusRecorder) errCode() string {
 	var e struct {
-		Code string `json:"code"`
+		Code  string `json:"code"`
+		Error string `json:"error"`
 	}
-	if json.Unmarshal(s.head, &e) != nil || len(e.Code) > 64 {
+	if json.Unmarshal(s.head, &e) != nil {
+		return ""
+	}
+	if e.Code == "" {
+		e.Code = e.Error
+	}
+	if len(e.Code) > 64 {
 		return ""
 	}
 	return e.Code
@@ -276,15 +290,22 @@ func (s *statusRecorder) errCode() string {
 func (m *Market) writeAudit(ctx context.Context, a AuditRecord, lat time.Duration) error {
 	var targets string
 	if len(a.Targets) > 0 {
-		b, err := json.Marshal(a.Targets)
+		t := make(map[string]string, len(a.Targets))
+		for k, v := range a.Targets {
+			t[db.Text(k, 64)] = db.Text(v, 512)
+		}
+		b, err := json.Marshal(t)
 		if err != nil {
 			return fmt.Errorf("targets: %w", err)
 		}
 		targets = string(b)
 	}
+	// The path, the actor and the ids come from the request: PostgreSQL
+	// refuses NUL and bytes that are not UTF-8 (a probe of /api/v1/%FF).
 	_, err := m.db.Exec(ctx, `INSERT INTO market_audit (at, kind, actor, method, route, path, status, result, latency_us, targets, remote)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		db.Millis(a.At), a.Kind, a.Actor, a.Method, a.Route, a.Path, a.Status, a.Result, lat.Microseconds(), targets, a.Remote)
+		db.Millis(a.At), a.Kind, db.Text(a.Actor, 512), db.Text(a.Method, 32), db.Text(a.Route, 512), db.Text(a.Path, 2048),
+		a.Status, db.Text(a.Result, 128), lat.Microseconds(), targets, db.Text(a.Remote, 128))
 	if err != nil {
 		return fmt.Errorf("insert: %w", err)
 	}
@@ -338,6 +359,6 @@ func (m *Market) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 
 // auditMKT answers an open API's MKT error and notes its code for the audit log.
 func auditMKT(w http.ResponseWriter, r *http.Request, code, msg string, extra any) {
-	noteAudit(r.Context(), "", code, nil)
+	NoteAudit(r.Context(), "", code, nil)
 	writeMKT(w, code, msg, extra)
 }

@@ -68,9 +68,9 @@ func (m *Market) handleQueryOrder(w http.ResponseWriter, r *http.Request) {
 		auditMKT(w, r, kg.MKTInvalidParam, "Invalid parameter: "+err.Error(), nil)
 		return
 	}
-	noteAudit(ctx, "", "", map[string]string{"seller": sellerID, "orderId": orderID, "orderLineId": lineID})
+	NoteAudit(ctx, "", "", map[string]string{"seller": sellerID, "orderId": orderID, "orderLineId": lineID})
 	info, code, msg := m.QueryOrder(ctx, sellerID, orderID, lineID)
-	noteAudit(ctx, "", code, nil)
+	NoteAudit(ctx, "", code, nil)
 	resp := kg.QueryOrderResponse{ResultCode: code, ResultMsg: msg, OrderInfo: info}
 	writeJSON(w, kg.MKTStatus(code), resp)
 }
@@ -299,7 +299,7 @@ func (m *Market) handleUsagePush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, code, msg := m.PushUsage(ctx, r.Header.Get("signature"), r.Header.Get("ts"), r.Header.Get("nonce"), body)
-	noteAudit(ctx, "", code, nil)
+	NoteAudit(ctx, "", code, nil)
 	out := map[string]any{"resultCode": code, "resultMsg": msg, "error_code": code, "error_msg": msg}
 	if res != nil {
 		out["extra_info"] = res
@@ -379,7 +379,7 @@ func (m *Market) PushUsage(ctx context.Context, signature, ts, nonce string, bod
 		sellerID = sid
 	}
 	if sellerID != "" {
-		noteAudit(ctx, "seller:"+sellerID, "", map[string]string{"seller": sellerID})
+		NoteAudit(ctx, "seller:"+sellerID, "", map[string]string{"seller": sellerID})
 	}
 	if sellerID == "" {
 		return nil, kg.MKTInvalidBodySign, "Invalid body signature: no seller's basic key verifies it"

@@ -444,7 +444,7 @@ func coreCommands() map[string]clientCmd {
 			}
 		}},
 		"jobs": {"(job counts by state)", 0, get("/jobs")},
-		"audit": {"[--limit N --kind admin|openapi --actor A --before ID]  (audit log, newest first)", 0,
+		"audit": {"[--limit N --kind admin|openapi|idp --actor A --before ID]  (audit log, newest first)", 0,
 			filters("/audit", map[string]string{"limit": "limit", "kind": "kind", "actor": "actor", "before": "before"})},
 	}
 }

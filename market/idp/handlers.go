@@ -22,6 +22,7 @@ import (
 func (p *IdP) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
+	p.noteClient(ctx, q.Get("client_id"))
 	client, err := p.dir.Client(ctx, q.Get("client_id"))
 	if errors.Is(err, ErrNotFound) || q.Get("client_id") == "" {
 		p.errorPage(w, http.StatusBadRequest, "Unknown application", "The client_id is not registered.")
@@ -175,6 +176,7 @@ func (p *IdP) handleUnified(w http.ResponseWriter, r *http.Request) {
 		p.loginPage(w, r, http.StatusOK, loginView{Continue: r.URL.RequestURI(), AppID: appID, Fragment: appID == "" && r.URL.Path == PathUnified})
 		return
 	}
+	p.noteAudit(ctx, "", "", map[string]string{"member": sess.memberID, "tenant": sess.tenantID})
 	if appID == "" {
 		acc, err := p.dir.AccountByID(ctx, sess.memberID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -235,12 +237,13 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 		AppID:       r.PostForm.Get("appId"),
 	}
 	password := r.PostForm.Get("password")
-	fail := func(msg string) {
+	fail := func(result, msg string) {
+		p.noteAudit(ctx, "", result, nil)
 		view.Error = msg
 		p.loginPage(w, r, http.StatusUnauthorized, view)
 	}
 	if view.TenantCode == "" || view.UserName == "" || password == "" {
-		fail("Enter the enterprise, the user name and the password.")
+		fail("missing_field", "Enter the enterprise, the user name and the password.")
 		return
 	}
 	// Enterprise codes and user names are at most 64 characters (buyer
@@ -249,12 +252,14 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 		p.errorPage(w, http.StatusBadRequest, "Bad request", "A field of the form is too long.")
 		return
 	}
+	p.noteAudit(ctx, "user:"+view.TenantCode+"/"+view.UserName, "", nil)
 	// Counted as a failure until it succeeds: see countAttempt.
 	if until, err := p.countAttempt(ctx, view.TenantCode, view.UserName); err != nil {
 		p.internal(w, r, "login: lockout", err)
 		return
 	} else if !until.IsZero() {
 		p.log.WarnContext(ctx, "idp: login locked", "tenant", view.TenantCode, "user", view.UserName)
+		p.noteAudit(ctx, "", "locked", nil)
 		view.Error = fmt.Sprintf("Too many failed sign-ins. Try again after %s.", until.UTC().Format("15:04 UTC"))
 		p.loginPage(w, r, http.StatusTooManyRequests, view)
 		return
@@ -278,7 +283,7 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.log.InfoContext(ctx, "idp: login failed", "tenant", view.TenantCode, "user", view.UserName, "reason", "unknown user")
-		fail("Wrong enterprise, user name or password.")
+		fail("wrong_credentials", "Wrong enterprise, user name or password.")
 		return
 	}
 	if err := p.checkPassword(ctx, acc.PasswordHash, password); err != nil {
@@ -290,12 +295,12 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 			p.log.ErrorContext(ctx, "idp: unusable password hash", "member", acc.ID, "err", err)
 		}
 		p.log.InfoContext(ctx, "idp: login failed", "tenant", view.TenantCode, "user", view.UserName, "reason", "password")
-		fail("Wrong enterprise, user name or password.")
+		fail("wrong_credentials", "Wrong enterprise, user name or password.")
 		return
 	}
 	if !acc.Enabled {
 		p.log.InfoContext(ctx, "idp: login refused", "tenant", view.TenantCode, "user", view.UserName, "reason", "disabled")
-		fail("This account is disabled. Ask your enterprise administrator.")
+		fail("disabled", "This account is disabled. Ask your enterprise administrator.")
 		return
 	}
 	if err := p.clearFailures(ctx, view.TenantCode, view.UserName); err != nil {
@@ -318,6 +323,7 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: tok, Path: "/", HttpOnly: true, Secure: p.secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(p.sessionTTL.Seconds())})
 	p.log.InfoContext(ctx, "idp: login", "tenant", view.TenantCode, "user", view.UserName)
+	p.noteAudit(ctx, "", "ok", map[string]string{"member": acc.ID, "tenant": acc.TenantID})
 	if cont == "" {
 		cont = PathUnified
 	}
@@ -438,6 +444,7 @@ func (p *IdP) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		clientID, secret, basic = u, pw, true
 	}
+	p.noteClient(ctx, clientID)
 	client, ok, err := p.authenticateClient(ctx, clientID, secret)
 	if err != nil {
 		p.internalJSON(w, r, "token: client", err)
@@ -677,6 +684,8 @@ func (p *IdP) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 		unauthorized()
 		return
 	}
+	p.noteClient(ctx, t.clientID)
+	p.noteAudit(ctx, "", "", map[string]string{"member": t.memberID})
 	info, err := p.dir.UserInfo(ctx, t.clientID, t.memberID)
 	if errors.Is(err, ErrNotAuthorized) || errors.Is(err, ErrNotFound) {
 		unauthorized()
@@ -703,6 +712,26 @@ func (p *IdP) memberValid(ctx context.Context, memberID string, epoch int64) (bo
 		return false, err
 	}
 	return acc.valid(epoch), nil
+}
+
+// noteAudit tells Config.Note, when set, what the request's audit record
+// should say.
+func (p *IdP) noteAudit(ctx context.Context, actor, result string, targets map[string]string) {
+	if p.note != nil {
+		p.note(ctx, actor, result, targets)
+	}
+}
+
+// noteClient names the OAuth client a request comes from (or is for) as its
+// audit record's actor; an id too long for any client is cut.
+func (p *IdP) noteClient(ctx context.Context, id string) {
+	if id == "" {
+		return
+	}
+	if len(id) > maxNameLen {
+		id = id[:maxNameLen]
+	}
+	p.noteAudit(ctx, "client:"+id, "", map[string]string{"client": id})
 }
 
 func oauthError(w http.ResponseWriter, status int, code, desc string) {

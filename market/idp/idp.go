@@ -135,6 +135,12 @@ type Config struct {
 	// SecureCookies marks cookies Secure (set it when the market is served over HTTPS).
 	SecureCookies bool
 
+	// Note, when set, is told what only the IdP knows of a request for its
+	// audit record: the OAuth client or the user signing in (actor), the
+	// outcome of a sign-in (result), the member and client concerned
+	// (targets). souk market passes market.NoteAudit.
+	Note func(ctx context.Context, actor, result string, targets map[string]string)
+
 	// MaxLoginFailures failed sign-ins of one user name within
 	// LoginFailureWindow lock it until the window ends (defaults 10, 15 min).
 	MaxLoginFailures   int
@@ -153,6 +159,7 @@ type IdP struct {
 	log    *slog.Logger
 	dir    Directory
 	secure bool
+	note   func(ctx context.Context, actor, result string, targets map[string]string)
 
 	accessTTL, refreshTTL, codeTTL, sessionTTL time.Duration
 	maxFailures                                int
@@ -194,7 +201,7 @@ func New(cfg Config) (*IdP, error) {
 		return nil, errors.New("idp: DB, Clock and Directory are required")
 	}
 	p := &IdP{
-		db: cfg.DB, clock: cfg.Clock, log: cfg.Logger, dir: cfg.Directory, secure: cfg.SecureCookies,
+		db: cfg.DB, clock: cfg.Clock, log: cfg.Logger, dir: cfg.Directory, secure: cfg.SecureCookies, note: cfg.Note,
 		accessTTL: cfg.AccessTTL, refreshTTL: cfg.RefreshTTL, codeTTL: cfg.CodeTTL, sessionTTL: cfg.SessionTTL,
 		maxFailures: cfg.MaxLoginFailures, failureWindow: cfg.LoginFailureWindow,
 	}

@@ -38,6 +38,40 @@ type env struct {
 	secret   string
 	members  map[string]string // userName → id
 	merchant *buyertest.Merchant
+	notes    *notes // what the IdP told Config.Note
+}
+
+// notes records Config.Note's calls; take merges those since the last take
+// as market.Audit merges them into one record.
+type notes struct {
+	mu            sync.Mutex
+	actor, result string
+	targets       map[string]string
+}
+
+func (n *notes) note(_ context.Context, actor, result string, targets map[string]string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if actor != "" {
+		n.actor = actor
+	}
+	if result != "" {
+		n.result = result
+	}
+	for k, v := range targets {
+		if n.targets == nil {
+			n.targets = map[string]string{}
+		}
+		n.targets[k] = v
+	}
+}
+
+func (n *notes) take() (actor, result string, targets map[string]string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	actor, result, targets = n.actor, n.result, n.targets
+	n.actor, n.result, n.targets = "", "", nil
+	return actor, result, targets
 }
 
 func setup(t *testing.T, backend string) *env {
@@ -49,7 +83,7 @@ func setup(t *testing.T, backend string) *env {
 	cat := &buyertest.Catalog{}
 	cat.Put(buyer.App{InstanceID: "inst-1", OrderID: "CS1", AppID: "app-1", Endpoint: m.URL, KitKey: "kit-key", PublicKey: m.PublicKey(t),
 		RedirectURIs: []string{callback, "https://app.example.test/other"}})
-	e := &env{db: d, clk: clk, merchant: m, members: map[string]string{}}
+	e := &env{db: d, clk: clk, merchant: m, members: map[string]string{}, notes: &notes{}}
 	mux := http.NewServeMux()
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
@@ -58,7 +92,7 @@ func setup(t *testing.T, backend string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.idp, err = idp.New(idp.Config{DB: d, Clock: clk, Directory: e.c.Directory(), Password: testPassword})
+	e.idp, err = idp.New(idp.Config{DB: d, Clock: clk, Directory: e.c.Directory(), Password: testPassword, Note: e.notes.note})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -872,5 +906,55 @@ func TestPKCE(t *testing.T) {
 				t.Errorf("%s: %d %s, want invalid_request", name, resp.StatusCode, loc)
 			}
 		}
+	})
+}
+
+// TestAuditNotes: the IdP names, for the market's audit record of each call,
+// the OAuth client or the user signing in, the outcome of a sign-in and the
+// member concerned.
+func TestAuditNotes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		cl := e.browser(t)
+		client := "client:" + e.binding.ClientID
+		want := func(step, actor, result string, targets map[string]string) {
+			t.Helper()
+			a, r, tg := e.notes.take()
+			if a != actor || r != result {
+				t.Errorf("%s: noted actor %q result %q, want %q %q", step, a, r, actor, result)
+			}
+			for k, v := range targets {
+				if tg[k] != v {
+					t.Errorf("%s: noted targets %v, want %s=%s", step, tg, k, v)
+				}
+			}
+		}
+		resp, page := buyertest.Get(t, cl, e.authorizeURL(callback, "st-1"))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("authorize: %d", resp.StatusCode)
+		}
+		want("authorize", client, "", map[string]string{"client": e.binding.ClientID})
+		_, page = e.submitLogin(t, cl, page, "", "alice", "wrong-password")
+		want("wrong password", "user:acme/alice", "wrong_credentials", nil)
+		_, page = e.submitLogin(t, cl, page, "", "nobody", "a-password")
+		want("unknown user", "user:acme/nobody", "wrong_credentials", nil)
+		resp, page = e.submitLogin(t, cl, page, "", "alice", "alice-password")
+		code := codeFrom(t, resp, page, "st-1")
+		// The redirect after the sign-in went back to authorize, which the
+		// browser followed: the last actor noted is the client's.
+		want("sign-in", client, "ok", map[string]string{"member": e.members["alice"], "tenant": e.tenant.ID})
+		access, _ := e.exchange(t, code)
+		want("token", client, "", map[string]string{"client": e.binding.ClientID})
+		if st, _ := e.userinfo(t, access); st != http.StatusOK {
+			t.Fatalf("userinfo: %d", st)
+		}
+		want("userinfo", client, "", map[string]string{"member": e.members["alice"]})
+		if _, err := e.c.SetMembersEnabled(context.Background(), e.tenant.ID, []string{e.members["bob"]}, false); err != nil {
+			t.Fatal(err)
+		}
+		cl2 := e.browser(t)
+		_, page = buyertest.Get(t, cl2, e.authorizeURL(callback, "st-2"))
+		e.notes.take()
+		e.submitLogin(t, cl2, page, "", "bob", "bob-password")
+		want("disabled", "user:acme/bob", "disabled", nil)
 	})
 }

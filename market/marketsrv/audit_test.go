@@ -1,7 +1,11 @@
 package marketsrv_test
 
 import (
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -23,7 +27,7 @@ func TestAudit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Management actions: good token, wrong token, none; buyer center; IdP (not audited).
+			// Management actions: good token, wrong token, none; buyer center; IdP calls.
 			if st, b := e.do("PUT", "/api/v1/sellers/seller-1/keys/kit", token, `{"secret":"`+kitSecret+`"}`); st != http.StatusOK {
 				t.Fatalf("key-set: %d %s", st, b)
 			}
@@ -34,12 +38,33 @@ func TestAudit(t *testing.T) {
 			e.do("GET", "/api/v1/oauth2/userinfo", "", "")
 			e.do("GET", "/api/v1/logout", "", "")
 			e.do("GET", "/healthz", "", "")
+			// A sign-in with a wrong password: its page, then the form.
+			jar, _ := cookiejar.New(nil)
+			browser := &http.Client{Jar: jar}
+			resp, err := browser.Get(e.srv.URL + "/unified-login/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+			if csrf == nil {
+				t.Fatalf("no login form:\n%s", page)
+			}
+			resp, err = browser.PostForm(e.srv.URL+"/unified-login/login", url.Values{"csrf": {string(csrf[1])}, "continue": {"/unified-login/"},
+				"tenant": {"acme"}, "username": {"mallory"}, "password": {"guess-1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			// A probe whose path PostgreSQL could not store as it came.
+			e.do("GET", "/api/v1/%FF%00probe", token, "")
 			// Open API: a signed Query Order, and a usage push with a bad signature.
 			req, _ := http.NewRequest("GET", e.srv.URL+kg.QueryOrderPath+"?orderId="+o.OrderID, nil)
 			if err := kg.SignAPIG(req, nil, ak, sk, e.clk.Now()); err != nil {
 				t.Fatal(err)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err = http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,6 +92,11 @@ func TestAudit(t *testing.T) {
 			wants := []want{
 				{"openapi", "anonymous", "POST", kg.UsagePushPath, 401, "", "", ""},
 				{"openapi", "ak:" + ak, "GET", kg.QueryOrderPath, 200, kg.MKTSuccess, "orderId", o.OrderID},
+				{"admin", admin, "GET", "(no route)", 404, "", "", ""},
+				{"idp", "user:acme/mallory", "POST", "POST /unified-login/login", 401, "wrong_credentials", "", ""},
+				{"idp", "anonymous", "GET", "GET /unified-login/{$}", 200, "", "", ""},
+				{"idp", "anonymous", "GET", "GET /api/v1/logout", 302, "", "", ""},
+				{"idp", "anonymous", "GET", "GET /api/v1/oauth2/userinfo", 401, "unauthorized", "", ""},
 				{"admin", admin, "POST", "/api/v1/buyer/", 201, "", "", ""},
 				{"admin", admin, "GET", "GET /api/v1/products/{id}", 404, "not_found", "id", "nope"},
 				{"admin", "anonymous", "GET", "GET /api/v1/products/{id}", 401, "unauthorized", "id", "prod-open"},
@@ -92,6 +122,9 @@ func TestAudit(t *testing.T) {
 			if recs[1].Targets["seller"] != "seller-1" {
 				t.Errorf("query order targets %v", recs[1].Targets)
 			}
+			if recs[2].Path != "/api/v1/\uFFFD\uFFFDprobe" {
+				t.Errorf("probe stored with path %q", recs[2].Path)
+			}
 			// Never secrets.
 			var dump strings.Builder
 			rows, err := e.m.DB().Query(e.ctx, `SELECT actor, route, path, result, targets, remote FROM market_audit`)
@@ -112,9 +145,9 @@ func TestAudit(t *testing.T) {
 				}
 			}
 			// Paging and the API.
-			page, err := e.m.ListAudit(e.ctx, market.AuditFilter{Limit: 2, BeforeID: recs[2].ID, Kind: "admin"})
-			if err != nil || len(page) != 2 || page[0].ID != recs[3].ID {
-				t.Errorf("page %+v %v", page, err)
+			pg, err := e.m.ListAudit(e.ctx, market.AuditFilter{Limit: 2, BeforeID: recs[2].ID, Kind: "admin"})
+			if err != nil || len(pg) != 2 || pg[0].ID != recs[7].ID {
+				t.Errorf("page %+v %v", pg, err)
 			}
 			if st, b := e.do("GET", "/api/v1/audit?limit=3&kind=openapi", token, ""); st != 200 || !strings.Contains(b, `"ak:`+ak+`"`) {
 				t.Errorf("GET /api/v1/audit: %d %s", st, b)

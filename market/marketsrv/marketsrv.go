@@ -101,7 +101,7 @@ func Install(ctx context.Context, m *market.Market, opts Options) (*Server, erro
 	if err != nil {
 		return nil, fmt.Errorf("marketsrv: %w", err)
 	}
-	idpSrv, err := idp.New(idp.Config{DB: d, Clock: m.Clock(), Logger: log.With("component", "idp"), Directory: center.Directory(),
+	idpSrv, err := idp.New(idp.Config{DB: d, Clock: m.Clock(), Logger: log.With("component", "idp"), Directory: center.Directory(), Note: market.NoteAudit,
 		Password: opts.Password, SecureCookies: strings.HasPrefix(pub, "https://")})
 	if err != nil {
 		return nil, fmt.Errorf("marketsrv: %w", err)
@@ -120,7 +120,7 @@ func Install(ctx context.Context, m *market.Market, opts Options) (*Server, erro
 	rt.Handle("/unified-login/", h)
 	s := &Server{Market: m, Router: rt, Center: center, IdP: idpSrv, Tools: tools, log: log,
 		purgeEvery: opts.PurgeEvery, purgeKeep: opts.PurgeKeep}
-	s.handler = m.Audit(rt, market.AuditOptions{AdminToken: opts.AdminToken, Public: []string{"/api/v1/oauth2/", idp.PathLogout}})
+	s.handler = m.Audit(rt, market.AuditOptions{AdminToken: opts.AdminToken, IdP: []string{"/api/v1/oauth2/", idp.PathLogout, idp.PathUnified}})
 	if s.purgeEvery <= 0 {
 		s.purgeEvery = 10 * time.Minute
 	}
