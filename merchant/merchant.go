@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,9 +71,12 @@ type Merchant struct {
 	runner     *jobs.Runner
 	registry   *prometheus.Registry
 	metrics    *metrics
-	all        *http.ServeMux // every route (Handler)
-	public     *http.ServeMux // the public side (PublicHandler)
-	admin      *http.ServeMux // the admin side (AdminHandler)
+	// clockOffset is the database server's clock minus this process's, in
+	// nanoseconds, as checkClock last measured it.
+	clockOffset atomic.Int64
+	all         *http.ServeMux // every route (Handler)
+	public      *http.ServeMux // the public side (PublicHandler)
+	admin       *http.ServeMux // the admin side (AdminHandler)
 
 	mu       sync.Mutex
 	handlers map[string]jobs.Handler
@@ -276,8 +280,10 @@ func (m *Merchant) Run(ctx context.Context) error {
 	}
 }
 
-// housekeep prunes old nonces and audit rows.
+// housekeep prunes old nonces and audit rows, and checks this process's
+// clock against the database server's.
 func (m *Merchant) housekeep(ctx context.Context) {
+	m.checkClock(ctx)
 	now := m.clock.Now()
 	if n, err := m.pruneNonces(ctx, now); err != nil {
 		if ctx.Err() != nil {

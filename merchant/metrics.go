@@ -49,7 +49,10 @@ func newMetrics(reg *prometheus.Registry, m *Merchant) *metrics {
 		Help: "Hand-off events not yet delivered."}, func() float64 { return m.countEvents(handoff.StatePending) })
 	dead := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "souk_merchant_handoff_dead",
 		Help: "Hand-off events in the dead letter."}, func() float64 { return m.countEvents(handoff.StateDead) })
-	reg.MustRegister(x.requests, x.latency, x.variants, x.apiCalls, x.created, x.handoffs, x.swept, x.queryOrders, x.usage, backlog, dead,
+	offset := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "souk_merchant_database_clock_offset_seconds",
+		Help: "The PostgreSQL server's clock minus this process's, measured every minute (0 on SQLite). Replicas' clocks must agree within a few seconds."},
+		func() float64 { return time.Duration(m.clockOffset.Load()).Seconds() })
+	reg.MustRegister(x.requests, x.latency, x.variants, x.apiCalls, x.created, x.handoffs, x.swept, x.queryOrders, x.usage, backlog, dead, offset,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return x
 }
