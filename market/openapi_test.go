@@ -320,3 +320,21 @@ func TestUsagePushBodyCap(t *testing.T) {
 		t.Fatalf("%d-byte push: %s", len(body), b)
 	}
 }
+
+// TestOrderIDBeijingTime: an order id carries the time it was placed in
+// Beijing time, while Query Order's createTime is UTC, as in KooGallery's own
+// example (order CS2207261447AUY4H, createTime 20220726064736).
+func TestOrderIDBeijingTime(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		o, _ := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
+		// t0 is 2026-03-02 08:00 UTC = 16:00 in Beijing.
+		if !strings.HasPrefix(o.OrderID, "CS2603021600") || len(o.OrderID) != len("CS2603021600")+5 {
+			t.Fatalf("order id %s, want CS2603021600 + 5 characters", o.OrderID)
+		}
+		info, code, _ := e.m.QueryOrder(e.ctx, e.seller, o.OrderID, "")
+		if code != kg.MKTSuccess || info.CreateTime != "20260302080000" {
+			t.Fatalf("Query Order: %s, createTime %v", code, info)
+		}
+	})
+}

@@ -203,13 +203,17 @@ func scanStrings(rows *sql.Rows) ([]string, error) {
 	return out, rows.Err()
 }
 
-// newOrderID returns a KooGallery-style order id: "CS" + yyMMddHHmm + 5 characters.
+// newOrderID returns a KooGallery-style order id: "CS" + yyMMddHHmm in
+// Beijing time + 5 characters. KooGallery's own Query Order example pairs the
+// order CS2207261447AUY4H with createTime 20220726064736: the id carries the
+// placing time in UTC+8 while createTime is UTC
+// (huaweicloud.com/guide/productsdesc-bms_0dff4d8a9ede975f6674698a8064dbbesupport0).
 func (m *Market) newOrderID(now time.Time) (string, error) {
 	c, err := m.randomCode(5)
 	if err != nil {
 		return "", err
 	}
-	return "CS" + now.UTC().Format("0601021504") + c, nil
+	return "CS" + now.In(beijing).Format("0601021504") + c, nil
 }
 
 func lineID(orderID string) string { return orderID + "-000001" }
