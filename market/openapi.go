@@ -301,7 +301,12 @@ func (m *Market) handleUsagePush(w http.ResponseWriter, r *http.Request) {
 	res, code, msg := m.PushUsage(ctx, r.Header.Get("signature"), r.Header.Get("ts"), r.Header.Get("nonce"), body)
 	NoteAudit(ctx, "", code, nil)
 	out := map[string]any{"resultCode": code, "resultMsg": msg, "error_code": code, "error_msg": msg}
-	if res != nil {
+	if res != nil && code != kg.MKTSuccess {
+		// KooGallery's open APIs carry extra_info only in failure answers
+		// (MKT.0100, 0150, 0250, 9001, 9002, 9004, 9005); a successful push
+		// is answered {"error_code":"MKT.0000","error_msg":"success"} alone
+		// (huaweicloud.com/guide/productsdesc-bms_0dff4d8a9ede975f6674698a8064dbbesupport0,
+		// productsdesc-bms_93eaf7b60423d9d66244ab3673314e1bsupport0).
 		out["extra_info"] = res
 	}
 	writeJSON(w, kg.MKTStatus(code), out)
