@@ -65,7 +65,15 @@ func (m *Market) handleQueryOrder(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	orderID, lineID := q.Get("orderId"), q.Get("orderLineId")
 	if _, err := kg.QueryOrderQuery(orderID, lineID); err != nil {
-		auditMKT(w, r, kg.MKTInvalidParam, "Invalid parameter: "+err.Error(), nil)
+		// KooGallery's code table: MKT.0101 is a parameter the interface does
+		// not define or a required one missing; MKT.0100 a value out of range,
+		// illegal or badly formatted — an orderId or orderLineId over its 64
+		// characters (huaweicloud.com/guide/productsdesc-bms_0dff4d8a9ede975f6674698a8064dbbesupport0).
+		if strings.TrimSpace(orderID) == "" {
+			auditMKT(w, r, kg.MKTInvalidParam, "Invalid parameter: "+err.Error(), nil)
+		} else {
+			auditMKT(w, r, kg.MKTBadInput, "Failure of input parameter: "+err.Error(), nil)
+		}
 		return
 	}
 	NoteAudit(ctx, "", "", map[string]string{"seller": sellerID, "orderId": orderID, "orderLineId": lineID})

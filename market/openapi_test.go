@@ -124,6 +124,17 @@ func TestQueryOrderOpenAPI(t *testing.T) {
 		if status != 400 || ans["resultCode"] != kg.MKTInvalidParam || !strings.Contains(fmt.Sprint(ans["resultMsg"]), "orderId") {
 			t.Errorf("missing orderId: %d %v", status, ans)
 		}
+		// A value over its documented length is MKT.0100 (out of range), not
+		// MKT.0101 (an undefined or missing parameter).
+		for name, q := range map[string]map[string]string{
+			"orderId of 65":     {"orderId": strings.Repeat("C", 65)},
+			"orderLineId of 65": {"orderId": o.OrderID, "orderLineId": strings.Repeat("L", 65)},
+		} {
+			status, ans := doJSON(t, sdkQueryOrder(t, e.api.URL, testAK, testSK, q, e.clk.Now()))
+			if status != 500 || ans["resultCode"] != kg.MKTBadInput {
+				t.Errorf("%s: %d %v", name, status, ans)
+			}
+		}
 	})
 }
 
