@@ -285,11 +285,12 @@ func changeCheckBody(s Subscription, productInfo string) []byte {
 	b = append(b, `,"productInfo":`...)
 	b = append(b, productInfo...)
 	if s.TestFlag {
-		b = append(b, `,"testFlag":"1"}`...)
-	} else {
-		b = append(b, `,"testFlag":"0"}`...)
+		b = append(b, `,"testFlag":"1"`...)
 	}
-	return b
+	// Real traffic carries no testFlag: the one version of this interface's
+	// page (added 2025-09) says "1" for a debugging request and that the
+	// parameter is not sent otherwise (saas-v2.md §4.7).
+	return append(b, '}')
 }
 
 func (m *Market) unfreeze(ctx context.Context, tx *db.Tx, now time.Time, s Subscription, url string) error {

@@ -207,6 +207,10 @@ func TestRenewalChange(t *testing.T) {
 		if len(chk) != 2 || !strings.Contains(chk[1].Raw, `"productInfo":{"linearValue":"0","productId":"P-PRO-MONTH","skuCode":"pro"}`) {
 			t.Fatalf("changeInstanceCheck = %+v", chk)
 		}
+		// saas-v2.md §4.7: testFlag "1" for a debugging request, not sent otherwise.
+		if strings.Contains(chk[1].Raw, "testFlag") {
+			t.Fatalf("changeInstanceCheck of real traffic carries testFlag: %s", chk[1].Raw)
+		}
 		ref := e.fm.received("refreshInstance")
 		if len(ref) != 1 || ref[0].Body["scene"] != "RENEWAL_CHANGE" || ref[0].Body["productId"] != "P-PRO-MONTH" || ref[0].Body["orderId"] != o.OrderID {
 			t.Fatalf("refresh = %+v", ref)
@@ -591,4 +595,18 @@ func TestOrderNotifyForUnsubscribeOrders(t *testing.T) {
 			t.Fatalf("no orderNotify for the create-failed order %s", orders[0].OrderID)
 		}
 	})
+}
+
+// changeInstanceCheck carries testFlag "1" on a debugging subscription and no
+// testFlag otherwise (saas-v2.md §4.7).
+func TestChangeCheckBodyTestFlag(t *testing.T) {
+	info := `{"productId":"P","skuCode":"s"}`
+	if got, want := string(changeCheckBody(Subscription{InstanceID: "i-1"}, info)),
+		`{"activity":"changeInstanceCheck","instanceId":"i-1","productInfo":{"productId":"P","skuCode":"s"}}`; got != want {
+		t.Errorf("real: %s, want %s", got, want)
+	}
+	if got, want := string(changeCheckBody(Subscription{InstanceID: "i-1", TestFlag: true}, info)),
+		`{"activity":"changeInstanceCheck","instanceId":"i-1","productInfo":{"productId":"P","skuCode":"s"},"testFlag":"1"}`; got != want {
+		t.Errorf("debugging: %s, want %s", got, want)
+	}
 }
