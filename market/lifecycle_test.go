@@ -33,7 +33,7 @@ func TestPeriodLifecycle(t *testing.T) {
 		if !ok {
 			t.Fatalf("merchant could not query the order: %v", e.fm.orderErrs)
 		}
-		expire := t0.AddDate(0, 1, 0)
+		expire := bjEnd(2026, 4, 2) // bought 2026-03-02 16:00 in Beijing: a month ends 2026-04-02 23:59:59 there
 		l := info.OrderLine[0]
 		if info.OrderType != "NEW" || l.ChargingMode != "PERIOD" || l.PeriodType != "month" || l.PeriodNumber != "1" ||
 			l.ExpireTime != kg.FormatTime14(expire) || l.ProductInfo[0].ProductID != "P-BASIC-MONTH" || l.ProductInfo[0].SKUCode != "basic" ||
@@ -87,7 +87,7 @@ func TestRenewalUnfreezesAndCancelsRelease(t *testing.T) {
 	forBackends(t, func(t *testing.T, b string) {
 		e := newEnv(t, b)
 		_, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
-		expire := t0.AddDate(0, 1, 0)
+		expire := bjEnd(2026, 4, 2)
 		e.advanceTo(expire.Add(48 * time.Hour))
 		if s = e.sub(s.ID); s.Status != SubFrozen {
 			t.Fatalf("not frozen: %+v", s)
@@ -95,7 +95,7 @@ func TestRenewalUnfreezesAndCancelsRelease(t *testing.T) {
 		o, err := e.m.Renew(e.ctx, RenewInput{SubscriptionID: s.ID, PeriodNumber: 2})
 		e.must(err)
 		e.settle()
-		newExpire := expire.AddDate(0, 2, 0)
+		newExpire := bjEnd(2026, 6, 2) // two months from the old expiry, not from the renewal
 		ref := e.fm.received("refreshInstance")
 		if len(ref) != 1 || ref[0].Body["scene"] != "RENEWAL" || ref[0].Body["expireTime"] != kg.FormatTime14(newExpire) ||
 			ref[0].Body["orderId"] != o.OrderID || ref[0].Body["productId"] != "" || ref[0].Body["instanceId"] != s.InstanceID {
@@ -149,7 +149,7 @@ func TestTrialToFormal(t *testing.T) {
 	forBackends(t, func(t *testing.T, b string) {
 		e := newEnv(t, b)
 		o, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", Trial: true})
-		if o.OrderType != OrderTrial || o.AmountCents != 0 || !s.Trial || !s.ExpireAt.Equal(t0.AddDate(0, 0, 7)) {
+		if o.OrderType != OrderTrial || o.AmountCents != 0 || !s.Trial || !s.ExpireAt.Equal(bjEnd(2026, 3, 9)) {
 			t.Fatalf("trial order %+v sub %+v", o, s)
 		}
 		info, _ := e.fm.order(o.OrderID)
@@ -166,13 +166,17 @@ func TestTrialToFormal(t *testing.T) {
 		conv, err := e.m.ConvertTrial(e.ctx, ConvertInput{SubscriptionID: s.ID, ProductCode: "P-BASIC-YEAR", PeriodNumber: 1})
 		e.must(err)
 		e.settle()
-		now := e.clk.Now()
+		// converted on 2026-03-10 16:00 Beijing time: a year from then, to the end of that day
+		if now := e.clk.Now(); !now.Equal(time.Date(2026, 3, 10, 8, 0, 0, 0, time.UTC)) {
+			t.Fatalf("converted at %s", now)
+		}
 		ref := e.fm.received("refreshInstance")
 		if len(ref) != 1 || ref[0].Body["scene"] != "TRIAL_TO_FORMAL" || ref[0].Body["productId"] != "P-BASIC-YEAR" ||
-			ref[0].Body["expireTime"] != kg.FormatTime14(now.AddDate(1, 0, 0)) || ref[0].Body["orderId"] != conv.OrderID {
+			ref[0].Body["expireTime"] != kg.FormatTime14(bjEnd(2027, 3, 10)) || ref[0].Body["orderId"] != conv.OrderID {
 			t.Fatalf("refresh = %+v", ref)
 		}
-		if st := e.fm.received("updateInstanceStatus"); len(st) != 2 || st[1].Body["status"] != "UNFREEZE" {
+		if st := e.fm.received("updateInstanceStatus"); len(st) != 2 || st[0].Body["status"] != "FREEZE" || !st[0].At.Equal(bjEnd(2026, 3, 9)) ||
+			st[1].Body["status"] != "UNFREEZE" {
 			t.Fatalf("status calls = %+v", st)
 		}
 		info, _ = e.fm.order(conv.OrderID)
@@ -215,7 +219,7 @@ func TestRenewalChange(t *testing.T) {
 		if len(ref) != 1 || ref[0].Body["scene"] != "RENEWAL_CHANGE" || ref[0].Body["productId"] != "P-PRO-MONTH" || ref[0].Body["orderId"] != o.OrderID {
 			t.Fatalf("refresh = %+v", ref)
 		}
-		if s = e.sub(s.ID); s.SKUCode != "pro" || !s.ExpireAt.Equal(t0.AddDate(0, 2, 0)) {
+		if s = e.sub(s.ID); s.SKUCode != "pro" || !s.ExpireAt.Equal(bjEnd(2026, 5, 2)) {
 			t.Fatalf("after renewal change = %+v", s)
 		}
 		// A period-type change alone is a plain RENEWAL carrying the new productId.
@@ -492,7 +496,7 @@ func TestAdminFrozenExpiresAndIsReleased(t *testing.T) {
 	forBackends(t, func(t *testing.T, b string) {
 		e := newEnv(t, b)
 		_, s := e.buy(BuyInput{ProductCode: "P-BASIC-MONTH", PeriodNumber: 1})
-		expire := t0.AddDate(0, 1, 0)
+		expire := bjEnd(2026, 4, 2)
 		e.advance(24 * time.Hour)
 		_, err := e.m.SetFrozen(e.ctx, s.ID, true)
 		e.must(err)

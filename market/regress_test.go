@@ -70,7 +70,8 @@ func TestRealClockRefusesVirtualDatabase(t *testing.T) {
 }
 
 // Month and year periods clamp to the last day of a shorter month, as Java's
-// LocalDate does (Jan 31 + 1 month = Feb 28, not Mar 3).
+// LocalDate does (Jan 31 + 1 month = Feb 28, not Mar 3); the calendar
+// arithmetic under Expiry.
 func TestAddPeriodClampsMonthEnd(t *testing.T) {
 	d := func(y int, m time.Month, day int) time.Time { return time.Date(y, m, day, 8, 30, 15, 0, time.UTC) }
 	for _, c := range []struct {
@@ -90,7 +91,7 @@ func TestAddPeriodClampsMonthEnd(t *testing.T) {
 		{d(2026, 3, 2), "month", 1, d(2026, 4, 2)},
 		{d(2026, 1, 31), "day", 1, d(2026, 2, 1)},
 	} {
-		if got := AddPeriod(c.from, c.period, c.n); !got.Equal(c.want) {
+		if got := addPeriod(c.from, c.period, c.n); !got.Equal(c.want) {
 			t.Errorf("%s + %d %s = %s, want %s", c.from.Format(time.DateOnly), c.n, c.period, got, c.want)
 		}
 	}

@@ -28,9 +28,10 @@ var t0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
 
 // vendor records the merchant's events and answers them.
 type vendor struct {
-	mu     sync.Mutex
-	events []string // "type subject"
-	refuse bool
+	mu      sync.Mutex
+	events  []string // "type subject"
+	created map[string]json.RawMessage
+	refuse  bool
 }
 
 func (v *vendor) Provision(_ context.Context, ev *handoff.Stored) (*merchant.Answer, error) {
@@ -39,12 +40,23 @@ func (v *vendor) Provision(_ context.Context, ev *handoff.Stored) (*merchant.Ans
 	v.events = append(v.events, ev.Type+" "+ev.Subject)
 	switch {
 	case ev.Type == merchant.EventCreated:
+		if v.created == nil {
+			v.created = map[string]json.RawMessage{}
+		}
+		v.created[ev.Subject] = ev.Data
 		return &merchant.Answer{AppInfo: &merchant.AppInfo{FrontEndURL: "https://app.example.com/" + ev.Subject, UserName: "admin", Password: "Pw-" + ev.Subject[:8]}}, nil
 	case strings.Contains(ev.Type, "change_check") && v.refuse:
 		no := false
 		return &merchant.Answer{Allowed: &no, ResultCode: kg.CodeNoResource, ResultMsg: "too many users for the smaller plan"}, nil
 	}
 	return nil, nil
+}
+
+// createdData is the data of the instance.created event of an instance.
+func (v *vendor) createdData(subject string) json.RawMessage {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.created[subject]
 }
 
 func (v *vendor) saw(typ, subject string) bool {
@@ -237,6 +249,52 @@ func TestE2EPeriodExpiryRenewalRelease(t *testing.T) {
 			t.Fatalf("after the retention period: %s", s.Status)
 		}
 		e.eventually("instance released at the vendor", func() bool { return e.v.saw("instance.released", s.InstanceID) })
+		e.allDelivered()
+	})
+}
+
+// A year bought 2026-03-02 16:00 Beijing time (08:00 UTC) ends 2027-03-02
+// 23:59:59 Beijing time, 15:59:59 UTC, as KooGallery bills periods: Query
+// Order says so, the merchant's newInstance learns it, and FREEZE comes when
+// the clock reaches that instant, not before.
+func TestE2EYearEndsAtTheEndOfTheBeijingDay(t *testing.T) {
+	forBackends(t, func(t *testing.T, e *env) {
+		want := time.Date(2027, 3, 2, 15, 59, 59, 0, time.UTC)
+		s := e.buy(market.BuyInput{ProductCode: "E-YEAR", PeriodNumber: 1})
+		if !s.ExpireAt.Equal(want) {
+			t.Fatalf("subscription expires %s, want %s", s.ExpireAt, want)
+		}
+		info, code, msg := e.m.QueryOrder(e.ctx, e.seller, s.OriginOrder, "")
+		if code != kg.MKTSuccess || info.CreateTime != "20260302080000" || info.OrderLine[0].ExpireTime != "20270302155959" {
+			t.Fatalf("Query Order: %s %s %+v", code, msg, info)
+		}
+		e.eventually("instance.created", func() bool { return e.v.saw(merchant.EventCreated, s.InstanceID) })
+		var created struct {
+			Order struct {
+				OrderID   string `json:"orderId"`
+				OrderLine []struct {
+					ExpireTime string `json:"expireTime"`
+				} `json:"orderLine"`
+			} `json:"order"`
+		}
+		e.must(json.Unmarshal(e.v.createdData(s.InstanceID), &created))
+		if created.Order.OrderID != s.OriginOrder || len(created.Order.OrderLine) != 1 || created.Order.OrderLine[0].ExpireTime != "20270302155959" {
+			t.Fatalf("the merchant's newInstance learnt %+v", created.Order)
+		}
+		e.advance(want.Sub(e.clk.Now()) - time.Second)
+		st, err := e.m.ListMessages(e.ctx, market.MessageFilter{SubscriptionID: s.ID, Activity: "updateInstanceStatus"})
+		e.must(err)
+		if s = e.sub(s.ID); s.Status != market.SubActive || len(st) != 0 {
+			t.Fatalf("a second before the expiry: %s, status calls %+v", s.Status, st)
+		}
+		e.advance(time.Second)
+		st, err = e.m.ListMessages(e.ctx, market.MessageFilter{SubscriptionID: s.ID, Activity: "updateInstanceStatus"})
+		e.must(err)
+		if s = e.sub(s.ID); s.Status != market.SubFrozen || len(st) != 1 || !strings.Contains(string(st[0].Body), `"FREEZE"`) ||
+			!st[0].CreatedAt.Equal(want) {
+			t.Fatalf("at the expiry: %s, status calls %+v", s.Status, st)
+		}
+		e.eventually("instance.frozen", func() bool { return e.v.saw(merchant.EventFrozen, s.InstanceID) })
 		e.allDelivered()
 	})
 }

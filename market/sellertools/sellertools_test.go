@@ -318,8 +318,9 @@ var (
 )
 
 // The debugging tool's default renewal expiry is a year from the (virtual)
-// clock's now, clamped as the market renews: Feb 29 + 1 year = Feb 28, not
-// Mar 1 as Go's AddDate would make it.
+// clock's now as the market bills it: the end (23:59:59 Beijing time) of the
+// day a year later, clamped as the market renews: Feb 29 + 1 year = Feb 28,
+// not Mar 1 as Go's AddDate would make it.
 func TestDebugDefaultExpireTimeClampsLeapDay(t *testing.T) {
 	forBackends(t, func(t *testing.T, backend string) {
 		e := newEnv(t, backend)
@@ -327,8 +328,8 @@ func TestDebugDefaultExpireTimeClampsLeapDay(t *testing.T) {
 		e.clk.Set(time.Date(2028, 2, 29, 12, 30, 0, 0, time.UTC))
 		var def map[string]string
 		e.do("GET", sellertools.APIPrefix+"/products/"+p.ID+"/defaults/refreshInstance", nil, &def)
-		if def["expireTime"] != "20290228123000" {
-			t.Fatalf("refreshInstance expireTime default = %q, want 20290228123000", def["expireTime"])
+		if def["expireTime"] != "20290228155959" {
+			t.Fatalf("refreshInstance expireTime default = %q, want 20290228155959", def["expireTime"])
 		}
 	})
 }
