@@ -226,7 +226,7 @@ func lineID(orderID string) string { return orderID + "-000001" }
 // price-iothub/iot_price_00012.html, price-eds/eds_06_0003.html): "计费周期是根据
 // 您购买的时长来确定的(以UTC+8时间为准)…终点则是到期日的23:59:59"; bought
 // 2023/03/08 15:50:04 for a year → 2024/03/08 23:59:59, renewed a year →
-// 2025/03/08 23:59:59. KooGallery's own Query Order example agrees: an order
+// 2025/03/08 23:59:59 (price-ai4sservice/ai4sservice_08_0006.html). KooGallery's own Query Order example agrees: an order
 // created 20220726064736 (UTC, 14:47:36 in Beijing) for a year has expireTime
 // 20230726155959 (UTC) = 2023-07-26 23:59:59 in Beijing. A renewal counts from
 // the current expiry, which already ends a day, so it stays at 23:59:59. The
