@@ -108,6 +108,7 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.UpgradeNotIdempotent, cc: period, fails: []string{"idem.upgradeInstance"}},
 		{defect: defective.RefreshNotIdempotent, fails: []string{"idem.refreshInstance"}},
 		{defect: defective.FreezeDeletes, fails: []string{"idem.freeze", "idem.unfreeze", "lifecycle.full"}},
+		{defect: defective.ReleaseFrozenRefused, fails: []string{"iface.releaseInstance.frozen"}},
 		{defect: defective.AcceptBadSignature, fails: []string{"sec.signature.missing", "sec.signature.wrong", "sec.signature.otherKey", "sec.body.tampered"}},
 		{defect: defective.IgnoreTimestamp, fails: []string{"sec.timestamp.stale", "sec.timestamp.future"}},
 		{defect: defective.AcceptFuture, fails: []string{"sec.timestamp.future"}},

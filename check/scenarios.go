@@ -65,6 +65,7 @@ func suite() []checkDef {
 		{Info{ID: "iface.updateInstanceStatus.testFlag", Family: FamilyInterfaces, Title: "updateInstanceStatus with testFlag \"1\"", Mandatory: true, Ref: refStatus + "; " + refTestFlag, Modes: periodic}, ifaceStatus(true)},
 		{Info{ID: "iface.releaseInstance", Family: FamilyInterfaces, Title: "releaseInstance releases the instance", Mandatory: true, Ref: refRelease + "; " + refMatrix}, ifaceRelease(false, false)},
 		{Info{ID: "iface.releaseInstance.unsubscribe", Family: FamilyInterfaces, Title: "releaseInstance after an unsubscription (with orderId/orderLineId)", Mandatory: true, Ref: refRelease}, ifaceRelease(false, true)},
+		{Info{ID: "iface.releaseInstance.frozen", Family: FamilyInterfaces, Title: "releaseInstance of a frozen instance (the release after the freeze period)", Mandatory: true, Ref: refRelease + "; " + refMatrix + " (freeze period)", Modes: periodic}, ifaceReleaseFrozen},
 		{Info{ID: "iface.releaseInstance.testFlag", Family: FamilyInterfaces, Title: "releaseInstance with testFlag \"1\"", Mandatory: true, Ref: refRelease + "; " + refTestFlag}, ifaceRelease(true, false)},
 		{Info{ID: "iface.upgradeInstance", Family: FamilyInterfaces, Title: "upgradeInstance applies a paid upgrade order", Mandatory: true, Ref: refUpgrade, Feature: FeatureUpgrade}, ifaceUpgrade(false)},
 		{Info{ID: "iface.upgradeInstance.testFlag", Family: FamilyInterfaces, Title: "upgradeInstance with testFlag \"1\"", Mandatory: true, Ref: refUpgrade + "; " + refTestFlag, Feature: FeatureUpgrade}, ifaceUpgrade(true)},
@@ -300,6 +301,22 @@ func ifaceRelease(test, unsubscribe bool) func(context.Context, *session, *T) {
 		x := s.c.send(ctx, call{body: body})
 		t.expect(x, "releaseInstance failed", refRelease, kg.CodeSuccess)
 	}
+}
+
+// ifaceReleaseFrozen releases a frozen instance: an instance that is not
+// renewed is frozen when it expires and released when the freeze period ends
+// (saas-v2.md §3, §4.4, §4.5), so this is the usual release, not a corner case.
+func ifaceReleaseFrozen(ctx context.Context, s *session, t *T) {
+	inst, ok := s.create(ctx, t, false)
+	if !ok {
+		return
+	}
+	x := s.c.send(ctx, call{body: statusBody(inst.ID, "FREEZE", false), note: "the instance expired: freeze"})
+	if !t.expect(x, "FREEZE (set-up) failed", refStatus, kg.CodeSuccess) {
+		return
+	}
+	x = s.c.send(ctx, call{body: releaseBody(inst.ID, false), note: "the freeze period is over: release the frozen instance"})
+	t.expect(x, "releaseInstance of a frozen instance failed", refRelease+" (called when an instance is not renewed after the freeze period); "+refMatrix, kg.CodeSuccess)
 }
 
 func ifaceUpgrade(test bool) func(context.Context, *session, *T) {

@@ -42,6 +42,7 @@ const (
 	UpgradeNotIdempotent Defect = "upgrade-not-idempotent" // a second upgrade with the same orderId answers 000005
 	RefreshNotIdempotent Defect = "refresh-not-idempotent" // a second delivery of the same renewal order answers 000005
 	FreezeDeletes        Defect = "freeze-deletes"         // FREEZE throws the instance away
+	ReleaseFrozenRefused Defect = "release-frozen-refused" // releasing a frozen instance (the release after the freeze period) answers 000005
 
 	// security
 	AcceptBadSignature Defect = "accept-bad-signature" // no signature check at all
@@ -107,7 +108,7 @@ const (
 // Defects lists every defect.
 func Defects() []Defect {
 	return []Defect{NotIdempotent, RacyIdempotency, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
-		RefreshNotIdempotent, FreezeDeletes, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
+		RefreshNotIdempotent, FreezeDeletes, ReleaseFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, NoUsageInfo,
@@ -758,6 +759,9 @@ func (m *Merchant) release(req request) answer {
 	}
 	if in.released && m.has(ReleaseNotIdempotent) {
 		return m.noInstance()
+	}
+	if in.frozen && !in.released && m.has(ReleaseFrozenRefused) {
+		return fail(kg.CodeInternal, "a frozen instance cannot be released: unfreeze it first")
 	}
 	in.released = true
 	return ok()
