@@ -54,7 +54,7 @@ func suite() []checkDef {
 		{Info{ID: "iface.newInstance.testFlag", Family: FamilyInterfaces, Title: "newInstance with testFlag \"1\" (debug / dial test)", Mandatory: true, Ref: refNew + "; " + refTestFlag}, ifaceNew(true)},
 		{Info{ID: "iface.queryInstance", Family: FamilyInterfaces, Title: "queryInstance lists the created instance", Mandatory: true, Ref: refQuery + "; " + refMatrix}, ifaceQuery(false)},
 		{Info{ID: "iface.queryInstance.testFlag", Family: FamilyInterfaces, Title: "queryInstance with testFlag \"1\"", Mandatory: true, Ref: refQuery + "; " + refTestFlag}, ifaceQuery(true)},
-		{Info{ID: "iface.queryInstance.batch", Family: FamilyInterfaces, Title: "queryInstance with comma-separated instance ids", Mandatory: true, Ref: refQuery}, ifaceQueryBatch},
+		{Info{ID: "iface.queryInstance.batch", Family: FamilyInterfaces, Title: "queryInstance with 2, then 100, comma-separated instance ids", Mandatory: true, Ref: refQuery}, ifaceQueryBatch},
 		{Info{ID: "iface.refreshInstance.renewal", Family: FamilyInterfaces, Title: "refreshInstance scene RENEWAL", Mandatory: true, Ref: refRefresh + "; " + refMatrix, Modes: periodic}, ifaceRefresh("RENEWAL", false, false)},
 		{Info{ID: "iface.refreshInstance.testFlag", Family: FamilyInterfaces, Title: "refreshInstance with testFlag \"1\"", Mandatory: true, Ref: refRefresh + "; " + refTestFlag, Modes: periodic}, ifaceRefresh("RENEWAL", true, false)},
 		{Info{ID: "iface.refreshInstance.trialToFormal", Family: FamilyInterfaces, Title: "refreshInstance scene TRIAL_TO_FORMAL with a new productId", Mandatory: true, Ref: refRefresh, Modes: periodic}, ifaceRefresh("TRIAL_TO_FORMAL", false, false)},
@@ -239,6 +239,37 @@ func ifaceQueryBatch(ctx context.Context, s *session, t *T) {
 	}
 	if !listed(x, a.ID) || !listed(x, b.ID) {
 		t.fail(Finding{What: "info does not list both instances", Sent: x.sent(), Got: x.got(), Want: "one info entry per instance id (comma-separated, at most 100 per call)", Ref: refQuery})
+		return
+	}
+	// A full batch: 100 ids, the documented maximum, far longer than the
+	// field's 100-character Max (which the table gives for one id and the
+	// text says to read leniently). The two instances come first and last,
+	// so a merchant that reads only part of the list misses one; the 98
+	// between them were never issued.
+	ids := []string{a.ID}
+	for len(ids) < 99 {
+		ids = append(ids, "souk-check-absent-"+uuid())
+	}
+	ids = append(ids, b.ID)
+	x = s.c.send(ctx, call{body: queryBody(strings.Join(ids, ","), false), note: "100 ids: the two instances first and last, 98 never-issued ids between"})
+	want := "000000 with an info entry for each of the two instances (queryInstance takes up to 100 comma-separated ids)"
+	switch {
+	case listed(x, a.ID) && listed(x, b.ID):
+		t.note("a batch of 100 ids listed both instances")
+	case codeIn(x, kg.CodeSuccess):
+		var missing []string
+		for i, id := range []string{a.ID, b.ID} {
+			if !listed(x, id) {
+				missing = append(missing, fmt.Sprintf("%s (id %d of 100)", id, []int{1, 100}[i]))
+			}
+		}
+		t.fail(Finding{What: "a queryInstance with 100 comma-separated ids does not list " + strings.Join(missing, " and "), Sent: x.sent(), Got: x.got(), Want: want, Ref: refQuery})
+	case codeIn(x, kg.CodeNoInstance):
+		// Whether ids that do not exist spoil the whole batch is not written down.
+		t.warn(Finding{What: "a queryInstance with 100 comma-separated ids, two of them existing instances, answered 000003", Sent: x.sent(), Got: x.got(),
+			Want: want + "; the documents do not say how ids that do not exist are answered in a batch", Ref: refQuery})
+	default:
+		t.fail(Finding{What: "a queryInstance with 100 comma-separated ids (the documented maximum) was not answered: " + gotWhat(x), Sent: x.sent(), Got: x.got(), Want: want, Ref: refQuery})
 	}
 }
 

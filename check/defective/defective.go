@@ -76,6 +76,7 @@ const (
 	RejectTestFlag Defect = "reject-test-flag" // testFlag "1" refused with 000002
 	NoRefresh      Defect = "no-refresh"       // refreshInstance not implemented (000002)
 	NoBatchQuery   Defect = "no-batch-query"   // comma-separated ids not split
+	ShortBatch     Defect = "short-batch"      // queryInstance's instanceId limited to 100 characters (the table's Max read literally): long batches refused
 	NoUsageInfo    Defect = "no-usage-info"    // pay-per-use instances report no usageInfo
 	EmptyUsageInfo Defect = "empty-usage-info" // pay-per-use instances report usageInfo: []
 	ChangeCheck5   Defect = "change-check-5"   // changeInstanceCheck answers 000005 (not an allowed/refused answer)
@@ -111,7 +112,7 @@ func Defects() []Defect {
 		RefreshNotIdempotent, FreezeDeletes, ReleaseFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
-		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, NoUsageInfo,
+		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, NoUsageInfo,
 		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
 		BadBodySign, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
@@ -509,7 +510,11 @@ func (m *Merchant) parse(f map[string]json.RawMessage) (request, string) {
 		add(get("orderId", true, 64, &req.orderID))
 		add(get("orderLineId", true, 64, &req.orderLineID))
 	case "queryInstance":
-		add(get("instanceId", true, 64*100+99, &req.instanceID))
+		max := 64*100 + 99
+		if m.has(ShortBatch) {
+			max = 100
+		}
+		add(get("instanceId", true, max, &req.instanceID))
 	case "refreshInstance":
 		add(get("orderId", true, 64, &req.orderID))
 		add(get("orderLineId", true, 64, &req.orderLineID))
