@@ -155,6 +155,7 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.NumericResultCode, fails: []string{"answer.fields"}},
 		{defect: defective.LongResultMsg, fails: []string{"answer.fields"}},
 		{defect: defective.BadBodySign, fails: []string{"answer.bodySign"}},
+		{defect: defective.BodySignNotifyKey, mc: defective.Config{NotifyKey: "general-key-1"}, cc: check.Config{OrderNotify: true, NotifyKey: "general-key-1"}, fails: []string{"answer.bodySign"}},
 		{defect: defective.HTTP500OnError, warns: []string{"answer.http200"}},
 		{defect: defective.HTTPAccepted, fails: []string{"answer.http200"}},
 		{defect: defective.NonJSONQuery, fails: []string{"answer.json", "iface.queryInstance"}},

@@ -94,6 +94,7 @@ const (
 	NumericResultCode  Defect = "numeric-result-code"  // resultCode as a JSON number
 	LongResultMsg      Defect = "long-result-msg"      // resultMsg over 255 characters
 	BadBodySign        Defect = "bad-body-sign"        // Body-Sign computed with another key
+	BodySignNotifyKey  Defect = "body-sign-notify-key" // every Body-Sign computed with the general (orderNotify) key
 	NoBodySign         Defect = "no-body-sign"         // no Body-Sign header [warning only]
 	UnquotedBodySign   Defect = "unquoted-body-sign"   // Body-Sign parameters without quotes [warning only]
 	HugeQuery          Defect = "huge-query"           // queryInstance answers are padded past 1 MiB
@@ -115,7 +116,7 @@ func Defects() []Defect {
 		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, NoUsageInfo,
 		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
-		BadBodySign, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
+		BadBodySign, BodySignNotifyKey, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
 }
 
 // Config configures the merchant.
@@ -213,6 +214,9 @@ func (m *Merchant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if m.has(BadBodySign) {
 		key = "not-the-access-key"
+	}
+	if m.has(BodySignNotifyKey) {
+		key = m.cfg.NotifyKey
 	}
 	switch {
 	case m.has(NoBodySign):
