@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -155,8 +156,42 @@ func answerFields(_ context.Context, s *session, t *T) {
 			}
 			l.add(f)
 		}
+		if x.Activity == "queryInstance" {
+			for _, id := range unaskedInfo(x) {
+				l.add(Finding{What: fmt.Sprintf("queryInstance answer lists instance %q, which the request did not ask for", id), Sent: x.sent(), Got: x.got(),
+					Want: "info entries only for the instance ids in the request's instanceId: an entry for another instance shows its URL and credentials to a buyer it does not belong to", Ref: refQuery})
+			}
+		}
 	}
 	l.done("field problems")
+}
+
+// unaskedInfo returns the instanceIds of a queryInstance answer's info entries
+// that the request did not name (nil when the request's instanceId is not a
+// string).
+func unaskedInfo(x *exchange) []string {
+	if x.Parsed == nil || len(x.Parsed.Info) == 0 {
+		return nil
+	}
+	var req map[string]json.RawMessage
+	if json.Unmarshal(x.Body, &req) != nil {
+		return nil
+	}
+	ids, ok := rawString(req["instanceId"])
+	if !ok {
+		return nil
+	}
+	asked := map[string]bool{}
+	for _, id := range strings.Split(ids, ",") {
+		asked[strings.TrimSpace(id)] = true
+	}
+	var out []string
+	for _, ii := range x.Parsed.Info {
+		if ii.InstanceID != "" && !asked[ii.InstanceID] {
+			out = append(out, ii.InstanceID)
+		}
+	}
+	return out
 }
 
 func answerBodySign(_ context.Context, s *session, t *T) {

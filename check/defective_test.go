@@ -146,6 +146,7 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.NoRefresh, fails: []string{"iface.refreshInstance.renewal", "lifecycle.full"}},
 		{defect: defective.NoBatchQuery, fails: []string{"iface.queryInstance.batch"}},
 		{defect: defective.ShortBatch, fails: []string{"iface.queryInstance.batch"}},
+		{defect: defective.QueryListsAll, fails: []string{"answer.fields"}},
 		{defect: defective.NoUsageInfo, cc: check.Config{Mode: check.ModeOnDemand}, fails: []string{"answer.fields"}},
 		{defect: defective.AsyncNeverReady, cc: check.Config{AsyncTimeout: 150 * time.Millisecond}, fails: []string{"async.newInstance", "iface.queryInstance"}},
 		{defect: defective.SlowQuery, mc: defective.Config{SlowDelay: 400 * time.Millisecond}, cc: check.Config{Timeout: 250 * time.Millisecond}, fails: []string{"answer.latency"}},

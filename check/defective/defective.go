@@ -77,6 +77,7 @@ const (
 	NoRefresh      Defect = "no-refresh"       // refreshInstance not implemented (000002)
 	NoBatchQuery   Defect = "no-batch-query"   // comma-separated ids not split
 	ShortBatch     Defect = "short-batch"      // queryInstance's instanceId limited to 100 characters (the table's Max read literally): long batches refused
+	QueryListsAll  Defect = "query-lists-all"  // queryInstance lists every live instance, whatever ids were asked for
 	NoUsageInfo    Defect = "no-usage-info"    // pay-per-use instances report no usageInfo
 	EmptyUsageInfo Defect = "empty-usage-info" // pay-per-use instances report usageInfo: []
 	ChangeCheck5   Defect = "change-check-5"   // changeInstanceCheck answers 000005 (not an allowed/refused answer)
@@ -113,7 +114,7 @@ func Defects() []Defect {
 		RefreshNotIdempotent, FreezeDeletes, ReleaseFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
-		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, NoUsageInfo,
+		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
 		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
 		BadBodySign, BodySignNotifyKey, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
@@ -620,6 +621,17 @@ func (m *Merchant) queryInstance(req request) answer {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.has(QueryListsAll) {
+		asked := map[string]bool{}
+		for _, id := range ids {
+			asked[strings.TrimSpace(id)] = true
+		}
+		for id := range m.instances {
+			if !asked[id] {
+				ids = append(ids, id)
+			}
+		}
+	}
 	var infos []any
 	pending := false
 	for _, id := range ids {
