@@ -107,6 +107,8 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.FreezeNotIdempotent, fails: []string{"idem.freeze", "idem.unfreeze"}},
 		{defect: defective.UpgradeNotIdempotent, cc: period, fails: []string{"idem.upgradeInstance"}},
 		{defect: defective.RefreshNotIdempotent, fails: []string{"idem.refreshInstance"}},
+		{defect: defective.RenewOnce, fails: []string{"idem.refreshInstance"}},
+		{defect: defective.UpgradeOnce, cc: period, fails: []string{"idem.upgradeInstance"}},
 		{defect: defective.FreezeDeletes, fails: []string{"idem.freeze", "idem.unfreeze", "lifecycle.full"}},
 		{defect: defective.ReleaseFrozenRefused, fails: []string{"iface.releaseInstance.frozen"}},
 		{defect: defective.AcceptBadSignature, fails: []string{"sec.signature.missing", "sec.signature.wrong", "sec.signature.otherKey", "sec.body.tampered"}},

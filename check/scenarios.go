@@ -77,11 +77,11 @@ func suite() []checkDef {
 		{Info{ID: "idem.newInstance.sequential", Family: FamilyIdempotency, Title: "newInstance retried with new businessIds returns the same instanceId", Mandatory: true, Ref: refNew + "; " + refIdem}, idemNewSequential(false)},
 		{Info{ID: "idem.newInstance.concurrent", Family: FamilyIdempotency, Title: "concurrent newInstance retries return one instanceId", Mandatory: true, Ref: refNew + "; " + refIdem}, idemNewConcurrent},
 		{Info{ID: "idem.newInstance.testFlag", Family: FamilyIdempotency, Title: "repeated debug newInstance (testFlag \"1\") returns the same instanceId", Mandatory: true, Ref: refIdem + "; " + refDebug}, idemNewSequential(true)},
-		{Info{ID: "idem.refreshInstance", Family: FamilyIdempotency, Title: "a repeated refreshInstance is harmless and succeeds", Mandatory: true, Ref: refRetry, Modes: periodic}, idemRefresh},
+		{Info{ID: "idem.refreshInstance", Family: FamilyIdempotency, Title: "a repeated refreshInstance is harmless and succeeds; the next renewal order is applied", Mandatory: true, Ref: refRetry, Modes: periodic}, idemRefresh},
 		{Info{ID: "idem.freeze", Family: FamilyIdempotency, Title: "a repeated FREEZE is harmless and succeeds", Mandatory: true, Ref: refRetry + "; " + refStatus, Modes: periodic}, idemStatus("FREEZE")},
 		{Info{ID: "idem.unfreeze", Family: FamilyIdempotency, Title: "a repeated UNFREEZE is harmless and succeeds", Mandatory: true, Ref: refRetry + "; " + refStatus, Modes: periodic}, idemStatus("UNFREEZE")},
 		{Info{ID: "idem.releaseInstance", Family: FamilyIdempotency, Title: "a repeated releaseInstance returns success", Mandatory: true, Ref: refRelease + "; " + refIdem}, idemRelease},
-		{Info{ID: "idem.upgradeInstance", Family: FamilyIdempotency, Title: "a repeated upgradeInstance (same orderId) is harmless and succeeds", Mandatory: true, Ref: refUpgrade + "; " + refIdem, Feature: FeatureUpgrade}, idemUpgrade},
+		{Info{ID: "idem.upgradeInstance", Family: FamilyIdempotency, Title: "a repeated upgradeInstance (same orderId) is harmless and succeeds; a second upgrade order is applied", Mandatory: true, Ref: refUpgrade + "; " + refIdem, Feature: FeatureUpgrade}, idemUpgrade},
 
 		// --- security: every forged request gets 000001 and changes nothing ---------------
 		{Info{ID: "sec.signature.missing", Family: FamilySecurity, Title: "a request without signature/timestamp/nonce is rejected", Mandatory: true, Ref: refSig + "; saas-v2.md §7 (000001)"}, secAttack("no signature, timestamp or nonce", func(s *session, inst *instance) []call {
@@ -511,6 +511,14 @@ func idemRefresh(ctx context.Context, s *session, t *T) {
 			return
 		}
 	}
+	// The next period's renewal is a new order, not a repeat: the
+	// idempotency key is the order, not the instance.
+	o2, ok := s.publish(t, "RENEW")
+	if !ok {
+		return
+	}
+	x := s.c.send(ctx, call{body: refreshBody(o2, inst.ID, "RENEWAL", inst.nextExpire(), "", false), note: "the next renewal: a new order, a month further"})
+	t.expect(x, "a second renewal (a new order, after the first was delivered three times) failed", refRefresh+"; "+refIdem+" (the key is the order: a new renewal order is applied)", kg.CodeSuccess)
 }
 
 func idemStatus(status string) func(context.Context, *session, *T) {
@@ -569,6 +577,13 @@ func idemUpgrade(ctx context.Context, s *session, t *T) {
 			return
 		}
 	}
+	// A later upgrade is a new paid order, not a repeat of the first.
+	o2, ok := s.publish(t, "CHANGE")
+	if !ok {
+		return
+	}
+	x := s.c.send(ctx, call{body: upgradeBody(o2, inst.ID, false), note: "a second upgrade: a new order"})
+	t.expect(x, "a second upgrade (a new order, after the first was delivered three times) failed", refUpgrade+"; "+refIdem+" (idempotent per orderId: a new upgrade order is applied)", kg.CodeSuccess)
 }
 
 // --- security -----------------------------------------------------------------------------------

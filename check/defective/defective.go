@@ -41,6 +41,8 @@ const (
 	FreezeNotIdempotent  Defect = "freeze-not-idempotent"  // freezing a frozen instance answers 000005
 	UpgradeNotIdempotent Defect = "upgrade-not-idempotent" // a second upgrade with the same orderId answers 000005
 	RefreshNotIdempotent Defect = "refresh-not-idempotent" // a second delivery of the same renewal order answers 000005
+	RenewOnce            Defect = "renew-once"             // a second renewal order for an instance answers 000005 (idempotency keyed on the instance, not the order)
+	UpgradeOnce          Defect = "upgrade-once"           // a second upgrade order for an instance answers 000005 (idempotency keyed on the instance, not the order)
 	FreezeDeletes        Defect = "freeze-deletes"         // FREEZE throws the instance away
 	ReleaseFrozenRefused Defect = "release-frozen-refused" // releasing a frozen instance (the release after the freeze period) answers 000005
 
@@ -111,7 +113,7 @@ const (
 // Defects lists every defect.
 func Defects() []Defect {
 	return []Defect{NotIdempotent, RacyIdempotency, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
-		RefreshNotIdempotent, FreezeDeletes, ReleaseFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
+		RefreshNotIdempotent, RenewOnce, UpgradeOnce, FreezeDeletes, ReleaseFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
@@ -747,6 +749,9 @@ func (m *Merchant) refreshInstance(req request) answer {
 	if m.has(RefreshNotIdempotent) && in.renewals[req.orderID] {
 		return fail(kg.CodeInternal, "renewal already applied")
 	}
+	if m.has(RenewOnce) && len(in.renewals) > 0 && !in.renewals[req.orderID] {
+		return fail(kg.CodeInternal, "the instance was already renewed")
+	}
 	in.renewals[req.orderID] = true
 	in.expire = req.expireTime
 	return ok()
@@ -797,6 +802,9 @@ func (m *Merchant) upgrade(req request) answer {
 	}
 	if m.has(UpgradeNotIdempotent) && in.upgrades[req.orderID] {
 		return fail(kg.CodeInternal, "upgrade already applied")
+	}
+	if m.has(UpgradeOnce) && len(in.upgrades) > 0 && !in.upgrades[req.orderID] {
+		return fail(kg.CodeInternal, "the instance was already upgraded")
 	}
 	in.upgrades[req.orderID] = true
 	return ok()
