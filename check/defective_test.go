@@ -141,6 +141,8 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.WrongCodeBadParam, fails: []string{"input.missing", "input.oversized", "input.illTyped", "input.invalidValue", "input.activity"}},
 		{defect: defective.WrongCodeUnknownInstance, fails: []string{"input.unknownInstance"}},
 		{defect: defective.NoLengthCheck, fails: []string{"input.oversized"}},
+		{defect: defective.LengthCheckNewOnly, cc: period, fails: []string{"input.oversized"}},
+		{defect: defective.LengthCheckNewOnly, cc: check.Config{Mode: check.ModeOneTime}, fails: []string{"input.oversized"}},
 		{defect: defective.AcceptUnknownActivity, fails: []string{"input.activity"}},
 		{defect: defective.LaxTypes, fails: []string{"input.illTyped"}},
 		{defect: defective.LaxValues, fails: []string{"input.invalidValue"}},

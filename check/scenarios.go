@@ -886,6 +886,35 @@ func inputOversized(ctx context.Context, s *session, t *T) {
 		{"newInstance with a 3-character testFlag (max 2)", obj("activity", "newInstance", "businessId", uuid(), "orderId", o.OrderID, "orderLineId", line, "testFlag", "100")},
 	}
 	s.expectAll(ctx, t, cases, refBadParam+" (Max column of §4.1)", kg.CodeBadParam)
+	// The other activities, on an existing instance, so that the length is
+	// the only thing wrong (an unknown instance could be answered 000003).
+	inst, ok := s.create(ctx, t, false)
+	if !ok {
+		return
+	}
+	cases = []badCase{
+		{"releaseInstance with a 65-character orderId (max 64)", obj("activity", "releaseInstance", "instanceId", inst.ID, "orderId", long(o.OrderID, 65), "orderLineId", line)},
+	}
+	if s.cfg.Mode != ModeOneTime {
+		r, ok := s.publish(t, "RENEW")
+		if !ok {
+			return
+		}
+		rl := r.OrderLine[0].OrderLineID
+		cases = append(cases,
+			badCase{"refreshInstance with a 65-character orderId (max 64)", obj("activity", "refreshInstance", "orderId", long(r.OrderID, 65), "orderLineId", rl, "instanceId", inst.ID, "scene", "RENEWAL", "expireTime", inst.Expire.AddDate(0, 1, 0).Format(kg.Layout14))},
+			badCase{"refreshInstance with a 65-character orderLineId (max 64)", obj("activity", "refreshInstance", "orderId", r.OrderID, "orderLineId", long(rl, 65), "instanceId", inst.ID, "scene", "RENEWAL", "expireTime", inst.Expire.AddDate(0, 1, 0).Format(kg.Layout14))},
+		)
+	}
+	if s.cfg.Upgrade {
+		u, ok := s.publish(t, "CHANGE")
+		if !ok {
+			return
+		}
+		cases = append(cases, badCase{"upgradeInstance with a 65-character orderId (max 64)", obj("activity", "upgradeInstance", "instanceId", inst.ID, "orderId", long(u.OrderID, 65), "orderLineId", u.OrderLine[0].OrderLineID)})
+	}
+	s.expectAll(ctx, t, cases, refBadParam+" (Max column of §4.3, §4.5, §4.6)", kg.CodeBadParam)
+	s.stillThere(ctx, t, inst, &exchange{Note: "the requests above"}, refBadParam)
 }
 
 func inputIllTyped(ctx context.Context, s *session, t *T) {

@@ -70,6 +70,7 @@ const (
 	WrongCodeBadParam        Defect = "wrong-code-bad-param"        // 000005 instead of 000002
 	WrongCodeUnknownInstance Defect = "wrong-code-unknown-instance" // 000005 instead of 000003
 	NoLengthCheck            Defect = "no-length-check"             // oversized fields accepted
+	LengthCheckNewOnly       Defect = "length-check-new-only"       // field lengths checked only on newInstance
 	AcceptUnknownActivity    Defect = "accept-unknown-activity"     // unknown activity answered 000000
 	LaxTypes                 Defect = "lax-types"                   // objects and arrays where strings belong are accepted
 	LaxValues                Defect = "lax-values"                  // any status / expireTime accepted
@@ -116,7 +117,7 @@ func Defects() []Defect {
 		RefreshNotIdempotent, RenewOnce, UpgradeOnce, FreezeDeletes, ReleaseFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
-		NoLengthCheck, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
+		NoLengthCheck, LengthCheckNewOnly, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
 		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
 		BadBodySign, BodySignNotifyKey, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
@@ -472,6 +473,7 @@ func str(raw json.RawMessage) (string, bool) {
 // parse validates the fields of the activity: presence, type and length.
 func (m *Merchant) parse(f map[string]json.RawMessage) (request, string) {
 	var req request
+	activity, _ := str(f["activity"])
 	get := func(name string, mandatory bool, max int, dst *string) string {
 		raw, present := f[name]
 		if !present || string(raw) == "null" {
@@ -487,7 +489,8 @@ func (m *Merchant) parse(f map[string]json.RawMessage) (request, string) {
 			}
 			s = strings.Trim(string(raw), `"`) // numbers and booleans are accepted as strings (README policy 7)
 		}
-		if utf8.RuneCountInString(s) > max && !m.has(NoLengthCheck) {
+		lengthChecked := !m.has(NoLengthCheck) && (!m.has(LengthCheckNewOnly) || activity == "newInstance" || name == "activity" || name == "testFlag")
+		if utf8.RuneCountInString(s) > max && lengthChecked {
 			return fmt.Sprintf("%s is longer than %d", name, max)
 		}
 		if mandatory && s == "" {
