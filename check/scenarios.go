@@ -77,6 +77,7 @@ func suite() []checkDef {
 		{Info{ID: "idem.newInstance.sequential", Family: FamilyIdempotency, Title: "newInstance retried with new businessIds returns the same instanceId", Mandatory: true, Ref: refNew + "; " + refIdem}, idemNewSequential(false)},
 		{Info{ID: "idem.newInstance.concurrent", Family: FamilyIdempotency, Title: "concurrent newInstance retries return one instanceId", Mandatory: true, Ref: refNew + "; " + refIdem}, idemNewConcurrent},
 		{Info{ID: "idem.newInstance.testFlag", Family: FamilyIdempotency, Title: "repeated debug newInstance (testFlag \"1\") returns the same instanceId", Mandatory: true, Ref: refIdem + "; " + refDebug}, idemNewSequential(true)},
+		{Info{ID: "idem.newInstance.orderLines", Family: FamilyIdempotency, Title: "two lines of one order get two instances (the key is orderId + orderLineId)", Mandatory: true, Ref: refNew + "; " + refIdem}, idemNewOrderLines},
 		{Info{ID: "idem.refreshInstance", Family: FamilyIdempotency, Title: "a repeated refreshInstance is harmless and succeeds; the next renewal order is applied", Mandatory: true, Ref: refRetry, Modes: periodic}, idemRefresh},
 		{Info{ID: "idem.freeze", Family: FamilyIdempotency, Title: "a repeated FREEZE is harmless and succeeds", Mandatory: true, Ref: refRetry + "; " + refStatus, Modes: periodic}, idemStatus("FREEZE")},
 		{Info{ID: "idem.unfreeze", Family: FamilyIdempotency, Title: "a repeated UNFREEZE is harmless and succeeds", Mandatory: true, Ref: refRetry + "; " + refStatus, Modes: periodic}, idemStatus("UNFREEZE")},
@@ -491,6 +492,46 @@ func idemNewConcurrent(ctx context.Context, s *session, t *T) {
 			if x.Parsed.InstanceID != id {
 				t.fail(Finding{What: fmt.Sprintf("the attempt after the burst returned %q, the burst %q", x.Parsed.InstanceID, id), Sent: x.sent(), Got: x.got(), Want: "the same instanceId", Ref: refNew + "; " + refIdem})
 			}
+		}
+	}
+}
+
+// idemNewOrderLines buys two products in one order (Query Order lists two
+// lines): each line is its own instance, and each line's retry finds its own.
+func idemNewOrderLines(ctx context.Context, s *session, t *T) {
+	o, err := s.orderWithLines(2)
+	if err != nil {
+		t.fail(Finding{What: err.Error()})
+		return
+	}
+	var ids [2]string
+	var xs [2]*exchange
+	for round := 1; round <= 2; round++ {
+		for i, line := range o.OrderLine {
+			body := obj("activity", "newInstance", "businessId", uuid(), "orderId", o.OrderID, "orderLineId", line.OrderLineID)
+			x := s.c.send(ctx, call{body: body, note: fmt.Sprintf("order line %d of 2, attempt %d", i+1, round)})
+			if !t.expect(x, fmt.Sprintf("newInstance of order line %d (attempt %d) failed", i+1, round), refNew, kg.CodeSuccess, kg.CodeInProgress) {
+				return
+			}
+			if x.Parsed.InstanceID == "" {
+				t.fail(Finding{What: "newInstance answer has no instanceId", Sent: x.sent(), Got: x.got(), Want: "instanceId (String, 1-64 characters)", Ref: refNew})
+				return
+			}
+			switch {
+			case round == 1:
+				ids[i], xs[i] = x.Parsed.InstanceID, x
+			case x.Parsed.InstanceID != ids[i]:
+				t.fail(Finding{What: fmt.Sprintf("the retry of order line %d returned instanceId %q, its first call %q", i+1, x.Parsed.InstanceID, ids[i]),
+					Sent: xs[i].sent() + "\nthen " + x.sent(), Got: xs[i].got() + "\nthen " + x.got(),
+					Want: "the same instanceId for the same orderId + orderLineId", Ref: refNew + "; " + refIdem})
+				return
+			}
+		}
+		if round == 1 && ids[0] == ids[1] {
+			t.fail(Finding{What: fmt.Sprintf("two lines of order %s got the same instanceId %q: the second product bought was never provisioned", o.OrderID, ids[0]),
+				Sent: xs[0].sent() + "\nthen " + xs[1].sent(), Got: xs[0].got() + "\nthen " + xs[1].got(),
+				Want: "one instance per orderId + orderLineId (the idempotency key is the pair, not the order alone)", Ref: refNew + "; " + refIdem})
+			return
 		}
 	}
 }

@@ -125,6 +125,34 @@ func (s *session) order(orderType string) (Order, error) {
 	return o, nil
 }
 
+// orderWithLines invents a NEW order with n lines (n products bought
+// together) and publishes it to Query Order.
+func (s *session) orderWithLines(n int) (Order, error) {
+	o, err := s.order("NEW")
+	if err != nil {
+		return Order{}, err
+	}
+	first := o.OrderLine[0]
+	for i := 2; i <= n; i++ {
+		l := first
+		l.OrderLineID = fmt.Sprintf("%s-%06d", o.OrderID, i)
+		l.BusinessID = uuid()
+		l.ProductInfo = []kg.ProductInfo{{
+			ProductID:   "OFFI" + randString(18, "0123456789"),
+			SKUCode:     uuid(),
+			LinearValue: "10",
+			ProductName: fmt.Sprintf("souk check product %d", i),
+		}}
+		o.OrderLine = append(o.OrderLine, l)
+	}
+	if s.cfg.Orders != nil {
+		if err := s.cfg.Orders.PublishOrder(o); err != nil {
+			return Order{}, fmt.Errorf("publish order %s to Query Order: %w", o.OrderID, err)
+		}
+	}
+	return o, nil
+}
+
 // obj builds a JSON object with keys in the given order. Values: string →
 // JSON string; json.RawMessage → verbatim; anything else → json.Marshal.
 func obj(kv ...any) []byte {

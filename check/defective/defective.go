@@ -37,6 +37,7 @@ const (
 	// idempotency
 	NotIdempotent        Defect = "not-idempotent"         // every newInstance creates a new instance
 	RacyIdempotency      Defect = "racy-idempotency"       // check-then-insert with a gap: concurrent retries create duplicates
+	IdemOrderOnly        Defect = "idem-order-only"        // newInstance idempotent on orderId alone: a second order line gets the first line's instance
 	ReleaseNotIdempotent Defect = "release-not-idempotent" // a second release answers 000003
 	FreezeNotIdempotent  Defect = "freeze-not-idempotent"  // freezing a frozen instance answers 000005
 	UpgradeNotIdempotent Defect = "upgrade-not-idempotent" // a second upgrade with the same orderId answers 000005
@@ -113,7 +114,7 @@ const (
 
 // Defects lists every defect.
 func Defects() []Defect {
-	return []Defect{NotIdempotent, RacyIdempotency, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
+	return []Defect{NotIdempotent, RacyIdempotency, IdemOrderOnly, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
 		RefreshNotIdempotent, RenewOnce, UpgradeOnce, FreezeDeletes, ReleaseFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
@@ -575,6 +576,9 @@ func (m *Merchant) newID() string {
 
 func (m *Merchant) newInstance(req request) answer {
 	key := req.orderID + "/" + req.orderLineID
+	if m.has(IdemOrderOnly) {
+		key = req.orderID
+	}
 	m.mu.Lock()
 	id, exists := m.byOrder[key]
 	m.mu.Unlock()
