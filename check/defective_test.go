@@ -112,6 +112,7 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.UpgradeOnce, cc: period, fails: []string{"idem.upgradeInstance"}},
 		{defect: defective.FreezeDeletes, fails: []string{"idem.freeze", "idem.unfreeze", "lifecycle.full"}},
 		{defect: defective.ReleaseFrozenRefused, fails: []string{"iface.releaseInstance.frozen"}},
+		{defect: defective.RenewFrozenRefused, fails: []string{"iface.refreshInstance.frozen"}},
 		{defect: defective.AcceptBadSignature, fails: []string{"sec.signature.missing", "sec.signature.wrong", "sec.signature.otherKey", "sec.body.tampered"}},
 		{defect: defective.IgnoreTimestamp, fails: []string{"sec.timestamp.stale", "sec.timestamp.future"}},
 		{defect: defective.AcceptFuture, fails: []string{"sec.timestamp.future"}},

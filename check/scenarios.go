@@ -59,6 +59,7 @@ func suite() []checkDef {
 		{Info{ID: "iface.refreshInstance.testFlag", Family: FamilyInterfaces, Title: "refreshInstance with testFlag \"1\"", Mandatory: true, Ref: refRefresh + "; " + refTestFlag, Modes: periodic}, ifaceRefresh("RENEWAL", true, false)},
 		{Info{ID: "iface.refreshInstance.trialToFormal", Family: FamilyInterfaces, Title: "refreshInstance scene TRIAL_TO_FORMAL with a new productId", Mandatory: true, Ref: refRefresh, Modes: periodic}, ifaceRefresh("TRIAL_TO_FORMAL", false, false)},
 		{Info{ID: "iface.refreshInstance.unsubscribeRenewal", Family: FamilyInterfaces, Title: "refreshInstance scene UNSUBSCRIBE_RENEWAL_PERIOD", Mandatory: true, Ref: refRefresh, Modes: periodic}, ifaceRefresh("UNSUBSCRIBE_RENEWAL_PERIOD", false, false)},
+		{Info{ID: "iface.refreshInstance.frozen", Family: FamilyInterfaces, Title: "refreshInstance RENEWAL of a frozen instance (renewed during the freeze period), then UNFREEZE", Mandatory: true, Ref: refRefresh + "; " + refMatrix + " (freeze period: a renewal unfreezes)", Modes: periodic}, ifaceRefreshFrozen},
 		{Info{ID: "iface.refreshInstance.renewalChange", Family: FamilyInterfaces, Title: "refreshInstance scene RENEWAL_CHANGE (newest CN page only)", Mandatory: false, Ref: refRefresh, Modes: periodic}, ifaceRefresh("RENEWAL_CHANGE", false, false)},
 		{Info{ID: "iface.refreshInstance.expireTime17", Family: FamilyInterfaces, Title: "refreshInstance with a 17-digit expireTime (as in the doc's example)", Mandatory: false, Ref: refRefresh, Modes: periodic}, ifaceRefresh("RENEWAL", false, true)},
 		{Info{ID: "iface.updateInstanceStatus", Family: FamilyInterfaces, Title: "updateInstanceStatus FREEZE then UNFREEZE", Mandatory: true, Ref: refStatus + "; " + refMatrix, Modes: periodic}, ifaceStatus(false)},
@@ -301,6 +302,30 @@ func ifaceRefresh(scene string, test, longStamp bool) func(context.Context, *ses
 		x := s.c.send(ctx, call{body: refreshBody(o, inst.ID, scene, expire, productID, test)})
 		t.expect(x, "refreshInstance "+scene+" failed", refRefresh, kg.CodeSuccess)
 	}
+}
+
+// ifaceRefreshFrozen renews an expired, frozen instance: the buyer renews
+// during the freeze period, KooGallery sends the renewal, then UNFREEZE
+// (saas-v2.md §3: "a renewal unfreezes"; §4.4).
+func ifaceRefreshFrozen(ctx context.Context, s *session, t *T) {
+	inst, ok := s.create(ctx, t, false)
+	if !ok {
+		return
+	}
+	x := s.c.send(ctx, call{body: statusBody(inst.ID, "FREEZE", false), note: "the instance expired: freeze"})
+	if !t.expect(x, "FREEZE (set-up) failed", refStatus, kg.CodeSuccess) {
+		return
+	}
+	o, ok := s.publish(t, "RENEW")
+	if !ok {
+		return
+	}
+	x = s.c.send(ctx, call{body: refreshBody(o, inst.ID, "RENEWAL", inst.nextExpire(), "", false), note: "renewed during the freeze period"})
+	if !t.expect(x, "refreshInstance RENEWAL of a frozen instance failed", refRefresh+"; "+refMatrix+" (freeze period: a renewal unfreezes)", kg.CodeSuccess) {
+		return
+	}
+	x = s.c.send(ctx, call{body: statusBody(inst.ID, "UNFREEZE", false), note: "after the renewal: unfreeze"})
+	t.expect(x, "UNFREEZE after the renewal of a frozen instance failed", refStatus, kg.CodeSuccess)
 }
 
 func ifaceStatus(test bool) func(context.Context, *session, *T) {

@@ -46,6 +46,7 @@ const (
 	UpgradeOnce          Defect = "upgrade-once"           // a second upgrade order for an instance answers 000005 (idempotency keyed on the instance, not the order)
 	FreezeDeletes        Defect = "freeze-deletes"         // FREEZE throws the instance away
 	ReleaseFrozenRefused Defect = "release-frozen-refused" // releasing a frozen instance (the release after the freeze period) answers 000005
+	RenewFrozenRefused   Defect = "renew-frozen-refused"   // renewing a frozen instance (the renewal during the freeze period) answers 000005
 
 	// security
 	AcceptBadSignature Defect = "accept-bad-signature" // no signature check at all
@@ -115,7 +116,7 @@ const (
 // Defects lists every defect.
 func Defects() []Defect {
 	return []Defect{NotIdempotent, RacyIdempotency, IdemOrderOnly, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
-		RefreshNotIdempotent, RenewOnce, UpgradeOnce, FreezeDeletes, ReleaseFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
+		RefreshNotIdempotent, RenewOnce, UpgradeOnce, FreezeDeletes, ReleaseFrozenRefused, RenewFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, LengthCheckNewOnly, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
@@ -749,6 +750,9 @@ func (m *Merchant) refreshInstance(req request) answer {
 	in := m.live(req.instanceID)
 	if in == nil {
 		return m.noInstance()
+	}
+	if m.has(RenewFrozenRefused) && in.frozen {
+		return fail(kg.CodeInternal, "a frozen instance cannot be renewed: unfreeze it first")
 	}
 	if m.has(StrictTrial) && req.scene == "TRIAL_TO_FORMAL" && !in.trial {
 		return m.badParam("the instance was not bought as a trial: nothing to convert")
