@@ -129,6 +129,7 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.WideWindow, fails: []string{"sec.timestamp.stale", "sec.timestamp.future"}},
 		{defect: defective.SecondsNoWindow, fails: []string{"sec.timestamp.stale", "sec.timestamp.future"}},
 		{defect: defective.ShortNonceCache, fails: []string{"sec.nonce.replayDelayed"}},
+		{defect: defective.NonceSkipTestFlag, fails: []string{"sec.nonce.replay"}},
 		{defect: defective.EmptyUsageInfo, cc: check.Config{Mode: check.ModeOnDemand}, fails: []string{"answer.fields"}},
 		{defect: defective.ChangeCheck5, cc: period, fails: []string{"iface.changeInstanceCheck"}},
 		{defect: defective.NoQueryOrder, warns: []string{"iface.newInstance"}},

@@ -839,6 +839,18 @@ func secReplay(ctx context.Context, s *session, t *T) {
 	x := s.c.send(ctx, call{body: releaseBody(inst.ID, false), nonce: q.Nonce, note: "correctly signed, but reusing the nonce " + clip(q.Nonce, 12)})
 	t.expect(x, "a releaseInstance reusing a nonce was not rejected", refSig+" (reject a nonce seen before)", kg.CodeAuthFailed)
 	s.stillThere(ctx, t, inst, x, refSig)
+	// A debug request (testFlag "1") is authenticated like any other: its
+	// nonce too is kept and refused the second time.
+	dbg, ok := s.create(ctx, t, true)
+	if !ok {
+		return
+	}
+	q = s.query(ctx, dbg, "original debug request (testFlag \"1\")")
+	if !t.expect(q, "the original debug queryInstance failed", refQuery+"; "+refTestFlag, kg.CodeSuccess) {
+		return
+	}
+	r = s.c.resend(ctx, q, "identical replay of the previous debug request")
+	t.expect(r, "an identical replay of a debug request (testFlag \"1\") was not rejected", refSig+" (reject a nonce seen before, whatever the testFlag)", kg.CodeAuthFailed)
 }
 
 // secReplayDelayed sends a query stamped 30 s in the past and replays it a

@@ -65,6 +65,7 @@ const (
 	WideWindow         Defect = "wide-window"          // a ±9-minute timestamp window instead of ±60 s
 	SecondsNoWindow    Defect = "seconds-no-window"    // 10-digit (seconds) timestamps skip the window
 	ShortNonceCache    Defect = "short-nonce-cache"    // nonces are forgotten after 1 s, long before the window ends
+	NonceSkipTestFlag  Defect = "nonce-skip-test-flag" // testFlag "1" requests are authenticated but skip the nonce cache
 	MillisOnly         Defect = "millis-only"          // refuses 10-digit (seconds) timestamps [warning only]
 	UpperHexOnly       Defect = "upper-hex-only"       // refuses lower-case hex signatures [warning only]
 
@@ -118,7 +119,7 @@ func Defects() []Defect {
 	return []Defect{NotIdempotent, RacyIdempotency, IdemOrderOnly, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
 		RefreshNotIdempotent, RenewOnce, UpgradeOnce, FreezeDeletes, ReleaseFrozenRefused, RenewFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
-		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
+		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, NonceSkipTestFlag, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, LengthCheckNewOnly, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
 		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
@@ -432,7 +433,7 @@ func (m *Merchant) authenticate(r *http.Request, body []byte, activity string, f
 	} else if _, _, err := kg.VerifyV2([]string{key}, sig, nonce, ts, body, now, window); err != nil {
 		return err.Error(), false
 	}
-	if m.has(AcceptReplay) {
+	if m.has(AcceptReplay) || (m.has(NonceSkipTestFlag) && string(fields["testFlag"]) == `"1"`) {
 		return "", true
 	}
 	m.mu.Lock()
