@@ -150,3 +150,49 @@ func FuzzUsageValue(f *testing.F) {
 		_ = isUTCMillisStamp(raw)
 	})
 }
+
+func TestLookalike(t *testing.T) {
+	// class is the set a character of an id may be replaced from.
+	class := func(c byte) string {
+		switch {
+		case '0' <= c && c <= '9':
+			return "0123456789"
+		case 'a' <= c && c <= 'f':
+			return "abcdef"
+		case 'A' <= c && c <= 'F':
+			return "ABCDEF"
+		case 'a' <= c && c <= 'z':
+			return "abcdefghijklmnopqrstuvwxyz"
+		case 'A' <= c && c <= 'Z':
+			return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		}
+		return string(c)
+	}
+	for _, id := range []string{"inst-34-54b4f1559d0e165a", "87b94795-0603-4e24-8ae5-69420d60e3c8", "INST_ABCDEFXYZ_0001", "b-0001"} {
+		seen := map[string]bool{}
+		for range 20 {
+			l := lookalike(id)
+			if l == id || len(l) > 64 {
+				t.Fatalf("lookalike(%q) = %q", id, l)
+			}
+			seen[l] = true
+			if id == "b-0001" {
+				if !strings.HasPrefix(l, "souk-check-absent-") {
+					t.Errorf("lookalike(%q) = %q: want a fresh id for a short one", id, l)
+				}
+				continue
+			}
+			if len(l) != len(id) {
+				t.Fatalf("lookalike(%q) = %q: another length", id, l)
+			}
+			for i := range len(id) {
+				if !strings.Contains(class(id[i]), string(l[i])) {
+					t.Errorf("lookalike(%q) = %q: character %d %q is not of the class of %q", id, l, i, l[i], id[i])
+				}
+			}
+		}
+		if len(seen) < 19 {
+			t.Errorf("lookalike(%q): only %d distinct ids in 20", id, len(seen))
+		}
+	}
+}

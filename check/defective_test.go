@@ -134,6 +134,7 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.ChangeCheck5, cc: period, fails: []string{"iface.changeInstanceCheck"}},
 		{defect: defective.NoQueryOrder, warns: []string{"iface.newInstance"}},
 		{defect: defective.StrictTrial},
+		{defect: defective.StrictIDs, warns: []string{"input.unknownInstance.query"}},
 		{defect: defective.NoBodySign, warns: []string{"answer.bodySign"}},
 		{defect: defective.UnquotedBodySign, warns: []string{"answer.bodySign"}},
 		{defect: defective.Redirect, fails: []string{"answer.http200", "iface.newInstance"}},

@@ -247,13 +247,14 @@ func ifaceQueryBatch(ctx context.Context, s *session, t *T) {
 	// field's 100-character Max (which the table gives for one id and the
 	// text says to read leniently). The two instances come first and last,
 	// so a merchant that reads only part of the list misses one; the 98
-	// between them were never issued.
+	// between them were never issued, and are shaped like the merchant's
+	// own ids, in case it refuses ids of another shape.
 	ids := []string{a.ID}
 	for len(ids) < 99 {
-		ids = append(ids, "souk-check-absent-"+uuid())
+		ids = append(ids, lookalike(a.ID))
 	}
 	ids = append(ids, b.ID)
-	x = s.c.send(ctx, call{body: queryBody(strings.Join(ids, ","), false), note: "100 ids: the two instances first and last, 98 never-issued ids between"})
+	x = s.c.send(ctx, call{body: queryBody(strings.Join(ids, ","), false), note: "100 ids: the two instances first and last, 98 never-issued ids of the same shape between"})
 	want := "000000 with an info entry for each of the two instances (queryInstance takes up to 100 comma-separated ids)"
 	switch {
 	case listed(x, a.ID) && listed(x, b.ID):
@@ -302,6 +303,38 @@ func ifaceRefresh(scene string, test, longStamp bool) func(context.Context, *ses
 		x := s.c.send(ctx, call{body: refreshBody(o, inst.ID, scene, expire, productID, test)})
 		t.expect(x, "refreshInstance "+scene+" failed", refRefresh, kg.CodeSuccess)
 	}
+}
+
+// lookalike returns an id shaped like id (same length, separators and
+// character classes) whose last 12 letters and digits are drawn at random;
+// for an id with fewer than 8 of them, a fresh one that cannot be confused
+// with the merchant's.
+func lookalike(id string) string {
+	b := []byte(id)
+	var pos []int
+	for i := len(b) - 1; i >= 0 && len(pos) < 12; i-- {
+		if c := b[i]; '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
+			pos = append(pos, i)
+		}
+	}
+	if len(pos) < 8 || len(id) > 64 {
+		return "souk-check-absent-" + uuid()
+	}
+	for _, i := range pos {
+		switch c := b[i]; {
+		case '0' <= c && c <= '9':
+			b[i] = randString(1, "0123456789")[0]
+		case 'a' <= c && c <= 'f':
+			b[i] = randString(1, "abcdef")[0]
+		case 'A' <= c && c <= 'F':
+			b[i] = randString(1, "ABCDEF")[0]
+		case 'a' <= c && c <= 'z':
+			b[i] = randString(1, "abcdefghijklmnopqrstuvwxyz")[0]
+		default:
+			b[i] = randString(1, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")[0]
+		}
+	}
+	return string(b)
 }
 
 // ifaceRefreshFrozen renews an expired, frozen instance: the buyer renews

@@ -89,6 +89,7 @@ const (
 	ChangeCheck5   Defect = "change-check-5"   // changeInstanceCheck answers 000005 (not an allowed/refused answer)
 	NoQueryOrder   Defect = "no-query-order"   // newInstance never calls Query Order [warning only]
 	StrictTrial    Defect = "strict-trial"     // TRIAL_TO_FORMAL refused unless Query Order said trialFlag "1" (correct, not a defect: proves check creates a trial instance)
+	StrictIDs      Defect = "strict-ids"       // queryInstance refuses (000002) an id not shaped like its own, inst-<n>-<16 hex> (allowed, not a defect: proves check's batch uses ids of the merchant's shape)
 
 	// asynchronous creation
 	AsyncNeverReady Defect = "async-never-ready" // 000004 and never ready
@@ -121,7 +122,7 @@ func Defects() []Defect {
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, NonceSkipTestFlag, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, LengthCheckNewOnly, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
-		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
+		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, StrictIDs, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
 		BadBodySign, BodySignNotifyKey, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
 }
@@ -569,6 +570,20 @@ func (m *Merchant) parse(f map[string]json.RawMessage) (request, string) {
 	return req, ""
 }
 
+// ownID reports whether id has the shape newID gives: inst-<n>-<16 hex>.
+func ownID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "inst-")
+	if !ok {
+		return false
+	}
+	n, h, ok := strings.Cut(rest, "-")
+	if _, err := strconv.Atoi(n); !ok || err != nil || len(h) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
+}
+
 func (m *Merchant) newID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -629,6 +644,13 @@ func (m *Merchant) queryInstance(req request) answer {
 	}
 	if len(ids) > 100 {
 		return m.badParam("at most 100 instance ids")
+	}
+	if m.has(StrictIDs) {
+		for _, id := range ids {
+			if !ownID(strings.TrimSpace(id)) {
+				return m.badParam("instanceId " + id + " is not an instance id of this merchant")
+			}
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
