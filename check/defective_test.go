@@ -123,6 +123,7 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.NoAuthNewInstance, fails: []string{"sec.auth.newInstance"}},
 		{defect: defective.NoAuthTestFlag, cc: period, fails: []string{"sec.auth.newInstance", "sec.auth.queryInstance", "sec.auth.refreshInstance", "sec.auth.updateInstanceStatus", "sec.auth.releaseInstance", "sec.auth.upgradeInstance", "sec.auth.changeInstanceCheck", "sec.auth.orderNotify"}},
 		{defect: defective.NoAuthOrderNotify, cc: period, fails: []string{"sec.auth.orderNotify"}},
+		{defect: defective.EitherKey, mc: defective.Config{NotifyKey: "general-key-1"}, cc: check.Config{OrderNotify: true, NotifyKey: "general-key-1"}, fails: []string{"sec.signature.keyKind"}},
 		{defect: defective.SignatureOptional, fails: []string{"sec.signature.absent", "sec.auth.releaseInstance", "sec.auth.queryInstance"}},
 		{defect: defective.TimestampOptional, fails: []string{"sec.timestamp.missing"}},
 		{defect: defective.NonceOptional, fails: []string{"sec.nonce.missing"}},

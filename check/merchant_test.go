@@ -26,7 +26,9 @@ func TestSoukMerchantPasses(t *testing.T) {
 		budget  time.Duration // merchant's newInstance budget (0: default)
 		delay   time.Duration // vendor app's provisioning time
 	}{
-		{"period with every optional interface", "", check.Config{Upgrade: true, ChangeCheck: true, OrderNotify: true}, 0, 0},
+		// orderNotify with its own general key: answer.bodySign and
+		// sec.signature.keyKind tell the two keys apart.
+		{"period with every optional interface", "", check.Config{Upgrade: true, ChangeCheck: true, OrderNotify: true, NotifyKey: "general-key-1"}, 0, 0},
 		{"one-time, AES-256 credentials", "1", check.Config{Mode: check.ModeOneTime}, 0, 0},
 		{"pay-per-use", "", check.Config{Mode: check.ModeOnDemand}, 0, 0},
 		// The vendor app is slower than the merchant's budget: newInstance
@@ -71,8 +73,9 @@ func TestSoukMerchantPasses(t *testing.T) {
 				}, nil
 			})
 			m, err := merchant.New(merchant.Config{
-				AccessKeys: []string{testKey},
-				MarketURL:  market.URL, MarketAK: "check-market-ak", MarketSK: "check-market-sk",
+				AccessKeys:  []string{testKey},
+				GeneralKeys: merchant.SplitKeys(c.cc.NotifyKey),
+				MarketURL:   market.URL, MarketAK: "check-market-ak", MarketSK: "check-market-sk",
 				EncryptType: c.encrypt,
 				Budget:      c.budget,
 			}, merchant.Deps{DB: d, Provisioner: vendor, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))})
@@ -103,6 +106,11 @@ func TestSoukMerchantPasses(t *testing.T) {
 			}
 			if !rep.Passed {
 				t.Fatalf("the souk merchant failed the suite:\n%s", describe(rep))
+			}
+			if c.cc.NotifyKey != "" {
+				if r, _ := rep.Result("sec.signature.keyKind"); r.Status != check.Pass {
+					t.Errorf("sec.signature.keyKind: %s (%s), want PASS with a general key of its own", r.Status, r.Message)
+				}
 			}
 			if c.delay > 0 {
 				if r, _ := rep.Result("async.newInstance"); r.Status != check.Pass {

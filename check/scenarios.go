@@ -104,6 +104,7 @@ func suite() []checkDef {
 		{Info{ID: "sec.signature.otherKey", Family: FamilySecurity, Title: "a signature made with another key is rejected", Mandatory: true, Ref: refSig}, secAttack("a signature made with another key", func(s *session, inst *instance) []call {
 			return []call{{body: releaseBody(inst.ID, false), key: "souk-check-other-" + randString(16, alnum), note: "signed with another key"}}
 		})},
+		{Info{ID: "sec.signature.keyKind", Family: FamilySecurity, Title: "a basic interface signed with the general (orderNotify) key, and orderNotify signed with the access key, are rejected", Mandatory: true, Ref: refSig + "; saas-v2.md §1 (one key per interface type); " + refNotify}, secKeyKind},
 		{Info{ID: "sec.timestamp.stale", Family: FamilySecurity, Title: "a timestamp 90 s old (13-digit ms and 10-digit s) is rejected", Mandatory: true, Ref: refSig + " (60 s window)"}, secAttack("a timestamp 90 s in the past", func(s *session, inst *instance) []call {
 			return skewed(s, inst, -90*time.Second)
 		})},
@@ -701,6 +702,34 @@ func secAttack(what string, forge func(*session, *instance) []call) func(context
 			s.stillThere(ctx, t, inst, x, refSig)
 		}
 	}
+}
+
+// secKeyKind signs each interface type with the other type's key: the
+// address is bound to one key per interface type (saas-v2.md §1), so the
+// general key does not authenticate a basic interface, nor the access key an
+// orderNotify. It needs a separate general key (--notify-key).
+func secKeyKind(ctx context.Context, s *session, t *T) {
+	if s.cfg.NotifyKey == s.cfg.AccessKey {
+		t.skip("the general (orderNotify) key is the access key (no --notify-key): nothing to tell apart")
+		return
+	}
+	ref := refSig + "; saas-v2.md §1 (one key per interface type)"
+	inst, ok := s.create(ctx, t, false)
+	if !ok {
+		return
+	}
+	x := s.c.send(ctx, call{body: releaseBody(inst.ID, false), key: s.cfg.NotifyKey, note: "signed with the general (orderNotify) key, not the access key"})
+	t.expect(x, "a releaseInstance signed with the general (orderNotify) key was not rejected", ref, kg.CodeAuthFailed)
+	s.stillThere(ctx, t, inst, x, ref)
+	if !s.cfg.OrderNotify {
+		return
+	}
+	o, ok := s.publish(t, "NEW")
+	if !ok {
+		return
+	}
+	x = s.c.send(ctx, call{body: obj("activity", "orderNotify", "orderId", o.OrderID, "orderLineId", o.OrderLine[0].OrderLineID, "testFlag", "0"), key: s.cfg.AccessKey, note: "signed with the access key, not the general key"})
+	t.expect(x, "an orderNotify signed with the access key (not the general key) was not rejected", ref+"; "+refNotify, kg.CodeAuthFailed)
 }
 
 // skewed returns correctly signed releases of inst whose timestamp is off by

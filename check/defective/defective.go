@@ -59,6 +59,7 @@ const (
 	NoAuthNewInstance  Defect = "noauth-new-instance"  // newInstance skips authentication
 	NoAuthTestFlag     Defect = "noauth-test-flag"     // any testFlag "1" request skips authentication
 	NoAuthOrderNotify  Defect = "noauth-order-notify"  // orderNotify skips authentication
+	EitherKey          Defect = "either-key"           // any activity is accepted signed with the access key or the general (orderNotify) key
 	SignatureOptional  Defect = "signature-optional"   // the signature is checked only when present
 	TimestampOptional  Defect = "timestamp-optional"   // a missing timestamp skips the window
 	NonceOptional      Defect = "nonce-optional"       // a missing nonce skips the nonce cache
@@ -119,7 +120,7 @@ const (
 func Defects() []Defect {
 	return []Defect{NotIdempotent, RacyIdempotency, IdemOrderOnly, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
 		RefreshNotIdempotent, RenewOnce, UpgradeOnce, FreezeDeletes, ReleaseFrozenRefused, RenewFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
-		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify,
+		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify, EitherKey,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, NonceSkipTestFlag, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, LengthCheckNewOnly, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
 		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, StrictIDs, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
@@ -431,7 +432,11 @@ func (m *Merchant) authenticate(r *http.Request, body []byte, activity string, f
 		if nonce == "" {
 			return "", true
 		}
-	} else if _, _, err := kg.VerifyV2([]string{key}, sig, nonce, ts, body, now, window); err != nil {
+	} else if keys := []string{key}; m.has(EitherKey) {
+		if _, _, err := kg.VerifyV2(append(keys, m.cfg.AccessKey, m.cfg.NotifyKey), sig, nonce, ts, body, now, window); err != nil {
+			return err.Error(), false
+		}
+	} else if _, _, err := kg.VerifyV2(keys, sig, nonce, ts, body, now, window); err != nil {
 		return err.Error(), false
 	}
 	if m.has(AcceptReplay) || (m.has(NonceSkipTestFlag) && string(fields["testFlag"]) == `"1"`) {
