@@ -111,7 +111,7 @@ func suite() []checkDef {
 		{Info{ID: "sec.timestamp.future", Family: FamilySecurity, Title: "a timestamp 90 s ahead (13-digit ms and 10-digit s) is rejected", Mandatory: true, Ref: refSig + " (60 s window)"}, secAttack("a timestamp 90 s in the future", func(s *session, inst *instance) []call {
 			return skewed(s, inst, 90*time.Second)
 		})},
-		{Info{ID: "sec.nonce.replay", Family: FamilySecurity, Title: "a replayed request and a reused nonce are rejected", Mandatory: true, Ref: refSig + " (nonce cache)"}, secReplay},
+		{Info{ID: "sec.nonce.replay", Family: FamilySecurity, Title: "a replayed request (testFlag \"0\" and \"1\") and a reused nonce are rejected", Mandatory: true, Ref: refSig + " (nonce cache)"}, secReplay},
 		{Info{ID: "sec.nonce.replayDelayed", Family: FamilySecurity, Title: "a request replayed seconds later, still inside the 60 s window, is rejected", Mandatory: true, Ref: refSig + " (nonce cache kept as long as the window)"}, secReplayDelayed},
 		{Info{ID: "sec.body.tampered", Family: FamilySecurity, Title: "a body that differs from the signed one is rejected", Mandatory: true, Ref: refSig + " (raw body)"}, secTampered},
 		{Info{ID: "sec.auth.newInstance", Family: FamilySecurity, Title: "forged newInstance requests (testFlag 0 and 1) are rejected and create nothing", Mandatory: true, Ref: refSig + "; " + refNew}, secAuthActivity("newInstance")},
