@@ -147,6 +147,8 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.WrongCodeUnknownInstance, fails: []string{"input.unknownInstance"}},
 		{defect: defective.NoLengthCheck, fails: []string{"input.oversized"}},
 		{defect: defective.LengthCheckNewOnly, cc: period, fails: []string{"input.oversized"}},
+		{defect: defective.OrderIDOptional, cc: period, fails: []string{"input.missing"}},
+		{defect: defective.OrderIDOptional, cc: check.Config{Mode: check.ModeOneTime, OrderNotify: true}, fails: []string{"input.missing"}},
 		{defect: defective.LengthCheckNewOnly, cc: check.Config{Mode: check.ModeOneTime}, fails: []string{"input.oversized"}},
 		{defect: defective.AcceptUnknownActivity, fails: []string{"input.activity"}},
 		{defect: defective.LaxTypes, fails: []string{"input.illTyped"}},

@@ -1006,9 +1006,32 @@ func inputMissing(ctx context.Context, s *session, t *T) {
 			badCase{"updateInstanceStatus without instanceId", obj("activity", "updateInstanceStatus", "status", "FREEZE")},
 			badCase{"refreshInstance without expireTime", obj("activity", "refreshInstance", "orderId", r.OrderID, "orderLineId", r.OrderLine[0].OrderLineID, "instanceId", inst.ID, "scene", "RENEWAL")},
 			badCase{"refreshInstance without scene", obj("activity", "refreshInstance", "orderId", r.OrderID, "orderLineId", r.OrderLine[0].OrderLineID, "instanceId", inst.ID, "expireTime", inst.nextExpire())},
+			badCase{"refreshInstance without orderId", obj("activity", "refreshInstance", "orderLineId", r.OrderLine[0].OrderLineID, "instanceId", inst.ID, "scene", "RENEWAL", "expireTime", inst.nextExpire())},
+			badCase{"refreshInstance without orderLineId", obj("activity", "refreshInstance", "orderId", r.OrderID, "instanceId", inst.ID, "scene", "RENEWAL", "expireTime", inst.nextExpire())},
+			badCase{"refreshInstance without instanceId", obj("activity", "refreshInstance", "orderId", r.OrderID, "orderLineId", r.OrderLine[0].OrderLineID, "scene", "RENEWAL", "expireTime", inst.nextExpire())},
 		)
 	}
-	s.expectAll(ctx, t, cases, refBadParam, kg.CodeBadParam)
+	if s.cfg.Upgrade {
+		u, ok := s.publish(t, "CHANGE")
+		if !ok {
+			return
+		}
+		cases = append(cases,
+			badCase{"upgradeInstance without orderId", obj("activity", "upgradeInstance", "instanceId", inst.ID, "orderLineId", u.OrderLine[0].OrderLineID)},
+			badCase{"upgradeInstance without orderLineId", obj("activity", "upgradeInstance", "instanceId", inst.ID, "orderId", u.OrderID)},
+		)
+	}
+	if s.cfg.OrderNotify {
+		n, ok := s.publish(t, "NEW")
+		if !ok {
+			return
+		}
+		cases = append(cases,
+			badCase{"orderNotify without orderId", obj("activity", "orderNotify", "orderLineId", n.OrderLine[0].OrderLineID, "testFlag", "0")},
+			badCase{"orderNotify without orderLineId", obj("activity", "orderNotify", "orderId", n.OrderID, "testFlag", "0")},
+		)
+	}
+	s.expectAll(ctx, t, cases, refBadParam+", §4.6, §4.8", kg.CodeBadParam)
 	s.stillThere(ctx, t, inst, &exchange{Note: "the requests above"}, refBadParam)
 }
 

@@ -75,6 +75,7 @@ const (
 	WrongCodeUnknownInstance Defect = "wrong-code-unknown-instance" // 000005 instead of 000003
 	NoLengthCheck            Defect = "no-length-check"             // oversized fields accepted
 	LengthCheckNewOnly       Defect = "length-check-new-only"       // field lengths checked only on newInstance
+	OrderIDOptional          Defect = "order-id-optional"           // refreshInstance, upgradeInstance and orderNotify accept a missing orderId/orderLineId
 	AcceptUnknownActivity    Defect = "accept-unknown-activity"     // unknown activity answered 000000
 	LaxTypes                 Defect = "lax-types"                   // objects and arrays where strings belong are accepted
 	LaxValues                Defect = "lax-values"                  // any status / expireTime accepted
@@ -122,7 +123,7 @@ func Defects() []Defect {
 		RefreshNotIdempotent, RenewOnce, UpgradeOnce, FreezeDeletes, ReleaseFrozenRefused, RenewFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify, EitherKey,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, NonceSkipTestFlag, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
-		NoLengthCheck, LengthCheckNewOnly, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
+		NoLengthCheck, LengthCheckNewOnly, OrderIDOptional, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
 		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, StrictIDs, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
 		BadBodySign, BodySignNotifyKey, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
@@ -535,8 +536,8 @@ func (m *Merchant) parse(f map[string]json.RawMessage) (request, string) {
 		}
 		add(get("instanceId", true, max, &req.instanceID))
 	case "refreshInstance":
-		add(get("orderId", true, 64, &req.orderID))
-		add(get("orderLineId", true, 64, &req.orderLineID))
+		add(get("orderId", !m.has(OrderIDOptional), 64, &req.orderID))
+		add(get("orderLineId", !m.has(OrderIDOptional), 64, &req.orderLineID))
 		add(get("instanceId", true, 64, &req.instanceID))
 		add(get("scene", true, 64, &req.scene))
 		add(get("expireTime", true, 20, &req.expireTime))
@@ -557,8 +558,8 @@ func (m *Merchant) parse(f map[string]json.RawMessage) (request, string) {
 		add(get("orderId", false, 64, &o))
 	case "upgradeInstance":
 		add(get("instanceId", true, 64, &req.instanceID))
-		add(get("orderId", true, 64, &req.orderID))
-		add(get("orderLineId", true, 64, &req.orderLineID))
+		add(get("orderId", !m.has(OrderIDOptional), 64, &req.orderID))
+		add(get("orderLineId", !m.has(OrderIDOptional), 64, &req.orderLineID))
 	case "changeInstanceCheck":
 		add(get("instanceId", true, 64, &req.instanceID))
 		req.productInfo = f["productInfo"]
@@ -566,8 +567,8 @@ func (m *Merchant) parse(f map[string]json.RawMessage) (request, string) {
 			add("productInfo is missing")
 		}
 	case "orderNotify":
-		add(get("orderId", true, 64, &req.orderID))
-		add(get("orderLineId", true, 64, &req.orderLineID))
+		add(get("orderId", !m.has(OrderIDOptional), 64, &req.orderID))
+		add(get("orderLineId", !m.has(OrderIDOptional), 64, &req.orderLineID))
 	}
 	if len(errs) > 0 {
 		return req, errs[0]
