@@ -104,6 +104,8 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.NotIdempotent, fails: []string{"idem.newInstance.sequential", "idem.newInstance.concurrent", "idem.newInstance.testFlag"}},
 		{defect: defective.RacyIdempotency, fails: []string{"idem.newInstance.concurrent"}},
 		{defect: defective.IdemOrderOnly, fails: []string{"idem.newInstance.orderLines"}},
+		{defect: defective.OneInstance, fails: []string{"idem.newInstance.sequential"}},
+		{defect: defective.OneDebugInstance, warns: []string{"idem.newInstance.testFlag"}},
 		{defect: defective.ReleaseNotIdempotent, fails: []string{"idem.releaseInstance"}},
 		{defect: defective.FreezeNotIdempotent, fails: []string{"idem.freeze", "idem.unfreeze"}},
 		{defect: defective.UpgradeNotIdempotent, cc: period, fails: []string{"idem.upgradeInstance"}},

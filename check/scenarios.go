@@ -499,6 +499,27 @@ func idemNewSequential(test bool) func(context.Context, *session, *T) {
 				return
 			}
 		}
+		// Another order is another instance: the instanceId is unique.
+		o2, ok := s.publish(t, "NEW")
+		if !ok {
+			return
+		}
+		x := s.c.send(ctx, call{body: newInstanceBody(o2, uuid(), test), note: "another order"})
+		if !t.expect(x, "newInstance of another order failed", refNew, kg.CodeSuccess, kg.CodeInProgress) || x.Parsed.InstanceID != first.Parsed.InstanceID {
+			return
+		}
+		f := Finding{What: fmt.Sprintf("two different orders (%s, %s) got the same instanceId %q", o.OrderID, o2.OrderID, x.Parsed.InstanceID),
+			Sent: first.sent() + "\nthen " + x.sent(), Got: first.got() + "\nthen " + x.got(),
+			Want: "a unique instanceId per order line (the first call's businessId or a globally unique id such as a UUID)", Ref: refNew}
+		if test {
+			// How a merchant serves debug requests is inferred (sandbox data,
+			// "like a real one"): one shared sandbox instance is a warning.
+			f.Want += "; a debug request is answered like a real one (one shared sandbox instance for every debug order is not)"
+			f.Ref = refNew + "; " + refTestFlag
+			t.warn(f)
+			return
+		}
+		t.fail(f)
 	}
 }
 

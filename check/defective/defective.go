@@ -38,6 +38,8 @@ const (
 	NotIdempotent        Defect = "not-idempotent"         // every newInstance creates a new instance
 	RacyIdempotency      Defect = "racy-idempotency"       // check-then-insert with a gap: concurrent retries create duplicates
 	IdemOrderOnly        Defect = "idem-order-only"        // newInstance idempotent on orderId alone: a second order line gets the first line's instance
+	OneInstance          Defect = "one-instance"           // every newInstance answers the same instance, whatever the order
+	OneDebugInstance     Defect = "one-debug-instance"     // every testFlag "1" newInstance answers the same sandbox instance, which stays listed after release [warning only]
 	ReleaseNotIdempotent Defect = "release-not-idempotent" // a second release answers 000003
 	FreezeNotIdempotent  Defect = "freeze-not-idempotent"  // freezing a frozen instance answers 000005
 	UpgradeNotIdempotent Defect = "upgrade-not-idempotent" // a second upgrade with the same orderId answers 000005
@@ -119,7 +121,7 @@ const (
 
 // Defects lists every defect.
 func Defects() []Defect {
-	return []Defect{NotIdempotent, RacyIdempotency, IdemOrderOnly, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
+	return []Defect{NotIdempotent, RacyIdempotency, IdemOrderOnly, OneInstance, OneDebugInstance, ReleaseNotIdempotent, FreezeNotIdempotent, UpgradeNotIdempotent,
 		RefreshNotIdempotent, RenewOnce, UpgradeOnce, FreezeDeletes, ReleaseFrozenRefused, RenewFrozenRefused, AcceptBadSignature, IgnoreTimestamp, AcceptFuture, AcceptReplay,
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify, EitherKey,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, NonceSkipTestFlag, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
@@ -602,6 +604,12 @@ func (m *Merchant) newInstance(req request) answer {
 	if m.has(IdemOrderOnly) {
 		key = req.orderID
 	}
+	if m.has(OneInstance) {
+		key = "the one instance"
+	}
+	if m.has(OneDebugInstance) && req.testFlag == "1" {
+		key = "sandbox"
+	}
 	m.mu.Lock()
 	id, exists := m.byOrder[key]
 	m.mu.Unlock()
@@ -675,7 +683,7 @@ func (m *Merchant) queryInstance(req request) answer {
 	pending := false
 	for _, id := range ids {
 		in := m.instances[strings.TrimSpace(id)]
-		if in == nil || (in.released && !m.has(ReleasedStillShown)) {
+		if in == nil || (in.released && !m.has(ReleasedStillShown) && !(m.has(OneDebugInstance) && in.test)) {
 			continue
 		}
 		if m.cfg.Async || m.has(AsyncNeverReady) {
@@ -767,7 +775,7 @@ func (m *Merchant) encrypt(plain string, tooLong bool) string {
 // live returns the instance for id unless it does not exist or was released.
 func (m *Merchant) live(id string) *inst {
 	in := m.instances[id]
-	if in == nil || in.released {
+	if in == nil || (in.released && !(m.has(OneDebugInstance) && in.test)) {
 		return nil
 	}
 	return in
