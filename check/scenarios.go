@@ -1084,8 +1084,8 @@ func inputOversized(ctx context.Context, s *session, t *T) {
 		}
 		rl := r.OrderLine[0].OrderLineID
 		cases = append(cases,
-			badCase{"refreshInstance with a 65-character orderId (max 64)", obj("activity", "refreshInstance", "orderId", long(r.OrderID, 65), "orderLineId", rl, "instanceId", inst.ID, "scene", "RENEWAL", "expireTime", inst.Expire.AddDate(0, 1, 0).Format(kg.Layout14))},
-			badCase{"refreshInstance with a 65-character orderLineId (max 64)", obj("activity", "refreshInstance", "orderId", r.OrderID, "orderLineId", long(rl, 65), "instanceId", inst.ID, "scene", "RENEWAL", "expireTime", inst.Expire.AddDate(0, 1, 0).Format(kg.Layout14))},
+			badCase{"refreshInstance with a 65-character orderId (max 64)", obj("activity", "refreshInstance", "orderId", long(r.OrderID, 65), "orderLineId", rl, "instanceId", inst.ID, "scene", "RENEWAL", "expireTime", kg.FormatTime14(kg.Expiry(inst.Expire, "month", 1)))},
+			badCase{"refreshInstance with a 65-character orderLineId (max 64)", obj("activity", "refreshInstance", "orderId", r.OrderID, "orderLineId", long(rl, 65), "instanceId", inst.ID, "scene", "RENEWAL", "expireTime", kg.FormatTime14(kg.Expiry(inst.Expire, "month", 1)))},
 		)
 	}
 	if s.cfg.Upgrade {
@@ -1177,7 +1177,7 @@ func inputUnknownInstance(ctx context.Context, s *session, t *T) {
 			return
 		}
 		cases = append(cases,
-			badCase{"refreshInstance for an unknown instanceId", refreshBody(r, unknown, "RENEWAL", s.cfg.Clock.Now().UTC().AddDate(0, 2, 0).Format(kg.Layout14), "", false)},
+			badCase{"refreshInstance for an unknown instanceId", refreshBody(r, unknown, "RENEWAL", kg.FormatTime14(kg.Expiry(s.cfg.Clock.Now(), "month", 2)), "", false)},
 			badCase{"FREEZE of an unknown instanceId", statusBody(unknown, "FREEZE", false)},
 			badCase{"UNFREEZE of an unknown instanceId", statusBody(unknown, "UNFREEZE", false)},
 		)
@@ -1350,7 +1350,7 @@ func lifecycleDialReplay(ctx context.Context, s *session, t *T) {
 			return
 		}
 		if inst == nil {
-			inst = &instance{ID: x.Parsed.InstanceID, Order: o, TestFlag: true, Expire: s.cfg.Clock.Now().UTC().AddDate(0, 1, 0), Async: x.Code() == kg.CodeInProgress}
+			inst = &instance{ID: x.Parsed.InstanceID, Order: o, TestFlag: true, Expire: kg.Expiry(s.cfg.Clock.Now(), "month", 1), Async: x.Code() == kg.CodeInProgress}
 			if inst.Async {
 				if _, ok := s.waitReady(ctx, t, inst); !ok {
 					return

@@ -96,7 +96,7 @@ func (s *session) order(orderType string) (Order, error) {
 	case ModePeriod:
 		line.PeriodType = "month"
 		line.PeriodNumber = "1"
-		line.ExpireTime = now.AddDate(0, 1, 0).Format(kg.Layout14)
+		line.ExpireTime = kg.FormatTime14(kg.Expiry(now, "month", 1)) // as KooGallery bills: 23:59:59 Beijing time
 	case ModeOnDemand:
 		line.OrderAmount = ""
 	}
@@ -284,7 +284,7 @@ func (s *session) createFrom(ctx context.Context, t *T, test bool, orderType str
 	if exp, err := time.Parse(kg.Layout14, o.OrderLine[0].ExpireTime); err == nil {
 		inst.Expire = exp
 	} else {
-		inst.Expire = s.cfg.Clock.Now().UTC().AddDate(0, 1, 0)
+		inst.Expire = kg.Expiry(s.cfg.Clock.Now(), "month", 1)
 	}
 	if inst.Async {
 		if _, ok := s.waitReady(ctx, t, inst); !ok {
@@ -378,8 +378,9 @@ func (s *session) stillThere(ctx context.Context, t *T, inst *instance, after *e
 	})
 }
 
-// nextExpire returns the instance's expiry moved one month on, yyyyMMddHHmmss.
+// nextExpire returns the instance's expiry moved one month on, as
+// KooGallery renews (kg.Expiry), yyyyMMddHHmmss.
 func (inst *instance) nextExpire() string {
-	inst.Expire = inst.Expire.AddDate(0, 1, 0)
-	return inst.Expire.Format(kg.Layout14)
+	inst.Expire = kg.Expiry(inst.Expire, "month", 1)
+	return kg.FormatTime14(inst.Expire)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/soukhq/souk/db"
 	"github.com/soukhq/souk/jobs"
+	"github.com/soukhq/souk/kg"
 )
 
 // UnsubscribeWindow is KooGallery's no-reason full-refund window ("5天无理由全额退订").
@@ -224,7 +225,7 @@ func (m *Market) Renew(ctx context.Context, in RenewInput) (Order, error) {
 		if s.Status != SubActive && s.Status != SubFrozen {
 			return refused("subscription %s is %s; only an active or frozen subscription can be renewed", s.ID, s.Status)
 		}
-		newExpire := Expiry(s.ExpireAt, pl.PeriodType, in.PeriodNumber)
+		newExpire := kg.Expiry(s.ExpireAt, pl.PeriodType, in.PeriodNumber)
 		if _, err := tx.Exec(ctx, `INSERT INTO market_orders (order_id, order_type, customer_id, seller_id, product_id, subscription_id, status,
 			amount_cents, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$9)`,
 			orderID, OrderRenew, s.CustomerID, s.SellerID, s.ProductID, s.ID, OrderProcessing, amount, db.Millis(now)); err != nil {
@@ -341,7 +342,7 @@ func (m *Market) ConvertTrial(ctx context.Context, in ConvertInput) (Order, erro
 		return Order{}, err
 	}
 	amount := price(pl, in.PeriodNumber, in.LinearValue)
-	newExpire := Expiry(now, pl.PeriodType, in.PeriodNumber)
+	newExpire := kg.Expiry(now, pl.PeriodType, in.PeriodNumber)
 	return m.placeOrder(ctx, "convert trial", orderID, func(tx *db.Tx) error {
 		s, err := lockSub(ctx, tx, sub.ID, now)
 		if err != nil {
@@ -425,7 +426,7 @@ func (m *Market) Upgrade(ctx context.Context, in UpgradeInput) (Order, error) {
 	// the purchase, earlier on that day, and an upgrade before that day ends
 	// pays the full difference, never more.
 	diff := price(pl, 1, linear) - price(old, 1, sub.LinearValue)
-	start := Expiry(sub.ExpireAt, sub.PeriodType, -1)
+	start := kg.Expiry(sub.ExpireAt, sub.PeriodType, -1)
 	if total := sub.ExpireAt.Sub(start); total > 0 && diff > 0 {
 		left := min(max(sub.ExpireAt.Sub(now), 0), total)
 		diff = int64(float64(diff) * float64(left) / float64(total))

@@ -236,7 +236,7 @@ func mockOrder(id string, now time.Time) *kg.OrderInfo {
 	}
 	if n > 0 {
 		line.PeriodNumber = kg.Number(strconv.Itoa(n))
-		line.ExpireTime = kg.FormatTime14(Expiry(now, period, n))
+		line.ExpireTime = kg.FormatTime14(kg.Expiry(now, period, n))
 	}
 	if typ == kg.OrderTypeUnsubscribe {
 		line.ExpireTime = kg.FormatTime14(now)

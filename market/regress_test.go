@@ -68,31 +68,3 @@ func TestRealClockRefusesVirtualDatabase(t *testing.T) {
 		}
 	})
 }
-
-// Month and year periods clamp to the last day of a shorter month, as Java's
-// LocalDate does (Jan 31 + 1 month = Feb 28, not Mar 3); the calendar
-// arithmetic under Expiry.
-func TestAddPeriodClampsMonthEnd(t *testing.T) {
-	d := func(y int, m time.Month, day int) time.Time { return time.Date(y, m, day, 8, 30, 15, 0, time.UTC) }
-	for _, c := range []struct {
-		from   time.Time
-		period string
-		n      int
-		want   time.Time
-	}{
-		{d(2026, 1, 31), "month", 1, d(2026, 2, 28)},
-		{d(2028, 1, 31), "month", 1, d(2028, 2, 29)},
-		{d(2026, 3, 31), "month", 1, d(2026, 4, 30)},
-		{d(2026, 1, 31), "month", 2, d(2026, 3, 31)},
-		{d(2026, 8, 31), "month", 6, d(2027, 2, 28)},
-		{d(2026, 12, 31), "month", 14, d(2028, 2, 29)},
-		{d(2028, 2, 29), "year", 1, d(2029, 2, 28)},
-		{d(2028, 2, 29), "year", 4, d(2032, 2, 29)},
-		{d(2026, 3, 2), "month", 1, d(2026, 4, 2)},
-		{d(2026, 1, 31), "day", 1, d(2026, 2, 1)},
-	} {
-		if got := addPeriod(c.from, c.period, c.n); !got.Equal(c.want) {
-			t.Errorf("%s + %d %s = %s, want %s", c.from.Format(time.DateOnly), c.n, c.period, got, c.want)
-		}
-	}
-}

@@ -183,7 +183,7 @@ func (t *Tools) defaults(ctx context.Context, p market.Product, in Interface) (m
 		case "scene":
 			out[prm.Name] = "RENEWAL"
 		case "expireTime":
-			out[prm.Name] = kg.FormatTime14(market.Expiry(t.clock.Now(), "year", 1)) // as the market bills a year: 23:59:59 Beijing time, Feb 29 + 1 year = Feb 28
+			out[prm.Name] = kg.FormatTime14(kg.Expiry(t.clock.Now(), "year", 1)) // as the market bills a year: 23:59:59 Beijing time, Feb 29 + 1 year = Feb 28
 		case "status":
 			out[prm.Name] = "FREEZE"
 		case "productInfo":
