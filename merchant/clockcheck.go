@@ -40,6 +40,6 @@ func (m *Merchant) checkClock(ctx context.Context) {
 	m.clockOffset.Store(int64(offset))
 	if offset.Abs() > ClockSkewWarn+rtt/2 {
 		m.log.Warn("this process's clock is off the database server's: replicas' clocks must agree within a few seconds (hand-off leases, nonce pruning, the request window); check NTP",
-			"database_minus_local", offset.Round(time.Millisecond).String(), "round_trip", rtt.Round(time.Microsecond).String())
+			"database_minus_local", offset.Round(100*time.Millisecond).String(), "round_trip", rtt.Round(time.Microsecond).String())
 	}
 }
