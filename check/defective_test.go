@@ -135,6 +135,7 @@ func TestEachDefectIsReported(t *testing.T) {
 		{defect: defective.NonceSkipTestFlag, fails: []string{"sec.nonce.replay"}},
 		{defect: defective.EmptyUsageInfo, cc: check.Config{Mode: check.ModeOnDemand}, fails: []string{"answer.fields"}},
 		{defect: defective.ChangeCheck5, cc: period, fails: []string{"iface.changeInstanceCheck"}},
+		{defect: defective.ChangeUnknown, cc: period, fails: []string{"input.unknownInstance"}},
 		{defect: defective.NoQueryOrder, warns: []string{"iface.newInstance"}},
 		{defect: defective.StrictTrial},
 		{defect: defective.StrictIDs, warns: []string{"input.unknownInstance.query"}},

@@ -1199,6 +1199,24 @@ func inputUnknownInstance(ctx context.Context, s *session, t *T) {
 	default:
 		t.expect(x, "releaseInstance of an unknown instanceId was not refused with 000003", refNoInst, kg.CodeNoInstance)
 	}
+	if s.cfg.ChangeCheck && s.cfg.Mode == ModePeriod {
+		// Any code but 000000 refuses a change (§4.7); allowing one for an
+		// instance that does not exist is wrong, and 000003 says why.
+		pi := obj("productId", "OFFI"+randString(18, "0123456789"), "skuCode", uuid(), "linearValue", 20)
+		x := s.c.send(ctx, call{body: obj("activity", "changeInstanceCheck", "instanceId", unknown, "productInfo", json.RawMessage(pi)),
+			note: "change check of an unknown instanceId"})
+		switch {
+		case codeIn(x, kg.CodeNoInstance):
+		case codeIn(x, kg.CodeSuccess):
+			t.fail(Finding{What: "changeInstanceCheck of an instance that never existed answered 000000 (the change is allowed)", Sent: x.sent(), Got: x.got(),
+				Want: "000003 (any code but 000000 refuses the change)", Ref: refNoInst + "; " + refChange})
+		case x.Err == nil && x.Parsed != nil && len(x.Code()) == 6:
+			t.warn(Finding{What: "changeInstanceCheck of an unknown instanceId answered " + x.Code() + ", not 000003", Sent: x.sent(), Got: x.got(),
+				Want: "000003: the instance does not exist", Ref: refNoInst + "; " + refChange})
+		default:
+			t.expect(x, "changeInstanceCheck of an unknown instanceId got no well-formed answer", refChange, kg.CodeNoInstance)
+		}
+	}
 }
 
 func inputUnknownQuery(ctx context.Context, s *session, t *T) {

@@ -91,6 +91,7 @@ const (
 	NoUsageInfo    Defect = "no-usage-info"    // pay-per-use instances report no usageInfo
 	EmptyUsageInfo Defect = "empty-usage-info" // pay-per-use instances report usageInfo: []
 	ChangeCheck5   Defect = "change-check-5"   // changeInstanceCheck answers 000005 (not an allowed/refused answer)
+	ChangeUnknown  Defect = "change-unknown"   // changeInstanceCheck of an unknown instance answers 000000 (allowed)
 	NoQueryOrder   Defect = "no-query-order"   // newInstance never calls Query Order [warning only]
 	StrictTrial    Defect = "strict-trial"     // TRIAL_TO_FORMAL refused unless Query Order said trialFlag "1" (correct, not a defect: proves check creates a trial instance)
 	StrictIDs      Defect = "strict-ids"       // queryInstance refuses (000002) an id not shaped like its own, inst-<n>-<16 hex> (allowed, not a defect: proves check's batch uses ids of the merchant's shape)
@@ -126,7 +127,7 @@ func Defects() []Defect {
 		FirstJSONValueOnly, ApplyBeforeAuth, NoAuthMutations, NoAuthNewInstance, NoAuthTestFlag, NoAuthOrderNotify, EitherKey,
 		SignatureOptional, TimestampOptional, NonceOptional, WideWindow, SecondsNoWindow, ShortNonceCache, NonceSkipTestFlag, MillisOnly, UpperHexOnly, WrongCodeBadParam, WrongCodeUnknownInstance,
 		NoLengthCheck, LengthCheckNewOnly, OrderIDOptional, AcceptUnknownActivity, LaxTypes, LaxValues, RejectTestFlag, NoRefresh, NoBatchQuery, ShortBatch, QueryListsAll, NoUsageInfo,
-		EmptyUsageInfo, ChangeCheck5, NoQueryOrder, StrictTrial, StrictIDs, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
+		EmptyUsageInfo, ChangeCheck5, ChangeUnknown, NoQueryOrder, StrictTrial, StrictIDs, NoBodySign, UnquotedBodySign, HugeQuery, IVSymbols, Redirect,
 		AsyncNeverReady, SlowQuery, EncryptRawKey, CredentialTooLong, DropInstanceID, NumericResultCode, LongResultMsg,
 		BadBodySign, BodySignNotifyKey, HTTP500OnError, HTTPAccepted, NonJSONQuery, UnescapedMemo, ReleasedStillShown}
 }
@@ -863,6 +864,9 @@ func (m *Merchant) changeCheck(req request) answer {
 	in := m.live(req.instanceID)
 	m.mu.Unlock()
 	if in == nil {
+		if m.has(ChangeUnknown) {
+			return ok()
+		}
 		return m.noInstance()
 	}
 	raw := req.productInfo
