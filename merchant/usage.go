@@ -243,8 +243,8 @@ type UsageClient struct {
 	Rand      io.Reader
 }
 
-// wireUsage is one usage_records entry; fields in alphabetical order so the
-// marshalled body has sorted keys, as the signature's "natural sorting" wants.
+// wireUsage is one usage_records entry (Push sends it as a kg.UsageRecord,
+// in the naturally sorted body kg.EncodeUsagePush writes).
 type wireUsage struct {
 	BeginTime         string `json:"begin_time"`
 	EndTime           string `json:"end_time"`
@@ -274,7 +274,17 @@ func (c *UsageClient) Push(ctx context.Context, recs []wireUsage) (*UsagePushRes
 	if len(recs) == 0 || len(recs) > MaxUsageRecordsPerPush {
 		return nil, fmt.Errorf("usage push: %d records (1..%d)", len(recs), MaxUsageRecordsPerPush)
 	}
-	body, err := json.Marshal(map[string]any{"usage_records": recs})
+	// The body is signed "after natural sorting" (saas-v2.md §5.2): send
+	// exactly the naturally sorted body, kg.EncodeUsagePush (keys sorted,
+	// minimal escaping), so that the raw bytes and a re-serialization with
+	// sorted keys are the same bytes. json.Marshal's HTML escaping (\u0026
+	// for '&') made them differ.
+	wire := make([]kg.UsageRecord, len(recs))
+	for i, r := range recs {
+		wire[i] = kg.UsageRecord{BeginTime: r.BeginTime, EndTime: r.EndTime, InstanceID: r.InstanceID, MeteringSN: r.MeteringSN,
+			RecordTime: r.RecordTime, RelatePkgInstance: r.RelatePkgInstance, UsageValue: r.UsageValue}
+	}
+	body, err := kg.EncodeUsagePush(&kg.UsagePushRequest{UsageRecords: wire})
 	if err != nil {
 		return nil, fmt.Errorf("usage push: %w", err)
 	}

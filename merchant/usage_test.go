@@ -1,11 +1,16 @@
 package merchant
 
 import (
+	"context"
+	"crypto/rand"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/clock"
 	"github.com/soukhq/souk/kg"
 )
 
@@ -147,4 +152,40 @@ func TestParseUsageAnswer(t *testing.T) {
 		t.Fatal("instance status must be retried")
 	}
 	_ = http.StatusOK
+}
+
+// The usage-push body is signed "after natural sorting" (saas-v2.md §5.2):
+// souk sends exactly the naturally sorted body (kg.CanonicalJSON,
+// docs/protocol.md), so that a marketplace that re-serializes the body with
+// sorted keys before checking the signature computes the bytes souk signed.
+// json.Marshal's HTML escaping (\u003c for '<', \u0026 for '&') made the two
+// readings differ for a metering_sn or relate_pkg_instance holding one of
+// them.
+func TestUsagePushBodyIsNaturallySorted(t *testing.T) {
+	var body []byte
+	var hdr http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ = io.ReadAll(r.Body)
+		hdr = r.Header.Clone()
+		_, _ = io.WriteString(w, `{"error_code":"MKT.0000","error_msg":"success"}`)
+	}))
+	defer srv.Close()
+	c := &UsageClient{BaseURL: srv.URL, AccessKey: testKey, Clock: clock.NewVirtual(time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)), Rand: rand.Reader}
+	recs := []wireUsage{{BeginTime: "20260101T000000Z", EndTime: "20260101T010000Z", InstanceID: "inst-1", MeteringSN: "sn<1>&a",
+		RecordTime: "20260101T011000Z", RelatePkgInstance: "pkg>&<", UsageValue: "1.5"}}
+	if _, err := c.Push(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	canon, err := kg.CanonicalJSON(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(canon) != string(body) {
+		t.Fatalf("pushed body is not the naturally sorted body:\n sent   %s\n sorted %s", body, canon)
+	}
+	for _, reading := range [][]byte{body, canon} {
+		if want := kg.UsageSignature(testKey, hdr.Get("ts"), hdr.Get("nonce"), reading); hdr.Get("signature") != want {
+			t.Fatalf("signature %s does not verify over %s", hdr.Get("signature"), reading)
+		}
+	}
 }
