@@ -406,7 +406,9 @@ func TestSingleOrgSync(t *testing.T) {
 	})
 }
 
-func TestAllOrgSyncReconciles(t *testing.T) {
+// TestAllOrgSyncUpserts: a full sync adds and updates, and keeps departments
+// it does not list (joint-kit.md §5.2: "upsert all, do not delete").
+func TestAllOrgSyncUpserts(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, f *fixture) {
 		ctx := context.Background()
 		full := func(list any) map[string]any {
@@ -432,7 +434,7 @@ func TestAllOrgSyncReconciles(t *testing.T) {
 		for _, g := range flat {
 			got += g.OrgCode + "=" + g.OrgName + "<" + g.ParentCode + " "
 		}
-		if want := "A=HQ<265789314 B=Development<A D=QA<B "; got != want {
+		if want := "A=HQ<265789314 B=Development<A C=Ops<A D=QA<B "; got != want {
 			t.Fatalf("departments %q, want %q", got, want)
 		}
 		ev := f.events()
@@ -441,7 +443,7 @@ func TestAllOrgSyncReconciles(t *testing.T) {
 			t.Fatal(err)
 		}
 		if d.Mode != "full" || len(d.Added) != 1 || d.Added[0].OrgCode != "D" || len(d.Modified) != 1 || d.Modified[0].OrgCode != "B" ||
-			len(d.Removed) != 1 || d.Removed[0].OrgCode != "C" || d.Total != 3 {
+			d.Total != 4 || strings.Contains(string(ev[len(ev)-1].Data), "removed") {
 			t.Fatalf("event %s", ev[len(ev)-1].Data)
 		}
 		tree, _ := f.svc.OrgTree(ctx, false, "t-1")

@@ -50,8 +50,9 @@ type UserEvent struct {
 }
 
 // OrgEvent is the data of org.synced: Mode "single" (singleOrgSync, with
-// Action and Org) or "full" (allOrgSync, with what was added, modified and
-// removed, and the total after the sync).
+// Action and Org) or "full" (allOrgSync, with what was added and modified,
+// and the total after the sync). A full sync removes nothing: whether it is a
+// snapshot implying deletes is not documented (joint-kit.md §5.2, §10.5).
 type OrgEvent struct {
 	Mode     string `json:"mode"`
 	TenantID string `json:"tenantId"`
@@ -59,7 +60,6 @@ type OrgEvent struct {
 	Org      *Org   `json:"org,omitempty"`
 	Added    []Org  `json:"added,omitempty"`
 	Modified []Org  `json:"modified,omitempty"`
-	Removed  []Org  `json:"removed,omitempty"`
 	Total    int    `json:"total"`
 }
 
@@ -487,9 +487,12 @@ func (s *Service) allOrgSync(ctx context.Context, body []byte, now time.Time) er
 	return s.ApplyAllOrgSync(ctx, req, now)
 }
 
-// ApplyAllOrgSync reconciles a tenant's departments with the full list: new
-// ones are added, changed ones updated, and departments missing from the list
-// removed. A repeat of the same list changes nothing and emits nothing.
+// ApplyAllOrgSync upserts a tenant's full department list: new departments
+// are added and changed ones updated. Departments missing from the list are
+// kept: KooGallery does not say that allOrgSync is a snapshot implying
+// deletes, and joint-kit.md §5.2 advises "upsert all, do not delete" until it
+// does (departments are deleted by singleOrgSync flag 0). A repeat of the
+// same list changes nothing and emits nothing.
 func (s *Service) ApplyAllOrgSync(ctx context.Context, req *AllOrgSync, now time.Time) error {
 	tf := db.Bool(req.TestFlag)
 	return s.db.Tx(ctx, func(tx *db.Tx) error {
@@ -504,11 +507,9 @@ func (s *Service) ApplyAllOrgSync(ctx context.Context, req *AllOrgSync, now time
 		for _, g := range existing {
 			old[g.OrgCode] = g
 		}
-		ev := OrgEvent{Mode: "full", TenantID: req.TenantID, Total: len(req.Orgs)}
-		keep := make(map[string]bool, len(req.Orgs))
+		ev := OrgEvent{Mode: "full", TenantID: req.TenantID}
 		for _, in := range req.Orgs {
 			g := Org{OrgCode: in.OrgCode, OrgName: in.OrgName, ParentCode: in.ParentCode}
-			keep[g.OrgCode] = true
 			prev, found := old[g.OrgCode]
 			if found && prev.OrgName == g.OrgName && prev.ParentCode == g.ParentCode {
 				continue
@@ -522,18 +523,10 @@ func (s *Service) ApplyAllOrgSync(ctx context.Context, req *AllOrgSync, now time
 				ev.Added = append(ev.Added, g)
 			}
 		}
-		for _, g := range existing {
-			if keep[g.OrgCode] {
-				continue
-			}
-			if _, err := tx.Exec(ctx, `DELETE FROM kit_orgs WHERE test_flag = $1 AND tenant_id = $2 AND org_code = $3`, tf, req.TenantID, g.OrgCode); err != nil {
-				return fmt.Errorf("kit: remove department: %w", err)
-			}
-			ev.Removed = append(ev.Removed, g)
-		}
-		if len(ev.Added)+len(ev.Modified)+len(ev.Removed) == 0 {
+		if len(ev.Added)+len(ev.Modified) == 0 {
 			return nil
 		}
+		ev.Total = len(existing) + len(ev.Added)
 		return emit(ctx, tx, now, EventOrgSynced, req.TenantID, req.TestFlag, ev)
 	})
 }
