@@ -193,6 +193,10 @@ func (s *Service) Handler() http.Handler {
 	return mux
 }
 
+// MaxResultMsg is the documented maximum length of resultMsg: String(255)
+// (joint-kit.md §1, "Response body").
+const MaxResultMsg = 255
+
 // Response is the kit response body.
 type Response struct {
 	ResultCode string `json:"resultCode"`
@@ -327,6 +331,7 @@ func (s *Service) pruneNonces(ctx context.Context, now time.Time) {
 // to a request that did not authenticate (or to no kit interface) carries no
 // x-sign: it answers a caller who may not hold the key.
 func (s *Service) respond(w http.ResponseWriter, resp Response, recorded string) {
+	resp.ResultMsg = truncate(resp.ResultMsg, MaxResultMsg-1) // "…" is the 255th character
 	body, err := json.Marshal(resp)
 	if err != nil { // cannot happen: two strings
 		body = []byte(`{"resultCode":"000005","resultMsg":"internal error"}`)

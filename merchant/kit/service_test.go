@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/soukhq/souk/db/dbtest"
 	"github.com/soukhq/souk/internal/testkeys"
@@ -588,6 +589,21 @@ func TestKitNULIsABadField(t *testing.T) {
 		r = f.code(kg.CodeBadParam, PathAuthSync, mustJSON(t, ab), signOpts{})
 		if !strings.Contains(r.ResultMsg, "userName") {
 			t.Errorf("authSync: %q does not name userName", r.ResultMsg)
+		}
+	})
+}
+
+// TestResultMsgWithinDocumentedLength: resultMsg is String(255) (joint-kit.md
+// §1), even when the message quotes what the caller sent (an x-timestamp of
+// 300 digits appeared in full in the answer).
+func TestResultMsgWithinDocumentedLength(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		r, _ := f.call(PathTenantSync, mustJSON(t, tenantBody(FlagAdd, "Acme", "https://acme.example.com")), signOpts{timestamp: strings.Repeat("9", 300)})
+		if r.ResultCode != kg.CodeAuthFailed {
+			t.Fatalf("resultCode %s, want %s", r.ResultCode, kg.CodeAuthFailed)
+		}
+		if n := utf8.RuneCountInString(r.ResultMsg); n > MaxResultMsg {
+			t.Fatalf("resultMsg has %d characters, at most %d documented: %q", n, MaxResultMsg, r.ResultMsg)
 		}
 	})
 }
