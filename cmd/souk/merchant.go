@@ -584,7 +584,7 @@ func printEvents(w io.Writer, evs []handoff.Stored, asJSON bool) {
 // interfaces under the production address and single sign-on.
 type jointOptions struct {
 	kitKeys, kitPrivateKey, identityKeys, ssoBaseURL, ssoAppURL, ssoAppID string
-	ssoUnsolicited, ssoNoPKCE                                             bool
+	ssoRequireState, ssoNoPKCE                                            bool
 	kitMaxBody                                                            int
 }
 
@@ -615,7 +615,7 @@ func (o *jointOptions) declare(s *Settings) {
 	s.Secret(&o.identityKeys, "identity-key", "key(s) signing the identity tokens given to the vendor app (≥ 32 bytes each, comma-separated)")
 	s.String(&o.ssoAppURL, "sso-app-url", "", "where the browser lands after login (default <sso-base-url>/)")
 	s.String(&o.ssoAppID, "sso-app-id", "", "app credential to use when a tenant has several")
-	s.Bool(&o.ssoUnsolicited, "sso-allow-unsolicited", false, "accept callbacks from KooGallery's unified login page without state (no login-CSRF protection)")
+	s.Bool(&o.ssoRequireState, "sso-require-state", false, "refuse SSO callbacks without state; KooGallery's unified login page sends none, so set it only when every sign-in starts at /sso/login (login-CSRF protection)")
 	s.Bool(&o.ssoNoPKCE, "sso-no-pkce", false, "send no PKCE code_challenge/code_verifier (sent by default; for an identity provider that refuses parameters it does not know)")
 }
 
@@ -652,7 +652,7 @@ func (o *jointOptions) mount(ctx context.Context, m *merchant.Merchant, d *db.DB
 		return fmt.Errorf("--identity-key (SOUK_IDENTITY_KEY), required with --sso-base-url: %w", err)
 	}
 	svc, err := sso.New(sso.Config{BaseURL: strings.TrimRight(o.ssoBaseURL, "/"), AppURL: o.ssoAppURL, AppID: o.ssoAppID,
-		IdentityKeys: keys, AllowUnsolicited: o.ssoUnsolicited, DisablePKCE: o.ssoNoPKCE},
+		IdentityKeys: keys, RequireState: o.ssoRequireState, DisablePKCE: o.ssoNoPKCE},
 		sso.Deps{DB: d, Directory: k, Clock: clock.Real{}, Logger: log.With("component", "sso"), Registerer: m.Registry()})
 	if err != nil {
 		return err

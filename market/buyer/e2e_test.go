@@ -52,8 +52,7 @@ func newJoint(t *testing.T, backend string) *joint {
 	mmux := http.NewServeMux()
 	j.merchant = httptest.NewServer(mmux)
 	t.Cleanup(j.merchant.Close)
-	ssoSvc, err := sso.New(sso.Config{BaseURL: j.merchant.URL, IdentityKeys: [][]byte{[]byte("e2e-identity-key-0123456789abcdef")}, InsecureCookies: true,
-		AllowUnsolicited: true}, // KooGallery's unified login redirects with ?code&tenant and no state
+	ssoSvc, err := sso.New(sso.Config{BaseURL: j.merchant.URL, IdentityKeys: [][]byte{[]byte("e2e-identity-key-0123456789abcdef")}, InsecureCookies: true},
 		sso.Deps{DB: mdb, Directory: j.kit, Clock: clk})
 	if err != nil {
 		t.Fatal(err)

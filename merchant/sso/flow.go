@@ -355,6 +355,9 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	tenantID := q.Get("tenant")
 	returnTo := ""
 	switch {
+	case !s.cfg.RequireState && q.Get("state") == "" && tenantID != "":
+		// KooGallery's unified login page redirects with code and tenant
+		// only (joint-kit.md §7.1); a login started here, if any, is dropped.
 	case pending != nil:
 		if !now.Before(pending.expiresAt) {
 			s.fail(w, r, errLoginExpired)
@@ -369,8 +372,6 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		tenantID, returnTo = pending.tenantID, pending.returnTo
-	case s.cfg.AllowUnsolicited && q.Get("state") == "" && tenantID != "":
-		// KooGallery's unified login page redirects with code and tenant only.
 	default:
 		s.fail(w, r, errLoginExpired)
 		return

@@ -90,10 +90,14 @@ type Config struct {
 	LoginTTL time.Duration
 	// AssertionTTL is the lifetime of identity tokens (default 60 s).
 	AssertionTTL time.Duration
-	// AllowUnsolicited accepts a callback without state when it carries
-	// ?tenant= — KooGallery's unified login page (portal-login) redirects so.
-	// It gives up login-CSRF protection; off by default.
-	AllowUnsolicited bool
+	// RequireState refuses a callback without state. By default one that
+	// carries ?code and ?tenant but no state is accepted: KooGallery's
+	// unified login page (portal-login?ind=UNOP&appId=…), the documented
+	// sign-in (joint-kit.md §7.1), redirects to the login address so, and a
+	// real sign-in must not fail (README policy). Such a callback has no
+	// login-CSRF protection; set RequireState when every sign-in starts at
+	// /sso/login.
+	RequireState bool
 	// DisablePKCE stops sending a PKCE (RFC 7636) S256 code_challenge at
 	// authorize and its code_verifier at token. KooGallery does not document
 	// PKCE; an IdP ignores parameters it does not know (RFC 6749 §3.1), so it

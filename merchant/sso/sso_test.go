@@ -636,9 +636,12 @@ func TestCallbackRejections(t *testing.T) {
 	})
 }
 
+// TestUnsolicitedLogin: KooGallery's unified login page, the documented
+// sign-in (joint-kit.md §7.1), redirects to the login address with code and
+// tenant only; by default such a callback signs in (README policy: a real
+// request never fails on our side), and RequireState refuses it.
 func TestUnsolicitedLogin(t *testing.T) {
-	forEachBackend(t, func(c *Config) { c.AllowUnsolicited = true }, func(t *testing.T, f *fixture) {
-		// KooGallery's unified login redirects with code and tenant only
+	unsolicited := func(t *testing.T, f *fixture) (int, string) {
 		f.idp.signInAs("alice")
 		noFollow := f.browser()
 		noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -647,9 +650,17 @@ func TestUnsolicitedLogin(t *testing.T) {
 		bq := back.Query()
 		bq.Del("state")
 		back.RawQuery = bq.Encode()
-		c := f.browser()
-		if code, body, _ := get(t, c, back.String()); code != http.StatusOK || !strings.Contains(body, `"userName":"alice"`) {
+		code, body, _ := get(t, f.browser(), back.String())
+		return code, body
+	}
+	forEachBackend(t, nil, func(t *testing.T, f *fixture) {
+		if code, body := unsolicited(t, f); code != http.StatusOK || !strings.Contains(body, `"userName":"alice"`) {
 			t.Fatalf("unsolicited login: %d %s", code, body)
+		}
+	})
+	forEachBackend(t, func(c *Config) { c.RequireState = true }, func(t *testing.T, f *fixture) {
+		if code, body := unsolicited(t, f); code != http.StatusBadRequest || strings.Contains(body, `"userName":"alice"`) {
+			t.Fatalf("unsolicited login with RequireState: %d %s", code, body)
 		}
 	})
 }
