@@ -60,17 +60,19 @@ func ParseTimestamp(ts string) (t time.Time, variant string, err error) {
 	if !isDigits(ts) {
 		return time.Time{}, "", errors.New("timestamp must be decimal digits")
 	}
+	// The length first: 10 or 13 digits always fit an int64, so no error
+	// quotes the value (a 300-digit timestamp made a 380-character message).
+	if len(ts) != 13 && len(ts) != 10 {
+		return time.Time{}, "", fmt.Errorf("timestamp must have 13 (ms) or 10 (s) digits, got %d", len(ts))
+	}
 	n, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
 		return time.Time{}, "", fmt.Errorf("timestamp: %w", err)
 	}
-	switch len(ts) {
-	case 13:
+	if len(ts) == 13 {
 		return time.UnixMilli(n).UTC(), VariantMillis, nil
-	case 10:
-		return time.Unix(n, 0).UTC(), VariantSeconds, nil
 	}
-	return time.Time{}, "", fmt.Errorf("timestamp must have 13 (ms) or 10 (s) digits, got %d", len(ts))
+	return time.Unix(n, 0).UTC(), VariantSeconds, nil
 }
 
 func isDigits(s string) bool {

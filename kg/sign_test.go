@@ -419,3 +419,17 @@ func TestRSAKeyHelpers(t *testing.T) {
 		}
 	}
 }
+
+// A refused timestamp's error names the problem, never the value: it becomes
+// a resultMsg, which the protocol caps at 255 characters.
+func TestParseTimestampErrorsDoNotQuote(t *testing.T) {
+	for _, ts := range []string{strings.Repeat("9", 300), strings.Repeat("1", 19), "12345678901", "", "12x4567890123"} {
+		_, _, err := ParseTimestamp(ts)
+		if err == nil {
+			t.Fatalf("ParseTimestamp(%q): no error", ts)
+		}
+		if len(err.Error()) > 64 || (len(ts) > 4 && strings.Contains(err.Error(), ts)) {
+			t.Errorf("ParseTimestamp(%d chars): error %q quotes the value or runs long", len(ts), err)
+		}
+	}
+}
