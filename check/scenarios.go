@@ -338,23 +338,33 @@ func lookalike(id string) string {
 	return string(b)
 }
 
+// createFrozen creates an instance and freezes it, as KooGallery does when
+// it expires unrenewed (the set-up of the freeze-period checks).
+func (s *session) createFrozen(ctx context.Context, t *T) (*instance, bool) {
+	inst, ok := s.create(ctx, t, false)
+	if !ok {
+		return nil, false
+	}
+	x := s.c.send(ctx, call{body: statusBody(inst.ID, "FREEZE", false), note: "the instance expired: freeze"})
+	if !t.expect(x, "FREEZE (set-up) failed", refStatus, kg.CodeSuccess) {
+		return nil, false
+	}
+	return inst, true
+}
+
 // ifaceRefreshFrozen renews an expired, frozen instance: the buyer renews
 // during the freeze period, KooGallery sends the renewal, then UNFREEZE
 // (saas-v2.md §3: "a renewal unfreezes"; §4.4).
 func ifaceRefreshFrozen(ctx context.Context, s *session, t *T) {
-	inst, ok := s.create(ctx, t, false)
+	inst, ok := s.createFrozen(ctx, t)
 	if !ok {
-		return
-	}
-	x := s.c.send(ctx, call{body: statusBody(inst.ID, "FREEZE", false), note: "the instance expired: freeze"})
-	if !t.expect(x, "FREEZE (set-up) failed", refStatus, kg.CodeSuccess) {
 		return
 	}
 	o, ok := s.publish(t, "RENEW")
 	if !ok {
 		return
 	}
-	x = s.c.send(ctx, call{body: refreshBody(o, inst.ID, "RENEWAL", inst.nextExpire(), "", false), note: "renewed during the freeze period"})
+	x := s.c.send(ctx, call{body: refreshBody(o, inst.ID, "RENEWAL", inst.nextExpire(), "", false), note: "renewed during the freeze period"})
 	if !t.expect(x, "refreshInstance RENEWAL of a frozen instance failed", refRefresh+"; "+refMatrix+" (freeze period: a renewal unfreezes)", kg.CodeSuccess) {
 		return
 	}
@@ -398,15 +408,11 @@ func ifaceRelease(test, unsubscribe bool) func(context.Context, *session, *T) {
 // renewed is frozen when it expires and released when the freeze period ends
 // (saas-v2.md §3, §4.4, §4.5), so this is the usual release, not a corner case.
 func ifaceReleaseFrozen(ctx context.Context, s *session, t *T) {
-	inst, ok := s.create(ctx, t, false)
+	inst, ok := s.createFrozen(ctx, t)
 	if !ok {
 		return
 	}
-	x := s.c.send(ctx, call{body: statusBody(inst.ID, "FREEZE", false), note: "the instance expired: freeze"})
-	if !t.expect(x, "FREEZE (set-up) failed", refStatus, kg.CodeSuccess) {
-		return
-	}
-	x = s.c.send(ctx, call{body: releaseBody(inst.ID, false), note: "the freeze period is over: release the frozen instance"})
+	x := s.c.send(ctx, call{body: releaseBody(inst.ID, false), note: "the freeze period is over: release the frozen instance"})
 	t.expect(x, "releaseInstance of a frozen instance failed", refRelease+" (called when an instance is not renewed after the freeze period); "+refMatrix, kg.CodeSuccess)
 }
 
