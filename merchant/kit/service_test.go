@@ -607,3 +607,63 @@ func TestResultMsgWithinDocumentedLength(t *testing.T) {
 		}
 	})
 }
+
+// An enterprise that bought two of the merchant's products is bound to two
+// instances; unbinding one (tenantSync delete naming it) keeps the tenant and
+// its login domain for the other, and the last one deletes it (joint-kit.md
+// §2: idempotent per instance and tenant).
+func TestTenantBoundToTwoInstances(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		sync := func(flag int, instance string) {
+			t.Helper()
+			b := tenantBody(flag, "Acme", "https://acme.example.com")
+			b["instanceId"] = instance
+			f.ok(PathTenantSync, b)
+		}
+		sync(FlagAdd, "inst-1")
+		sync(FlagAdd, "inst-2")
+		sync(FlagAdd, "inst-2") // a repeated add binds nothing more
+		if n := f.count(`SELECT COUNT(*) FROM kit_tenant_instances`); n != 2 {
+			t.Fatalf("%d bindings, want 2", n)
+		}
+		// The row names inst-2, the last bound; unbinding it names inst-1.
+		sync(FlagDelete, "inst-2")
+		tn, err := f.svc.Tenant(ctx, false, "t-1")
+		if err != nil || tn.Deleted || tn.DomainName != "https://acme.example.com" || tn.InstanceID != "inst-1" {
+			t.Fatalf("after unbinding inst-2: %+v %v; want the tenant kept for inst-1", tn, err)
+		}
+		sync(FlagDelete, "inst-2") // repeated: a success, nothing changes
+		sync(FlagDelete, "inst-9") // never bound: a success, nothing changes
+		sync(FlagModify, "")       // a modify binds nothing
+		if tn, _ = f.svc.Tenant(ctx, false, "t-1"); tn.Deleted {
+			t.Fatal("tenant deleted while inst-1 is bound")
+		}
+		sync(FlagDelete, "inst-1")
+		if tn, _ = f.svc.Tenant(ctx, false, "t-1"); !tn.Deleted {
+			t.Fatal("tenant kept after its last instance was unbound")
+		}
+		// A delete naming no instance is of the tenant itself.
+		sync(FlagAdd, "inst-1")
+		sync(FlagAdd, "inst-2")
+		sync(FlagDelete, "")
+		if tn, _ = f.svc.Tenant(ctx, false, "t-1"); !tn.Deleted {
+			t.Fatal("a delete without instanceId kept the tenant")
+		}
+		if n := f.count(`SELECT COUNT(*) FROM kit_tenant_instances`); n != 0 {
+			t.Fatalf("%d bindings left after the tenant's delete", n)
+		}
+		var actions []string
+		for _, e := range f.events() {
+			var d TenantEvent
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			actions = append(actions, d.Action+":"+d.Tenant.InstanceID)
+		}
+		want := []string{"added:inst-1", "modified:inst-2", "modified:inst-1", "deleted:inst-1", "added:inst-1", "modified:inst-2", "deleted:inst-2"}
+		if fmt.Sprint(actions) != fmt.Sprint(want) {
+			t.Fatalf("events %v, want %v", actions, want)
+		}
+	})
+}

@@ -110,9 +110,46 @@ func (s *Service) ApplyTenantSync(ctx context.Context, req *TenantSync, now time
 		if err != nil {
 			return err
 		}
+		// bind records that the request's instance uses the tenant (the
+		// tenant row is locked, or just inserted, by this transaction). An
+		// add binds; a modify (V2 flag 2: name and domain) does not.
+		bind := func() error {
+			if _, err := tx.Exec(ctx, `INSERT INTO kit_tenant_instances (test_flag, tenant_id, instance_id, created_at) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (test_flag, tenant_id, instance_id) DO NOTHING`, tf, req.TenantID, req.InstanceID, now.UnixMilli()); err != nil {
+				return fmt.Errorf("kit: bind tenant to instance: %w", err)
+			}
+			return nil
+		}
 		if req.Flag == FlagDelete {
 			if cur == nil || cur.Deleted {
 				return nil // a repeated delete succeeds; no instance check
+			}
+			// Unbind this instance; the tenant goes with its last binding. A
+			// delete naming no instance (seller credential, debugging) is of
+			// the tenant itself.
+			unbind := `DELETE FROM kit_tenant_instances WHERE test_flag = $1 AND tenant_id = $2 AND (instance_id = $3 OR $3 = '')`
+			if _, err := tx.Exec(ctx, unbind, tf, req.TenantID, req.InstanceID); err != nil {
+				return fmt.Errorf("kit: unbind tenant: %w", err)
+			}
+			var other string
+			err := tx.QueryRow(ctx, `SELECT instance_id FROM kit_tenant_instances WHERE test_flag = $1 AND tenant_id = $2
+				ORDER BY created_at DESC, instance_id LIMIT 1`, tf, req.TenantID).Scan(&other)
+			switch {
+			case err == nil:
+				// Another instance still uses the tenant: it stays. The row
+				// names an instance that still uses it.
+				if cur.InstanceID != req.InstanceID {
+					return nil
+				}
+				if _, err := tx.Exec(ctx, `UPDATE kit_tenants SET instance_id = $1, sync_time = $2, updated_at = $3 WHERE test_flag = $4 AND tenant_id = $5`,
+					other, req.TimeStamp, now.UnixMilli(), tf, req.TenantID); err != nil {
+					return fmt.Errorf("kit: rebind tenant: %w", err)
+				}
+				next := cur.Tenant
+				next.InstanceID, next.UpdatedAt = other, now.UTC()
+				return emit(ctx, tx, now, EventTenantSynced, req.TenantID, req.TestFlag, TenantEvent{Action: ActionModified, Tenant: next})
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("kit: read tenant bindings: %w", err)
 			}
 			if _, err := tx.Exec(ctx, `UPDATE kit_tenants SET deleted = 1, sync_time = $1, updated_at = $2 WHERE test_flag = $3 AND tenant_id = $4`,
 				req.TimeStamp, now.UnixMilli(), tf, req.TenantID); err != nil {
@@ -129,12 +166,20 @@ func (s *Service) ApplyTenantSync(ctx context.Context, req *TenantSync, now time
 				return fmt.Errorf("kit: insert tenant: %w", err)
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
+				if err := bind(); err != nil { // an add, or a modify of a tenant never added
+					return err
+				}
 				t := Tenant{TenantID: req.TenantID, TenantCode: req.TenantCode, Name: req.Name, DomainName: req.DomainName,
 					InstanceID: req.InstanceID, OrderID: req.OrderID, TestFlag: req.TestFlag, CreatedAt: now.UTC(), UpdatedAt: now.UTC()}
 				return emit(ctx, tx, now, EventTenantSynced, req.TenantID, req.TestFlag, TenantEvent{Action: ActionAdded, Tenant: t})
 			}
 			if cur, err = get(); err != nil || cur == nil { // lost a race with a concurrent add
 				return errors.Join(err, errors.New("kit: tenant vanished during sync"))
+			}
+		}
+		if req.Flag == FlagAdd {
+			if err := bind(); err != nil {
+				return err
 			}
 		}
 		next := cur.Tenant
