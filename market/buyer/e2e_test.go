@@ -70,6 +70,10 @@ func newJoint(t *testing.T, backend string) *joint {
 	cat := &buyertest.Catalog{}
 	cat.Put(buyer.App{InstanceID: "inst-e2e", OrderID: "CS2603010800E2E01", SellerID: "seller-1", AppID: "app-e2e", Endpoint: j.merchant.URL,
 		KitKey: kitKey, PublicKey: pub, RedirectURIs: []string{j.merchant.URL + "/sso/callback"}})
+	// A second product of the same merchant (not bound here; see
+	// TestUnbindingOneOfTwoProducts).
+	cat.Put(buyer.App{InstanceID: "inst-e2e-2", OrderID: "CS2603010800E2E02", SellerID: "seller-1", AppID: "app-e2e-2", Endpoint: j.merchant.URL,
+		KitKey: kitKey, PublicKey: pub, RedirectURIs: []string{j.merchant.URL + "/sso/callback"}})
 	mux := http.NewServeMux()
 	j.market = httptest.NewServer(mux)
 	t.Cleanup(j.market.Close)
@@ -258,6 +262,46 @@ func TestEndToEndJointOperation(t *testing.T) {
 			}
 			if st, _ := j.me(t, bobCl); st == http.StatusOK {
 				t.Errorf("/sso/me still answers after the authorization was cancelled")
+			}
+		})
+	}
+}
+
+// An enterprise bound to two of the merchant's products, one of them
+// unbound: the merchant keeps the tenant and its login domain for the other
+// (tenantSync is per instance and tenant), and its users still sign in.
+func TestUnbindingOneOfTwoProducts(t *testing.T) {
+	for _, backend := range dbtest.Backends() {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			j := newJoint(t, backend)
+			b2, msgs, err := j.center.BindApp(ctx, j.ent.ID, "inst-e2e-2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			more, err := j.center.UnbindApp(ctx, j.ent.ID, b2.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range append(msgs, more...) {
+				if m.State != buyer.StateSucceeded {
+					t.Fatalf("%s to the real merchant: %s %s (%s)", m.Interface, m.State, m.LastCode, m.LastError)
+				}
+			}
+			tn, err := j.kit.Tenant(ctx, false, j.ent.ID)
+			if err != nil || tn.Deleted || tn.DomainName != j.market.URL || tn.InstanceID != "inst-e2e" {
+				t.Fatalf("merchant tenant after the second product was unbound: %+v, %v", tn, err)
+			}
+			resp, page := j.signIn(t, browser(t), "alice", "alice-password")
+			if resp.StatusCode != http.StatusOK || page != "vendor app home" {
+				t.Fatalf("alice after the second product was unbound: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+			}
+			// Unbinding the first product too ends the tenant.
+			if _, err := j.center.UnbindApp(ctx, j.ent.ID, j.binding.ID); err != nil {
+				t.Fatal(err)
+			}
+			if tn, err := j.kit.Tenant(ctx, false, j.ent.ID); err != nil || !tn.Deleted {
+				t.Fatalf("merchant tenant after both products were unbound: %+v, %v", tn, err)
 			}
 		})
 	}
