@@ -182,6 +182,29 @@ func (f *fixture) events() []event {
 	return out
 }
 
+// eventsAs returns every event with its data decoded as T, in order.
+func eventsAs[T any](f *fixture) []struct {
+	event
+	D T
+} {
+	f.t.Helper()
+	var out []struct {
+		event
+		D T
+	}
+	for _, e := range f.events() {
+		var d T
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			f.t.Fatal(err)
+		}
+		out = append(out, struct {
+			event
+			D T
+		}{e, d})
+	}
+	return out
+}
+
 func (f *fixture) countEvents(typ string) int {
 	n := 0
 	for _, e := range f.events() {

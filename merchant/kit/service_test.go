@@ -166,15 +166,11 @@ func TestTenantSyncIdempotency(t *testing.T) {
 		}
 		f.ok(PathTenantSync, tenantBody(FlagAdd, "Acme Corp", "https://login.acme.example.com"))
 		var actions []string
-		for _, e := range f.events() {
-			var d TenantEvent
-			if err := json.Unmarshal(e.Data, &d); err != nil {
-				t.Fatal(err)
-			}
+		for _, e := range eventsAs[TenantEvent](f) {
 			if e.Subject != "t-1" || e.TestFlag {
 				t.Errorf("event subject %q testFlag %v", e.Subject, e.TestFlag)
 			}
-			actions = append(actions, d.Action+":"+d.Tenant.Name)
+			actions = append(actions, e.D.Action+":"+e.D.Tenant.Name)
 		}
 		want := []string{"added:Acme", "modified:Acme Corp", "deleted:Acme Corp", "added:Acme Corp"}
 		if fmt.Sprint(actions) != fmt.Sprint(want) {
@@ -344,12 +340,8 @@ func TestAuthSyncFlags(t *testing.T) {
 			t.Fatalf("alice after delete: %+v", a)
 		}
 		var types []string
-		for _, e := range f.events() {
-			var d UserEvent
-			if err := json.Unmarshal(e.Data, &d); err != nil {
-				t.Fatal(err)
-			}
-			types = append(types, e.Type+":"+d.User.UserName)
+		for _, e := range eventsAs[UserEvent](f) {
+			types = append(types, e.Type+":"+e.D.User.UserName)
 		}
 		want := []string{
 			"user.authorized:alice", "user.authorized:bob", "user.updated:alice",
@@ -654,12 +646,8 @@ func TestTenantBoundToTwoInstances(t *testing.T) {
 			t.Fatalf("%d bindings left after the tenant's delete", n)
 		}
 		var actions []string
-		for _, e := range f.events() {
-			var d TenantEvent
-			if err := json.Unmarshal(e.Data, &d); err != nil {
-				t.Fatal(err)
-			}
-			actions = append(actions, d.Action+":"+d.Tenant.InstanceID)
+		for _, e := range eventsAs[TenantEvent](f) {
+			actions = append(actions, e.D.Action+":"+e.D.Tenant.InstanceID)
 		}
 		want := []string{"added:inst-1", "modified:inst-2", "modified:inst-1", "deleted:inst-1", "added:inst-1", "modified:inst-2", "deleted:inst-2"}
 		if fmt.Sprint(actions) != fmt.Sprint(want) {
